@@ -1,0 +1,210 @@
+"""Error classification, done once at the boundary.
+
+::
+
+    S3SyncError
+     ├── RetryableError      transient: 5xx, throttling, resets, timeouts, truncated bodies
+     ├── PermanentError      this item fails, the rest go on: 403, 404 on GET, bad checksum
+     │    ├── UnsafeKeyError       the key cannot be mapped to a path inside the mirror
+     │    ├── IntegrityError       size or checksum did not match after download
+     │    ├── TooLargeError        bigger than ``max_file_size_mb``
+     │    └── NotFoundError        S3 says the object is gone
+     ├── FatalError          nothing can work: bad credentials, missing bucket, unwritable dir
+     └── ConfigError         invalid settings; the CLI exits 2 with the message
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class S3SyncError(Exception):
+    """Base of everything s3sync raises on purpose."""
+
+    code = "error"
+
+
+class RetryableError(S3SyncError):
+    """Worth another attempt after a backoff."""
+
+    code = "retryable"
+
+
+class PermanentError(S3SyncError):
+    """This item cannot succeed now; count it, report it, move on."""
+
+    code = "failed"
+
+
+class UnsafeKeyError(PermanentError):
+    """A key that would escape or corrupt the mirror directory."""
+
+    code = "unsafe_key"
+
+
+class KeyConflictError(UnsafeKeyError):
+    """A key that collides with a directory (``a`` next to ``a/b``)."""
+
+    code = "key_conflict"
+
+
+class IntegrityError(PermanentError):
+    """Downloaded bytes do not match the size or checksum S3 announced."""
+
+    code = "integrity"
+
+
+class TooLargeError(PermanentError):
+    """Object exceeds ``sync.max_file_size_mb``."""
+
+    code = "too_large"
+
+
+class NotFoundError(PermanentError):
+    """S3 answered 404 for the key."""
+
+    code = "not_found"
+
+
+class ChangedDuringTransferError(RetryableError):
+    """The object was replaced while we read it (412 on an If-Match range)."""
+
+    code = "changed"
+
+
+class LocalIOError(PermanentError):
+    """Writing the local file failed (disk full, permissions)."""
+
+    code = "local_io"
+
+
+class FatalError(S3SyncError):
+    """Nothing will work until an operator acts (credentials, bucket, directory)."""
+
+    code = "fatal"
+
+
+class ConfigError(S3SyncError):
+    """Invalid configuration; message names the key and the reason."""
+
+    code = "config"
+
+
+class RetriesExceededError(PermanentError):
+    """Every attempt failed with a retryable error; ``last`` is the final one."""
+
+    code = "retries_exceeded"
+
+    def __init__(self, last: BaseException, attempts: int) -> None:
+        super().__init__(f"gave up after {attempts} attempts: {last}")
+        self.last = last
+        self.attempts = attempts
+
+
+_RETRYABLE_CODES = frozenset(
+    {
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "TooManyRequests",
+        "503",
+        "500",
+        "502",
+        "504",
+    }
+)
+_FATAL_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "NoSuchBucket",
+        "AccessDenied",
+        "ExpiredToken",
+        "InvalidToken",
+        "AuthorizationHeaderMalformed",
+        "PermanentRedirect",
+    }
+)
+
+
+def classify_status(status: int, code: str = "", message: str = "") -> S3SyncError:
+    """Map an HTTP status (and S3 error code) to our error tree."""
+    text = f"{status} {code} {message}".strip()
+    if status in (404,) or code in ("NoSuchKey", "NotFound"):
+        if code == "NoSuchBucket":
+            return FatalError(f"bucket does not exist ({text})")
+        return NotFoundError(text)
+    if status == 412 or code == "PreconditionFailed":
+        return ChangedDuringTransferError(text)
+    if status >= 500 or status == 429 or code in _RETRYABLE_CODES:
+        return RetryableError(text)
+    if code in _FATAL_CODES or status in (401, 403):
+        return FatalError(text) if code in _FATAL_CODES else PermanentError(text)
+    return PermanentError(text)
+
+
+def classify(exc: BaseException) -> S3SyncError:
+    """Classify any exception raised while talking to S3 or the disk."""
+    if isinstance(exc, S3SyncError):
+        return exc
+    # botocore ClientError without importing botocore at module import time.
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        err = response.get("Error", {}) or {}
+        meta = response.get("ResponseMetadata", {}) or {}
+        status = int(meta.get("HTTPStatusCode") or 0)
+        code = str(err.get("Code", ""))
+        if not status and code.isdigit():
+            status = int(code)
+        mapped = classify_status(status, code, str(err.get("Message", "")))
+        mapped.__cause__ = exc
+        return mapped
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            return LocalIOError(f"{exc.strerror or exc}: {exc.filename or ''}".strip())
+        return RetryableError(str(exc) or type(exc).__name__)
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError | ConnectionError):
+        return RetryableError(str(exc) or type(exc).__name__)
+    name = type(exc).__name__
+    # aiohttp / botocore transport errors: all transient by nature.
+    transient = (
+        "ClientPayloadError",
+        "ServerDisconnectedError",
+        "ClientConnectorError",
+        "ClientOSError",
+        "EndpointConnectionError",
+        "ConnectionClosedError",
+        "ReadTimeoutError",
+        "ConnectTimeoutError",
+        "ResponseStreamingError",
+        "IncompleteReadError",
+        "ContentLengthError",
+        "HTTPClientError",
+        "ProxyConnectionError",
+    )
+    if name in transient or any(b.__name__ in transient for b in type(exc).__mro__):
+        return RetryableError(f"{name}: {exc}")
+    if name == "NoCredentialsError" or name == "PartialCredentialsError":
+        return FatalError("no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                          "a profile, or an instance role)")
+    return PermanentError(f"{name}: {exc}")
+
+
+@contextmanager
+def map_errors() -> Iterator[None]:
+    """Re-raise anything as its classified :class:`S3SyncError`."""
+    try:
+        yield
+    except S3SyncError:
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise classify(exc) from exc

@@ -1,0 +1,127 @@
+"""Key → local path: the ONLY place a filesystem path is derived from an S3 key.
+
+S3 keys are arbitrary UTF-8 strings up to 1024 bytes; filesystems are not. A
+key is mapped only when every segment is a plain, non-empty, non-dot name
+within the filesystem's name limit, without NUL, and outside the names s3sync
+reserves for itself (the ``.s3sync`` state directory at the top and the
+temporary-file pattern). Everything else is refused with a reason, which the
+caller counts and reports; the rest of the sync goes on.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from s3sync.errors import UnsafeKeyError
+
+STATE_DIR_NAME = ".s3sync"
+TEMP_MARKER = ".s3sync-tmp-"
+_TEMP_RE = re.compile(r"^\..*\.s3sync-tmp-[0-9a-f]+$")
+NAME_MAX = 255
+
+
+def is_temp_name(name: str) -> bool:
+    """True for names of our in-progress downloads (swept at start)."""
+    return bool(_TEMP_RE.match(name))
+
+
+def temp_name_for(final_name: str, token: str) -> str:
+    """The temporary sibling of ``final_name`` (same directory → atomic rename)."""
+    stem = final_name[: NAME_MAX - len(TEMP_MARKER) - len(token) - 2]
+    return f".{stem}{TEMP_MARKER}{token}"
+
+
+def is_directory_marker(key: str) -> bool:
+    """Keys ending in ``/`` are console "folders": nothing to write, not an error."""
+    return key.endswith("/")
+
+
+def check_key(key: str) -> list[str]:
+    """Validate ``key`` and return its path segments, or raise :class:`UnsafeKeyError`."""
+    if not key:
+        raise UnsafeKeyError("empty key")
+    if "\x00" in key:
+        raise UnsafeKeyError("key contains NUL")
+    if key.startswith("/"):
+        raise UnsafeKeyError("absolute key (starts with '/')")
+    parts = key.split("/")
+    for part in parts:
+        if part == "":
+            raise UnsafeKeyError("empty path segment ('//' or trailing '/')")
+        if part in (".", ".."):
+            raise UnsafeKeyError(f"'{part}' path segment")
+        if len(part.encode("utf-8", "surrogatepass")) > NAME_MAX:
+            raise UnsafeKeyError(f"path segment longer than {NAME_MAX} bytes")
+        if is_temp_name(part):
+            raise UnsafeKeyError("segment matches s3sync's temporary-file pattern")
+    if parts[0] == STATE_DIR_NAME:
+        raise UnsafeKeyError(f"'{STATE_DIR_NAME}/' is reserved for s3sync's state")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UnsafeKeyError("key is not valid UTF-8") from exc
+    return parts
+
+
+class KeyMapper:
+    """Maps keys to paths under one root, and paths back to keys."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(os.path.abspath(root))
+        self._root_str = str(self.root)
+
+    def to_path(self, key: str) -> Path:
+        """The local path of ``key``; raises :class:`UnsafeKeyError` if unmappable."""
+        parts = check_key(key)
+        path = os.path.join(self._root_str, *parts)
+        # Belt and braces: the checks above already exclude every escape.
+        if os.path.commonpath([self._root_str, path]) != self._root_str or path == self._root_str:
+            raise UnsafeKeyError("key resolves outside the mirror directory")
+        return Path(path)
+
+    def to_key(self, path: Path) -> str | None:
+        """The key for a local file path, or None when it is not a mirror file."""
+        try:
+            rel = Path(os.path.abspath(path)).relative_to(self.root)
+        except ValueError:
+            return None
+        parts = rel.parts
+        if not parts or parts[0] == STATE_DIR_NAME or is_temp_name(parts[-1]):
+            return None
+        return "/".join(parts)
+
+
+class KeyFilter:
+    """Prefix, include/exclude globs (fnmatch against the whole key), size limit.
+
+    Excludes win over includes; an empty include list means "everything".
+    """
+
+    def __init__(
+        self,
+        prefix: str = "",
+        include: Iterable[str] = (),
+        exclude: Iterable[str] = (),
+        max_size: int | None = None,
+    ) -> None:
+        self.prefix = prefix
+        self.include = tuple(include)
+        self.exclude = tuple(exclude)
+        self.max_size = max_size
+        self._inc = [re.compile(fnmatch.translate(p)) for p in self.include]
+        self._exc = [re.compile(fnmatch.translate(p)) for p in self.exclude]
+
+    def wants(self, key: str) -> bool:
+        """Whether ``key`` belongs to the mirror at all (prefix and globs)."""
+        if not key.startswith(self.prefix):
+            return False
+        if any(r.match(key) for r in self._exc):
+            return False
+        return not self._inc or any(r.match(key) for r in self._inc)
+
+    def too_large(self, size: int | None) -> bool:
+        return self.max_size is not None and size is not None and size > self.max_size

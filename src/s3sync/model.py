@@ -1,0 +1,83 @@
+"""The few value types every layer shares.
+
+Every source of work (HTTP notifications, SQS, the reconcile merge, a manual
+sync) produces the same :class:`Change`; nothing downstream needs to know where
+a change came from except for logging and metrics.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+
+
+class ChangeKind(enum.StrEnum):
+    """What a change asks the mirror to do with a key."""
+
+    UPSERT = "upsert"
+    REMOVE = "remove"
+
+
+class ChangeSource(enum.StrEnum):
+    """Where a change came from (for logs and metrics only)."""
+
+    NOTIFICATION = "notification"
+    SQS = "sqs"
+    RECONCILE = "reconcile"
+    JOURNAL = "journal"
+    MANUAL = "manual"
+
+
+def normalize_etag(etag: str | None) -> str | None:
+    """Strip the quotes S3 puts around ETags (rclone serve s3 omits them)."""
+    if etag is None:
+        return None
+    etag = etag.strip().strip('"')
+    return etag or None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMeta:
+    """One object as the bucket listing (or a HEAD) describes it."""
+
+    key: str
+    size: int
+    etag: str | None
+    last_modified: float  # unix seconds
+    version_id: str | None = None
+    checksum_algorithm: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A hint that ``key`` may have changed; S3 stays the source of truth.
+
+    ``etag``/``size`` are what the source believed at the time (listing or
+    event); ``sequencer`` orders events for one key the way S3 defines it.
+    ``meta`` is set when the change comes from a listing, so the transfer can
+    skip a HEAD and verify against the listed size and ETag.
+    """
+
+    key: str
+    kind: ChangeKind
+    source: ChangeSource
+    etag: str | None = None
+    size: int | None = None
+    sequencer: str | None = None
+    version_id: str | None = None
+    delete_marker: bool = False
+    received_at: float = field(default_factory=time.time)
+    meta: ObjectMeta | None = None
+
+
+def compare_sequencers(a: str, b: str) -> int:
+    """Compare two S3 event sequencers the way AWS documents it.
+
+    Right-pad the shorter hex string with zeros, normalise case, compare as
+    numbers. Returns -1, 0 or 1.
+    """
+    a_n, b_n = a.strip().upper(), b.strip().upper()
+    width = max(len(a_n), len(b_n))
+    a_n, b_n = a_n.ljust(width, "0"), b_n.ljust(width, "0")
+    return (a_n > b_n) - (a_n < b_n)
