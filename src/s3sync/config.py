@@ -8,11 +8,12 @@ loaded; every component receives the slice it needs.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -26,6 +27,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -79,8 +81,10 @@ class SyncSettings(BaseModel):
     max_delete: int | str = -1
     concurrency: int = Field(default=32, ge=1, le=1024)
     max_file_size_mb: float = Field(default=1000.0, ge=0)
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
+    # NoDecode: an env value reaches _globs as a plain string (comma list or JSON list)
+    # instead of failing pydantic-settings' JSON decoding with a message naming no key.
+    include: Annotated[tuple[str, ...], NoDecode] = ()
+    exclude: Annotated[tuple[str, ...], NoDecode] = ()
     verify_integrity: bool = True
     skip_existing: bool = True
     checksum: bool = False
@@ -111,6 +115,8 @@ class SyncSettings(BaseModel):
     @classmethod
     def _globs(cls, v: Any) -> Any:
         if isinstance(v, str):
+            if v.strip().startswith("["):
+                return json.loads(v)
             return tuple(p.strip() for p in v.split(",") if p.strip())
         return v
 
