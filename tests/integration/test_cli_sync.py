@@ -1,0 +1,322 @@
+"""``s3sync sync`` and ``s3sync verify`` end to end: real subprocess, real moto server, real files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from support.s3kit import (
+    CliRunner,
+    body_for,
+    delete_objects,
+    nested_objects,
+    seed,
+    temp_files,
+    tree,
+)
+
+
+def _write_config(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class TestFullSync:
+    """A one-shot sync makes the local directory a byte-for-byte copy of the bucket."""
+
+    def test_fifty_nested_objects_byte_for_byte(
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path
+    ) -> None:
+        """Fifty objects under nested prefixes all arrive intact, at local_dir/KEY."""
+        objects = seed(s3, bucket, nested_objects(50))
+        res = cli.sync(bucket, mirror)
+        assert res.returncode == 0, res
+        counts = res.summary()
+        assert counts["downloaded"] == 50, res
+        assert counts["failed"] == 0, res
+        assert tree(mirror) == objects
+        assert temp_files(mirror) == []
+
+    def test_second_run_transfers_nothing(
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path
+    ) -> None:
+        """A restart (new process, same state) finds everything unchanged and downloads nothing."""
+        objects = seed(s3, bucket, nested_objects(50))
+        first = cli.sync(bucket, mirror)
+        assert first.returncode == 0, first
+        second = cli.sync(bucket, mirror)
+        assert second.returncode == 0, second
+        counts = second.summary()
+        assert counts["downloaded"] == 0, second
+        assert counts["unchanged"] == 50, second
+        assert counts["failed"] == 0, second
+        assert tree(mirror) == objects
+
+    def test_checksum_mode_second_run_unchanged(
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path
+    ) -> None:
+        """With --checksum the local bytes are hashed, and intact files are still left alone."""
+        objects = seed(s3, bucket, nested_objects(8))
+        assert cli.sync(bucket, mirror).returncode == 0
+        res = cli.sync(bucket, mirror, "--checksum", "--concurrency", "4")
+        assert res.returncode == 0, res
+        counts = res.summary()
+        assert counts["downloaded"] == 0, res
+        assert counts["unchanged"] == 8, res
+        assert tree(mirror) == objects
+
+    def test_json_output_shape(self, cli: CliRunner, s3: Any, bucket: str, mirror: Path) -> None:
+        """--json prints exactly one object with the documented keys."""
+        objects = seed(s3, bucket, nested_objects(5))
+        res = cli.sync(bucket, mirror, "--json")
+        assert res.returncode == 0, res
+        data = res.json()
+        for key in (
+            "downloaded", "deleted", "failed", "skipped", "unchanged",
+            "bytes", "seconds", "dry_run", "errors",
+        ):
+            assert key in data, (key, data)
+        assert data["downloaded"] == 5
+        assert data["bytes"] == sum(len(b) for b in objects.values())
+        assert data["dry_run"] is False
+        assert data["errors"] == []
+        assert tree(mirror) == objects
+
+    def test_changed_object_is_redownloaded(
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path
+    ) -> None:
+        """An object overwritten in the bucket is fetched again on the next run."""
+        seed(s3, bucket, {"doc.txt": b"one", "keep.txt": b"same"})
+        assert cli.sync(bucket, mirror).returncode == 0
+        seed(s3, bucket, {"doc.txt": b"two, longer"})
+        res = cli.sync(bucket, mirror)
+        assert res.returncode == 0, res
+        counts = res.summary()
+        assert counts["downloaded"] == 1, res
+        assert counts["unchanged"] == 1, res
+        assert tree(mirror) == {"doc.txt": b"two, longer", "keep.txt": b"same"}
+
+    def test_locally_deleted_file_is_restored(
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path
+    ) -> None:
+        """A mirror file removed behind s3sync's back comes back on the next run."""
+        objects = seed(s3, bucket, nested_objects(4))
+        assert cli.sync(bucket, mirror).returncode == 0
+        victim = sorted(objects)[0]
+        (mirror / victim).unlink()
+        res = cli.sync(bucket, mirror)
+        assert res.returncode == 0, res
+        assert res.summary()["downloaded"] == 1, res
+        assert tree(mirror) == objects
+
+
+class TestPrefix:
+    """--prefix limits the mirror to keys under that prefix, at their full key path."""
+
+    def test_only_prefixed_keys(self, cli: CliRunner, s3: Any, bucket: str, mirror: Path) -> None:
+        """Keys outside the prefix are neither downloaded nor counted as failures."""
+        seed(
+            s3,
+            bucket,
+            {
+                "photos/a.jpg": b"a",
+                "photos/2024/b.jpg": b"bb",
+                "photosx/c.jpg": b"ccc",
+                "docs/d.txt": b"dddd",
+            },
+        )
+        res = cli.sync(bucket, mirror, "--prefix", "photos/")
+        assert res.returncode == 0, res
+        counts = res.summary()
+        assert counts["downloaded"] == 2, res
+        assert counts["failed"] == 0, res
+        assert tree(mirror) == {"photos/a.jpg": b"a", "photos/2024/b.jpg": b"bb"}
+
+
+class TestDelete:
+    """Objects removed from the bucket are removed locally only when deletion is on."""
+
+    def test_without_delete_the_file_stays(
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path
+    ) -> None:
+        """By default a sync never deletes local files."""
+        objects = seed(s3, bucket, {"a/gone.txt": b"bye", "a/kept.txt": b"hi"})
+        assert cli.sync(bucket, mirror).returncode == 0
+        delete_objects(s3, bucket, ["a/gone.txt"])
+        res = cli.sync(bucket, mirror)
+        assert res.returncode == 0, res
+        assert res.summary()["deleted"] == 0, res
+        assert tree(mirror) == objects
+
+    def test_with_delete_the_file_goes(
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path
+    ) -> None:
+        """--delete removes exactly the files whose objects are gone."""
+        seed(s3, bucket, {"a/gone.txt": b"bye", "a/kept.txt": b"hi", "b/c/gone2": b"x"})
+        assert cli.sync(bucket, mirror).returncode == 0
+        delete_objects(s3, bucket, ["a/gone.txt", "b/c/gone2"])
+        res = cli.sync(bucket, mirror, "--delete")
+        assert res.returncode == 0, res
+        counts = res.summary()
+        assert counts["deleted"] == 2, res
+        assert counts["failed"] == 0, res
+        assert tree(mirror) == {"a/kept.txt": b"hi"}
+
+    def test_max_delete_guard_blocks_mass_deletion(
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path, tmp_path: Path
+    ) -> None:
+        """More deletions than max_delete allows → none happen, exit 1, and the guard is named."""
+        objects = seed(s3, bucket, {f"f{i}.txt": body_for(f"f{i}", 10) for i in range(5)})
+        cfg = _write_config(tmp_path / "guard.toml", "[sync]\nmax_delete = 1\n")
+        assert cli.sync(bucket, mirror, "--config", str(cfg)).returncode == 0
+        delete_objects(s3, bucket, ["f0.txt", "f1.txt", "f2.txt"])
+        res = cli.sync(bucket, mirror, "--config", str(cfg), "--delete")
+        assert res.returncode == 1, res
+        assert "max_delete" in res.output, res
+        assert tree(mirror) == objects
+
+
+class TestDryRun:
+    """--dry-run reports what it would do and changes nothing on disk."""
+
+    def test_nothing_written(self, cli: CliRunner, s3: Any, bucket: str, mirror: Path) -> None:
+        """No mirror file appears, yet the would-be downloads are counted."""
+        seed(s3, bucket, nested_objects(5))
+        res = cli.sync(bucket, mirror, "--dry-run", "--json")
+        assert res.returncode == 0, res
+        data = res.json()
+        assert data["dry_run"] is True
+        assert data["downloaded"] == 5, data
+        assert tree(mirror) == {}
+
+    def test_dry_run_delete_keeps_files(
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path
+    ) -> None:
+        """A dry-run with --delete counts the deletion but leaves the file."""
+        objects = seed(s3, bucket, {"x.txt": b"x", "y.txt": b"y"})
+        assert cli.sync(bucket, mirror).returncode == 0
+        delete_objects(s3, bucket, ["x.txt"])
+        res = cli.sync(bucket, mirror, "--delete", "--dry-run")
+        assert res.returncode == 0, res
+        assert res.summary()["deleted"] == 1, res
+        assert tree(mirror) == objects
+
+
+class TestFilters:
+    """include/exclude globs and max_file_size_mb from the config file narrow the mirror."""
+
+    def test_include_exclude_globs(
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path, tmp_path: Path
+    ) -> None:
+        """Only included keys arrive, and excludes win over includes."""
+        seed(
+            s3,
+            bucket,
+            {
+                "logs/app.log": b"l1",
+                "logs/debug/trace.log": b"l2",
+                "data/set.csv": b"csv",
+                "data/skip.tmp": b"tmp",
+                "readme.md": b"md",
+            },
+        )
+        cfg = _write_config(
+            tmp_path / "filters.toml",
+            '[sync]\ninclude = ["*.log", "data/*"]\nexclude = ["*/debug/*", "*.tmp"]\n',
+        )
+        res = cli.sync(bucket, mirror, "--config", str(cfg))
+        assert res.returncode == 0, res
+        assert res.summary()["failed"] == 0, res
+        assert tree(mirror) == {"logs/app.log": b"l1", "data/set.csv": b"csv"}
+
+    def test_max_file_size_skips_large_objects(
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path, tmp_path: Path
+    ) -> None:
+        """An object over max_file_size_mb is skipped and counted, the rest sync."""
+        small = body_for("small", 1000)
+        big = body_for("big", 200_000)
+        seed(s3, bucket, {"small.bin": small, "big.bin": big})
+        cfg = _write_config(tmp_path / "size.toml", "[sync]\nmax_file_size_mb = 0.1\n")
+        res = cli.sync(bucket, mirror, "--config", str(cfg))
+        assert res.returncode == 0, res
+        counts = res.summary()
+        assert counts["skipped"] == 1, res
+        assert counts["failed"] == 0, res
+        assert counts["downloaded"] == 1, res
+        assert tree(mirror) == {"small.bin": small}
+
+
+class TestVerify:
+    """``s3sync verify`` compares mirror and bucket and names every kind of drift."""
+
+    def _synced(self, cli: CliRunner, s3: Any, bucket: str, mirror: Path) -> dict[str, bytes]:
+        objects = seed(
+            s3,
+            bucket,
+            {
+                "same.txt": body_for("same", 64),
+                "flip.bin": body_for("flip", 64),
+                "gone/missing.txt": body_for("missing", 64),
+                "grow.txt": body_for("grow", 64),
+            },
+        )
+        res = cli.sync(bucket, mirror)
+        assert res.returncode == 0, res
+        return objects
+
+    def test_identical_mirror(self, cli: CliRunner, s3: Any, bucket: str, mirror: Path) -> None:
+        """Right after a sync there is no drift and the exit code is 0."""
+        self._synced(cli, s3, bucket, mirror)
+        res = cli.verify(bucket, mirror)
+        assert res.returncode == 0, res
+        res = cli.verify(bucket, mirror, "--json")
+        assert res.returncode == 0, res
+        data = res.json()
+        assert data["identical"] is True
+        assert data["drift"] == []
+        assert data["checked"] == 4
+
+    def test_reports_each_kind_of_drift(
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path
+    ) -> None:
+        """Same-size corruption, a missing file, an extra file and a size change are all named."""
+        objects = self._synced(cli, s3, bucket, mirror)
+        flipped = bytearray(objects["flip.bin"])
+        flipped[10] ^= 0xFF
+        (mirror / "flip.bin").write_bytes(bytes(flipped))
+        (mirror / "gone/missing.txt").unlink()
+        (mirror / "stray.txt").write_bytes(b"not in the bucket")
+        (mirror / "grow.txt").write_bytes(objects["grow.txt"] + b"more")
+
+        res = cli.verify(bucket, mirror)
+        assert res.returncode == 1, res
+        lines = {ln.strip() for ln in res.stdout.splitlines() if ln.strip()}
+        for expected in (
+            "checksum flip.bin",
+            "missing gone/missing.txt",
+            "extra stray.txt",
+            "size grow.txt",
+        ):
+            assert expected in lines, (expected, res)
+        assert not any(ln.endswith(" same.txt") for ln in lines), res
+
+        data = cli.verify(bucket, mirror, "--json").json()
+        assert data["identical"] is False
+        drift = {(d["key"], d["kind"]) for d in data["drift"]}
+        assert drift == {
+            ("flip.bin", "checksum"),
+            ("gone/missing.txt", "missing"),
+            ("stray.txt", "extra"),
+            ("grow.txt", "size"),
+        }
+
+    def test_verify_ignores_state_dir(
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path
+    ) -> None:
+        """The .s3sync state directory is never reported as extra files."""
+        self._synced(cli, s3, bucket, mirror)
+        assert (mirror / ".s3sync").is_dir()
+        res = cli.verify(bucket, mirror)
+        assert res.returncode == 0, res
+        assert ".s3sync" not in res.stdout
+        assert temp_files(mirror) == []
