@@ -1,0 +1,909 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: s3sync against aws s3 sync, s5cmd and rclone.
+
+Run it with ``make bench`` (or ``make bench-quick``); ``--help`` lists the knobs.
+Everything runs on 127.0.0.1 against one ``rclone serve s3`` over a scratch
+data directory (see ``server.py``). Standard library only, so the harness adds
+no dependency and cannot share a bug with what it measures.
+
+Method, in short (details and the reasons in ``docs/benchmarks.md``):
+
+* every timed pass is one child process timed with ``perf_counter`` around
+  spawn→reap, its CPU time and peak RSS read from ``os.wait4``;
+* tools are interleaved (A B C D A B C D ...) and each cell is the median of the
+  repeats, so drift in machine load hits every tool alike;
+* the server is restarted before every pass so each starts from the same
+  server-side cache state;
+* every pass is checked against the server's data directory (file set, sizes,
+  and sha256 for W3/W4); a wrong mirror makes the cell INVALID, never a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as _dt
+import hashlib
+import http.client
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import peers
+from peers import BENCH_DIR, REPO_DIR, Tool
+from server import RcloneServer, S3Client, free_port, wait_http
+
+PEER_NAMES = ("aws", "s5cmd", "rclone")
+ALL_WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6")
+STATE_DIR_NAME = ".s3sync"  # s3sync keeps its state DB here inside --dest by default
+
+TARGETS = {
+    "W1": 1.0,
+    "W2": 0.5,
+    "W3": 1.0,
+    "W4": 1.0,
+}
+W5_P99_TARGET_MS = 50.0
+W6_GROWTH_TARGET = 1.25
+W6_RSS_CAP_MB = 250.0
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@dataclasses.dataclass
+class Pass:
+    """One timed execution of one tool."""
+
+    tool: str
+    workload: str
+    repeat: int
+    seconds: float
+    cpu_seconds: float
+    max_rss_mb: float
+    exit_code: int
+    valid: bool
+    reason: str = ""
+
+
+def run_child(
+    argv: list[str], env: dict[str, str], log_path: Path, timeout: float
+) -> tuple[int, float, float, float]:
+    """Run one child; return (exit code, wall s, cpu s, peak RSS MB).
+
+    ``os.wait4`` gives the rusage of exactly this child (and the grandchildren it
+    reaped), which is both the CPU cost and the peak RSS without polling.
+    """
+    with log_path.open("wb") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            _pid, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    cpu = usage.ru_utime + usage.ru_stime
+    return proc.returncode, wall, cpu, usage.ru_maxrss / 1024.0
+
+
+def tail(path: Path, n: int = 3) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip()[:200] for line in lines[-n:])
+
+
+# --------------------------------------------------------------------- data + checks
+
+
+Manifest = dict[str, tuple[int, str | None]]  # relative path -> (size, sha256 or None)
+
+
+def walk_files(root: Path, skip_top: str | None = None) -> Iterator[tuple[str, int]]:
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            entries = list(os.scandir(d))
+        except FileNotFoundError:
+            continue
+        for e in entries:
+            if d == root and skip_top is not None and e.name == skip_top:
+                continue
+            if e.is_dir(follow_symlinks=False):
+                stack.append(Path(e.path))
+            else:
+                yield os.path.relpath(e.path, root), e.stat(follow_symlinks=False).st_size
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def manifest(root: Path, with_hash: bool) -> Manifest:
+    return {rel: (size, sha256_file(root / rel) if with_hash else None) for rel, size in walk_files(root)}
+
+
+def check_mirror(dest: Path, expected: Manifest) -> str:
+    """Return "" when dest mirrors expected, else a short reason."""
+    got = dict(walk_files(dest, skip_top=STATE_DIR_NAME))
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    if missing or extra:
+        return (
+            f"{len(got)} files, expected {len(expected)}; "
+            f"missing {len(missing)} {missing[:2]}, extra {len(extra)} {extra[:2]}"
+        )
+    for rel, (size, digest) in expected.items():
+        if got[rel] != size:
+            return f"{rel}: size {got[rel]}, expected {size}"
+        if digest is not None and sha256_file(dest / rel) != digest:
+            return f"{rel}: sha256 differs"
+    return ""
+
+
+def gen_small(bucket_dir: Path, count: int, prefixes: int, size: int, seed: int) -> None:
+    rng = random.Random(seed)
+    for p in range(prefixes):
+        (bucket_dir / f"p{p:03d}").mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        path = bucket_dir / f"p{i % prefixes:03d}" / f"obj{i:07d}.bin"
+        path.write_bytes(rng.randbytes(size))
+
+
+def gen_big(path: Path, mib: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = os.urandom(1 << 20)
+    with path.open("wb") as f:
+        for i in range(mib):
+            # Distinct blocks so a tool that wrote a block at the wrong offset fails sha256.
+            f.write(i.to_bytes(8, "little") + block[8:])
+
+
+def rmtree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------- the bench
+
+
+class Bench:
+    """Holds the server, the tools and the results of one harness run."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.data = BENCH_DIR / ".data"
+        self.work = BENCH_DIR / ".work"
+        rmtree(self.data)
+        rmtree(self.work)
+        self.data.mkdir(parents=True)
+        self.work.mkdir(parents=True)
+        (self.work / "logs").mkdir()
+        self.env = peers.base_env(self.work)
+        self.server = RcloneServer(self.data, self.work / "rclone-serve.log", self.work / "rclone.conf")
+        self.tools: dict[str, Tool] = {}
+        self.passes: list[Pass] = []
+        self.extra: dict[str, Any] = {}
+        self.notes: list[str] = []
+        self.mirrors: dict[str, Path] = {}
+
+    # -- helpers
+
+    def timed_pass(
+        self,
+        tool: Tool,
+        workload: str,
+        repeat: int,
+        bucket: str,
+        dest: Path,
+        delete: bool,
+        expected: Manifest,
+    ) -> Pass:
+        self.server.restart()
+        if workload == "W4":
+            self.warm_big(bucket)
+        argv = tool.sync_argv(self.server.url, bucket, dest, delete)
+        logp = self.work / "logs" / f"{workload}-{tool.name}-{repeat}.log"
+        rc, wall, cpu, rss = run_child(argv, self.env, logp, self.args.timeout)
+        reason = f"exit {rc}: {tail(logp)}" if rc != 0 else check_mirror(dest, expected)
+        p = Pass(tool.name, workload, repeat, wall, cpu, rss, rc, not reason, reason)
+        self.passes.append(p)
+        status = "ok" if p.valid else f"INVALID ({reason})"
+        log(
+            f"{workload} #{repeat} {tool.name:7s} {wall:8.3f} s  cpu {cpu:7.2f} s  "
+            f"rss {rss:7.1f} MB  {status}"
+        )
+        return p
+
+    def warm_big(self, bucket: str) -> None:
+        """Make rclone compute (and cache) the big object's MD5 before the clock starts.
+
+        Otherwise the first request of every pass pays ~2 s of server-side hashing
+        that has nothing to do with the client.
+        """
+        client = S3Client(self.server.port)
+        try:
+            status, _ = client.head(bucket, self.extra["w4_key"])
+            if status != 200:
+                raise RuntimeError(f"HEAD of the W4 object returned {status}")
+        finally:
+            client.close()
+
+    def ensure_mirror(self, tool: Tool, bucket: str, expected: Manifest) -> Path:
+        """A mirror of ``bucket`` made by ``tool`` itself (untimed when W1 did not run)."""
+        if tool.name in self.mirrors:
+            return self.mirrors[tool.name]
+        dest = self.work / tool.name / "small"
+        rmtree(dest)
+        dest.mkdir(parents=True)
+        self.server.restart()
+        argv = tool.sync_argv(self.server.url, bucket, dest, False)
+        logp = self.work / "logs" / f"setup-{tool.name}.log"
+        rc, wall, _cpu, _rss = run_child(argv, self.env, logp, self.args.timeout)
+        problem = f"exit {rc}: {tail(logp)}" if rc else check_mirror(dest, expected)
+        if problem:
+            raise RuntimeError(f"setup sync by {tool.name} failed: {problem}")
+        log(f"setup  {tool.name:7s} mirror ready in {wall:.2f} s (untimed)")
+        self.mirrors[tool.name] = dest
+        return dest
+
+    # -- workloads
+
+    def small_bucket(self) -> tuple[str, Manifest]:
+        bucket = "bench-small"
+        if "small" not in self.extra:
+            n, pfx = self.args.w1_objects, self.args.w1_prefixes
+            log(f"generating {n} x {self.args.w1_size} B objects over {pfx} prefixes")
+            gen_small(self.data / bucket, n, pfx, self.args.w1_size, seed=1)
+            self.extra["small"] = manifest(self.data / bucket, with_hash=False)
+        return bucket, self.extra["small"]
+
+    def w1(self) -> None:
+        bucket, expected = self.small_bucket()
+        for r in range(self.args.repeats):
+            for tool in self.tools.values():
+                dest = self.work / tool.name / f"w1-{r}"
+                rmtree(dest)
+                dest.mkdir(parents=True)
+                p = self.timed_pass(tool, "W1", r, bucket, dest, False, expected)
+                if p.valid and r == self.args.repeats - 1:
+                    # Keep the last cold mirror: W2/W3 start from it.
+                    final = self.work / tool.name / "small"
+                    rmtree(final)
+                    dest.rename(final)
+                    self.mirrors[tool.name] = final
+                else:
+                    rmtree(dest)
+
+    def w2(self) -> None:
+        bucket, expected = self.small_bucket()
+        ready = self._mirrors_for(bucket, expected, "W2")
+        for r in range(self.args.repeats):
+            for tool in ready:
+                self.timed_pass(tool, "W2", r, bucket, self.mirrors[tool.name], False, expected)
+
+    def _mirrors_for(self, bucket: str, expected: Manifest, workload: str) -> list[Tool]:
+        ready = []
+        for tool in self.tools.values():
+            try:
+                self.ensure_mirror(tool, bucket, expected)
+                ready.append(tool)
+            except RuntimeError as exc:
+                self.passes.append(Pass(tool.name, workload, 0, 0, 0, 0, -1, False, str(exc)))
+                log(f"{workload} {tool.name}: INVALID ({exc})")
+        return ready
+
+    def w3(self) -> None:
+        bucket, expected = self.small_bucket()
+        ready = self._mirrors_for(bucket, expected, "W3")
+        root = self.data / bucket
+        rng = random.Random(3)
+        for r in range(self.args.repeats):
+            keys = sorted(walk_files(root))
+            n_change = max(1, len(keys) // 100)
+            picked = rng.sample(keys, 2 * n_change)
+            for rel, _size in picked[:n_change]:
+                path = root / rel
+                old = path.stat().st_mtime
+                tmp = path.with_name(path.name + ".tmp")
+                tmp.write_bytes(rng.randbytes(self.args.w1_size))
+                # Same size as before, so only content/mtime/ETag reveal the change;
+                # mtime strictly newer so mtime-comparing tools are not fooled by
+                # a coarse clock.
+                new = max(time.time(), old + 2.0)
+                os.utime(tmp, (new, new))
+                os.replace(tmp, path)
+            for rel, _size in picked[n_change:]:
+                (root / rel).unlink()
+            expected = manifest(root, with_hash=True)
+            log(f"W3 #{r}: overwrote {n_change}, deleted {n_change}; {len(expected)} objects now")
+            for tool in ready:
+                self.timed_pass(tool, "W3", r, bucket, self.mirrors[tool.name], True, expected)
+        self.extra["small"] = {k: (v[0], None) for k, v in expected.items()}
+
+    def w4(self) -> None:
+        bucket = "bench-big"
+        key = "big/blob.bin"
+        src = self.data / bucket / key
+        log(f"generating one {self.args.w4_mib} MiB object")
+        gen_big(src, self.args.w4_mib)
+        digest = sha256_file(src)
+        self.extra["w4_key"] = key
+        expected: Manifest = {key: (src.stat().st_size, digest)}
+        cp_times: list[float] = []
+        for r in range(self.args.repeats):
+            for tool in self.tools.values():
+                dest = self.work / tool.name / f"w4-{r}"
+                rmtree(dest)
+                dest.mkdir(parents=True)
+                self.timed_pass(tool, "W4", r, bucket, dest, False, expected)
+                rmtree(dest)
+            # The disk limit: copying the (page-cache warm) server file locally.
+            dest = self.work / "cp" / f"w4-{r}"
+            rmtree(dest)
+            (dest / "big").mkdir(parents=True)
+            rc, wall, cpu, rss = run_child(
+                ["cp", str(src), str(dest / key)],
+                self.env,
+                self.work / "logs" / f"W4-cp-{r}.log",
+                self.args.timeout,
+            )
+            problem = f"exit {rc}" if rc else check_mirror(dest, expected)
+            self.passes.append(Pass("cp", "W4", r, wall, cpu, rss, rc, not problem, problem))
+            cp_times.append(wall)
+            log(f"W4 #{r} cp (warm) {wall:8.3f} s")
+            rmtree(dest)
+        rmtree(self.data / bucket)
+
+    def w5(self) -> None:
+        if "s3sync" not in self.tools:
+            self.notes.append("W5 skipped: s3sync not among the tools")
+            return
+        bucket = "bench-events"
+        (self.data / bucket).mkdir(parents=True, exist_ok=True)
+        self.server.restart()
+        dest = self.work / "s3sync" / "w5"
+        rmtree(dest)
+        dest.mkdir(parents=True)
+        api_port = free_port()
+        cfg = self.work / "w5.toml"
+        cfg.write_text(
+            "[s3]\n"
+            f'bucket = "{bucket}"\n'
+            f'endpoint_url = "{self.server.url}"\n'
+            "[sync]\n"
+            f'local_dir = "{dest}"\n'
+            "periodic = false\n"
+            "[api]\n"
+            'host = "127.0.0.1"\n'
+            f"port = {api_port}\n"
+        )
+        logp = self.work / "logs" / "W5-s3sync-serve.log"
+        with logp.open("wb") as out:
+            proc = subprocess.Popen(
+                [str(peers.s3sync_bin()), "serve", "--config", str(cfg)],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        try:
+            try:
+                wait_http("127.0.0.1", api_port, 30.0)
+            except RuntimeError as exc:
+                raise RuntimeError(f"s3sync serve did not start: {exc}; {tail(logp)}") from exc
+            result = self._drive_events(bucket, dest, api_port)
+            with contextlib.suppress(OSError, ValueError):
+                result["s3sync_stats"] = http_json("127.0.0.1", api_port, "GET", "/api/v1/stats")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        result["serve_exit_code"] = proc.returncode
+        self.extra["w5"] = result
+        log(
+            f"W5 s3sync: {result['delivered']}/{result['events']} files at "
+            f"{result['achieved_rate']:.0f}/s; p50 {result.get('p50_ms')} ms, p99 {result.get('p99_ms')} ms"
+        )
+
+    def _drive_events(self, bucket: str, dest: Path, api_port: int) -> dict[str, Any]:
+        """PUT an object, then POST its notification, at a fixed rate; a poller
+        thread stats the expected local paths every ~1 ms and records when each
+        appears with its full size. Latency runs from just before the POST.
+        """
+        n, rate, size = self.args.w5_events, self.args.w5_rate, 4096
+        pending: dict[str, tuple[float, int]] = {}
+        done: dict[str, float] = {}
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def poller() -> None:
+            while not stop.is_set():
+                with lock:
+                    items = list(pending.items())
+                for rel, (t0, want) in items:
+                    try:
+                        st = os.stat(dest / rel)
+                    except FileNotFoundError:
+                        continue
+                    if st.st_size == want:
+                        now = time.perf_counter()
+                        with lock:
+                            pending.pop(rel, None)
+                            done[rel] = now - t0
+                time.sleep(0.001)
+
+        th = threading.Thread(target=poller, daemon=True)
+        th.start()
+        s3 = S3Client(self.server.port)
+        api = http.client.HTTPConnection("127.0.0.1", api_port, timeout=30)
+        rng = random.Random(5)
+        statuses: dict[int, int] = {}
+        start = time.perf_counter()
+        for i in range(n):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            key = f"ev/{i // 100:03d}/obj {i:06d}.bin"  # a space: keys arrive URL-encoded
+            body = rng.randbytes(size)
+            etag = s3.put(bucket, key, body)
+            record = {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": peers.REGION,
+                "eventTime": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": {
+                        "key": quote_plus(key, safe="/"),
+                        "size": size,
+                        "eTag": etag or hashlib.md5(body).hexdigest(),
+                        "sequencer": f"{time.time_ns():020X}",
+                    },
+                },
+            }
+            payload = json.dumps({"Records": [record]}).encode()
+            t0 = time.perf_counter()
+            with lock:
+                pending[key] = (t0, size)
+            try:
+                api.request(
+                    "POST",
+                    "/api/v1/s3-notification",
+                    body=payload,
+                    headers={"Content-Type": "application/json"},
+                )
+                resp = api.getresponse()
+                resp.read()
+                statuses[resp.status] = statuses.get(resp.status, 0) + 1
+            except (http.client.HTTPException, OSError):
+                api.close()
+                api = http.client.HTTPConnection("127.0.0.1", api_port, timeout=30)
+                statuses[-1] = statuses.get(-1, 0) + 1
+        sent_in = time.perf_counter() - start
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            with lock:
+                if not pending:
+                    break
+            time.sleep(0.01)
+        stop.set()
+        th.join()
+        s3.close()
+        api.close()
+        lat = sorted(v * 1000 for v in done.values())
+        res: dict[str, Any] = {
+            "events": n,
+            "target_rate": rate,
+            "achieved_rate": n / sent_in if sent_in else 0.0,
+            "delivered": len(lat),
+            "missing_after_30s": len(pending),
+            "http_statuses": {str(k): v for k, v in statuses.items()},
+        }
+        if lat:
+            res.update(
+                p50_ms=round(percentile(lat, 50), 2),
+                p90_ms=round(percentile(lat, 90), 2),
+                p99_ms=round(percentile(lat, 99), 2),
+                max_ms=round(lat[-1], 2),
+            )
+        return res
+
+    def w6(self) -> None:
+        if "s3sync" not in self.tools:
+            self.notes.append("W6 skipped: s3sync not among the tools")
+            return
+        tool = self.tools["s3sync"]
+        results = []
+        for n in self.args.w6_sizes:
+            bucket = f"bench-mem-{n}"
+            log(f"W6: generating {n} tiny objects")
+            per_dir = 1000
+            gen_small(self.data / bucket, n, max(1, n // per_dir), 64, seed=n)
+            expected = manifest(self.data / bucket, with_hash=False)
+            dest = self.work / "s3sync" / f"w6-{n}"
+            rmtree(dest)
+            dest.mkdir(parents=True)
+            cold = self.timed_pass(tool, f"W6-cold-{n}", 0, bucket, dest, False, expected)
+            entry: dict[str, Any] = {"objects": n, "cold": dataclasses.asdict(cold)}
+            if cold.valid:
+                nochange = [
+                    self.timed_pass(tool, f"W6-{n}", r, bucket, dest, False, expected)
+                    for r in range(max(1, min(self.args.repeats, 2)))
+                ]
+                entry["nochange"] = [dataclasses.asdict(p) for p in nochange]
+                if all(p.valid for p in nochange):
+                    entry["rss_mb"] = max(p.max_rss_mb for p in nochange)
+                    entry["seconds"] = statistics.median(p.seconds for p in nochange)
+            results.append(entry)
+            rmtree(dest)
+            rmtree(self.data / bucket)
+        self.extra["w6"] = results
+
+
+def percentile(sorted_vals: list[float], q: float) -> float:
+    """Nearest-rank percentile: p99 of 1000 samples is the 990th value."""
+    if not sorted_vals:
+        return float("nan")
+    rank = max(1, -(-len(sorted_vals) * q // 100))
+    return sorted_vals[int(rank) - 1]
+
+
+def http_json(host: str, port: int, method: str, path: str) -> Any:
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request(method, path)
+        return json.loads(conn.getresponse().read() or b"null")
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------------- report
+
+
+def machine_info(tools: dict[str, Tool], env: dict[str, str]) -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_gb = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    commit = subprocess.run(
+        ["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO_DIR), "status", "--porcelain", "--", "src"], capture_output=True, text=True
+    ).stdout.strip()
+    versions = {name: t.version(env) for name, t in tools.items()}
+    versions["rclone serve s3 (server)"] = peers.all_tools()["rclone"].version(env)
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gb": mem_gb,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "s3sync_commit": commit + ("+dirty-src" if dirty else ""),
+        "versions": versions,
+    }
+
+
+def fmt_s(v: float | None) -> str:
+    return "—" if v is None else (f"{v:.3f} s" if v < 10 else f"{v:.1f} s")
+
+
+def summarise(bench: Bench) -> dict[str, Any]:
+    """Medians per (workload, tool), ratio to the best peer and PASS/MISS per target."""
+    cells: dict[str, dict[str, dict[str, Any]]] = {}
+    for p in bench.passes:
+        if not p.workload.startswith(("W1", "W2", "W3", "W4")) or p.workload.startswith("W6"):
+            continue
+        cells.setdefault(p.workload, {}).setdefault(p.tool, {"runs": []})["runs"].append(p)
+    rows: dict[str, Any] = {}
+    for wl, per_tool in cells.items():
+        row: dict[str, Any] = {}
+        for tool, c in per_tool.items():
+            runs: list[Pass] = c["runs"]
+            bad = [p for p in runs if not p.valid]
+            if bad:
+                row[tool] = {"status": "INVALID", "reason": bad[0].reason, "runs": len(runs)}
+            else:
+                row[tool] = {
+                    "status": "ok",
+                    "median_s": statistics.median(p.seconds for p in runs),
+                    "cpu_s": statistics.median(p.cpu_seconds for p in runs),
+                    "rss_mb": max(p.max_rss_mb for p in runs),
+                    "all_s": [round(p.seconds, 4) for p in runs],
+                }
+        valid_peers = {t: row[t]["median_s"] for t in PEER_NAMES if t in row and row[t]["status"] == "ok"}
+        best = min(valid_peers, key=lambda t: valid_peers[t]) if valid_peers else None
+        ours = row.get("s3sync")
+        ratio = None
+        if best and ours and ours["status"] == "ok":
+            ratio = ours["median_s"] / valid_peers[best]
+        verdict = "—"
+        if ours is not None:
+            verdict = "MISS" if ratio is None or ratio > TARGETS[wl] else "PASS"
+        rows[wl] = {"tools": row, "best_peer": best, "ratio": ratio, "target": TARGETS[wl], "result": verdict}
+        if wl == "W4" and "cp" in row and row["cp"]["status"] == "ok" and ours and ours["status"] == "ok":
+            rows[wl]["ratio_to_cp"] = ours["median_s"] / row["cp"]["median_s"]
+    out: dict[str, Any] = {"rows": rows}
+    w5 = bench.extra.get("w5")
+    if w5 is not None:
+        p99 = w5.get("p99_ms")
+        ok = p99 is not None and p99 <= W5_P99_TARGET_MS and w5["missing_after_30s"] == 0
+        out["W5"] = {**w5, "result": "PASS" if ok else "MISS"}
+    w6 = bench.extra.get("w6")
+    if w6:
+        out["W6"] = {"sizes": w6}
+        sized = [e for e in w6 if "rss_mb" in e]
+        if len(sized) >= 2:
+            small, large = sized[0], sized[-1]
+            growth = large["rss_mb"] / small["rss_mb"]
+            ok = growth <= W6_GROWTH_TARGET and large["rss_mb"] <= W6_RSS_CAP_MB
+            out["W6"].update(growth=growth, result="PASS" if ok else "MISS")
+        else:
+            out["W6"]["result"] = "MISS"
+    return out
+
+
+WL_TITLES = {
+    "W1": "W1 cold sync, {n} x {kib} KiB / {p} prefixes",
+    "W2": "W2 re-sync, nothing changed",
+    "W3": "W3 re-sync, 1% overwritten + 1% deleted (--delete)",
+    "W4": "W4 one {mib} MiB object, cold",
+}
+
+
+def render_markdown(
+    summary: dict[str, Any],
+    info: dict[str, Any],
+    args: argparse.Namespace,
+    tools: list[str],
+    notes: list[str],
+) -> str:
+    cols = [t for t in (*PEER_NAMES, "s3sync") if t in tools]
+    lines = [
+        "| workload | " + " | ".join(cols) + " | s3sync ÷ best peer | target | result |",
+        "|---|" + "---|" * len(cols) + "---|---|---|",
+    ]
+    for wl in ("W1", "W2", "W3", "W4"):
+        row = summary["rows"].get(wl)
+        if row is None:
+            continue
+        title = WL_TITLES[wl].format(
+            n=args.w1_objects, kib=args.w1_size // 1024 or args.w1_size, p=args.w1_prefixes, mib=args.w4_mib
+        )
+        cells = []
+        for t in cols:
+            c = row["tools"].get(t)
+            if c is None:
+                cells.append("—")
+            elif c["status"] != "ok":
+                cells.append("INVALID")
+            else:
+                cells.append(fmt_s(c["median_s"]))
+        ratio = "—" if row["ratio"] is None else f"{row['ratio']:.2f} (vs {row['best_peer']})"
+        target = f"≤ {row['target']}"
+        if wl == "W4":
+            cp = row["tools"].get("cp")
+            if cp and cp["status"] == "ok":
+                title += f"; warm `cp` {fmt_s(cp['median_s'])}"
+                if "ratio_to_cp" in row:
+                    ratio += f"; {row['ratio_to_cp']:.1f} x cp"
+        lines.append(f"| {title} | " + " | ".join(cells) + f" | {ratio} | {target} | {row['result']} |")
+    na = "n/a (no event mode)"
+    if "W5" in summary:
+        w5 = summary["W5"]
+        peers_na = [na for t in cols if t != "s3sync"]
+        val = f"p50 {w5.get('p50_ms', '—')} ms · p99 {w5.get('p99_ms', '—')} ms"
+        if w5["missing_after_30s"]:
+            val += f" ({w5['missing_after_30s']} never appeared)"
+        title = (
+            f"W5 event → file, {w5['events']} events at {w5['target_rate']:.0f}/s "
+            f"(achieved {w5['achieved_rate']:.0f}/s)"
+        )
+        lines.append(
+            f"| {title} | "
+            + " | ".join([*peers_na, val])
+            + f" | — | p99 ≤ {W5_P99_TARGET_MS:.0f} ms | {w5['result']} |"
+        )
+    if "W6" in summary:
+        w6 = summary["W6"]
+        peers_na = ["n/a" for t in cols if t != "s3sync"]
+        parts = []
+        for e in w6["sizes"]:
+            parts.append(
+                f"{e['objects']:,}: {e['rss_mb']:.0f} MB" if "rss_mb" in e else f"{e['objects']:,}: INVALID"
+            )
+        growth = f"{w6['growth']:.2f} x smallest" if "growth" in w6 else "—"
+        lines.append(
+            "| W6 peak RSS, no-change `sync` at N tracked objects | "
+            + " | ".join([*peers_na, " · ".join(parts)])
+            + f" | {growth} | ≤ {W6_GROWTH_TARGET} x and ≤ {W6_RSS_CAP_MB:.0f} MB | {w6['result']} |"
+        )
+    md = ["## Results", "", *lines, ""]
+    # Secondary table: CPU seconds, which is what the per-object cost really is.
+    cpu_lines = ["| workload | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for wl in ("W1", "W2", "W3", "W4"):
+        row = summary["rows"].get(wl)
+        if row is None:
+            continue
+        cells = []
+        for t in cols:
+            c = row["tools"].get(t)
+            cells.append(
+                "—" if c is None or c["status"] != "ok" else f"{c['cpu_s']:.2f} s / {c['rss_mb']:.0f} MB"
+            )
+        cpu_lines.append(f"| {wl} | " + " | ".join(cells) + " |")
+    md += ["CPU time (user+sys, median) / peak RSS (max) of each tool's process:", "", *cpu_lines, ""]
+    invalid = [
+        f"- {wl} {t}: {c['reason']}"
+        for wl, row in summary["rows"].items()
+        for t, c in row["tools"].items()
+        if c["status"] != "ok"
+    ]
+    if invalid:
+        md += ["INVALID cells (wrong mirror or failure, so not timed):", "", *invalid, ""]
+    if notes:
+        md += ["Notes:", "", *[f"- {n}" for n in notes], ""]
+    v = info["versions"]
+    md += [
+        f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram_gb']} GB RAM, Linux {info['kernel']}, "
+        f"Python {info['python']}. s3sync commit `{info['s3sync_commit']}`. Median of {args.repeats} "
+        f"interleaved repeat(s).",
+        "",
+        "Versions: " + "; ".join(f"{k}: {val}" for k, val in v.items()),
+        "",
+    ]
+    return "\n".join(md)
+
+
+# ------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small sizes and 1 repeat (about a minute)")
+    ap.add_argument("--repeats", type=int, default=None, help="repeats per tool (default 3, --quick 1)")
+    ap.add_argument("--workloads", default=",".join(ALL_WORKLOADS), help="comma list, e.g. W1,W2")
+    ap.add_argument("--tools", default="aws,s5cmd,rclone,s3sync", help="comma list of tools")
+    ap.add_argument("--w1-objects", type=int, default=None, help="W1-W3 object count (default 5000)")
+    ap.add_argument("--w1-prefixes", type=int, default=50)
+    ap.add_argument("--w1-size", type=int, default=4096, help="W1-W3 object size in bytes")
+    ap.add_argument("--w4-mib", type=int, default=None, help="W4 object size in MiB (default 1024)")
+    ap.add_argument("--w5-events", type=int, default=None, help="W5 event count (default 1000)")
+    ap.add_argument("--w5-rate", type=float, default=200.0, help="W5 events per second")
+    ap.add_argument("--w6-sizes", default=None, help="W6 tracked-object counts (default 20000,200000)")
+    ap.add_argument("--s3sync-concurrency", type=int, default=None, help="pass --concurrency to s3sync")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds before a pass is killed")
+    ap.add_argument("--keep", action="store_true", help="keep bench/.data and bench/.work afterwards")
+    ap.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
+    args = ap.parse_args(argv)
+    q = args.quick
+    args.repeats = args.repeats or (1 if q else 3)
+    args.w1_objects = args.w1_objects or (1000 if q else 5000)
+    args.w4_mib = args.w4_mib or (128 if q else 1024)
+    args.w5_events = args.w5_events or (200 if q else 1000)
+    args.w6_sizes = [int(x) for x in (args.w6_sizes or ("2000,20000" if q else "20000,200000")).split(",")]
+    args.workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
+    args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    unknown = set(args.workloads) - set(ALL_WORKLOADS)
+    if unknown:
+        ap.error(f"unknown workloads {sorted(unknown)}")
+    bad_tools = set(args.tools) - {*PEER_NAMES, "s3sync"}
+    if bad_tools:
+        ap.error(f"unknown tools {sorted(bad_tools)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    t_start = time.monotonic()
+    if any(t in PEER_NAMES for t in args.tools):
+        peers.ensure_peers(log)
+    elif not (peers.PEERS_DIR / "bin" / "rclone").exists():
+        peers.ensure_peers(log)  # the server is rclone, so the peers venv is needed anyway
+    peers.S3SYNC_CONCURRENCY = args.s3sync_concurrency
+    bench = Bench(args)
+    known = peers.all_tools()
+    for name in args.tools:
+        if name == "s3sync":
+            ok, why = peers.s3sync_available()
+            if not ok:
+                log(f"s3sync is not runnable yet, measuring the peers only: {why}")
+                bench.notes.append(f"s3sync not measured: {why}")
+                continue
+        bench.tools[name] = known[name]
+    info = machine_info(bench.tools, bench.env)
+    log(f"machine: {info['cpu']} x{info['cores']}, {info['ram_gb']} GB; tools: {', '.join(bench.tools)}")
+    bench.server.start()
+    log(f"rclone serve s3 on {bench.server.url} over {bench.data}")
+    steps: dict[str, Callable[[], None]] = {
+        "W1": bench.w1,
+        "W2": bench.w2,
+        "W3": bench.w3,
+        "W4": bench.w4,
+        "W5": bench.w5,
+        "W6": bench.w6,
+    }
+    try:
+        for wl in ALL_WORKLOADS:
+            if wl in args.workloads:
+                t0 = time.monotonic()
+                try:
+                    steps[wl]()
+                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    log(f"{wl} aborted: {exc}")
+                    bench.notes.append(f"{wl} aborted: {exc}")
+                log(f"{wl} took {time.monotonic() - t0:.1f} s")
+    finally:
+        bench.server.stop()
+        if not args.keep:
+            rmtree(bench.data)
+            rmtree(bench.work)
+    summary = summarise(bench)
+    md = render_markdown(summary, info, args, list(bench.tools), bench.notes)
+    elapsed = time.monotonic() - t_start
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    record = {
+        "timestamp": stamp,
+        "elapsed_s": round(elapsed, 1),
+        "command": " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)]),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "machine": info,
+        "tool_notes": {n: t.note for n, t in bench.tools.items()},
+        "summary": summary,
+        "passes": [dataclasses.asdict(p) for p in bench.passes],
+        "notes": bench.notes,
+    }
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(record, indent=2, default=str)
+    (args.results_dir / f"{stamp}.json").write_text(text)
+    (args.results_dir / "latest.json").write_text(text)
+    header = f"# Benchmark {stamp}\n\nCommand: `{record['command']}` ({elapsed:.0f} s in all)\n\n"
+    (args.results_dir / "latest.md").write_text(header + md)
+    print(md)
+    log(f"done in {elapsed:.0f} s; results in {args.results_dir / (stamp + '.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
