@@ -222,9 +222,7 @@ def is_trusted_sns_url(url: str) -> bool:
 def _walk(value: object, path: str, depth: int, acc: _Acc) -> None:
     """Dispatch on the shape of ``value``; ``depth`` counts envelopes already opened."""
     if depth > MAX_NESTING:
-        raise EventParseError(
-            f"{path or 'payload'}: nested too deeply (more than {MAX_NESTING} envelopes)"
-        )
+        raise EventParseError(f"{path or 'payload'}: nested too deeply (more than {MAX_NESTING} envelopes)")
     if isinstance(value, list):
         # Batch items are envelopes, not records: only check the length up front so
         # a huge array is refused before any work; the records inside are counted.
@@ -279,9 +277,7 @@ def _walk_records(records: object, path: str, depth: int, acc: _Acc) -> None:
         # S3 and SQS spell it eventSource, SNS-to-Lambda spells it EventSource.
         event_source = record.get("eventSource", record.get("EventSource"))
         if event_source is not None and not isinstance(event_source, str):
-            raise EventParseError(
-                f"{rpath}.eventSource: expected a string, got {_json_type(event_source)}"
-            )
+            raise EventParseError(f"{rpath}.eventSource: expected a string, got {_json_type(event_source)}")
         if event_source == "aws:sns" or (event_source is None and "Sns" in record):
             sns = _req_dict(record, "Sns", rpath)
             _walk_sns(sns, _join(rpath, "Sns"), depth + 1, acc)
@@ -399,9 +395,7 @@ def _walk_eventbridge(event: dict[object, object], path: str, acc: _Acc) -> None
     # AWS documents "etag" and "version-id"; moto emits "eTag". Accept both spellings.
     etag = _opt_str(obj, "etag", opath) if "etag" in obj else _opt_str(obj, "eTag", opath)
     version_id = (
-        _opt_str(obj, "version-id", opath)
-        if "version-id" in obj
-        else _opt_str(obj, "versionId", opath)
+        _opt_str(obj, "version-id", opath) if "version-id" in obj else _opt_str(obj, "versionId", opath)
     )
     acc.changes.append(
         Change(
