@@ -49,6 +49,7 @@ class S3Settings(BaseModel):
     endpoint_url: str | None = None
     max_pool_connections: int = Field(default=128, ge=1, le=4096)
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    fast_get: bool = True
 
     @field_validator("bucket")
     @classmethod

@@ -1,0 +1,268 @@
+"""Command line: parse args → Settings → logs.configure() → run. Exit codes are the contract.
+
+``sync``/``verify``: 0 success, 1 any failure or drift, 2 bad usage/config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from s3sync import __version__
+from s3sync.config import Settings, check_serving, check_syncing, load_settings
+from s3sync.errors import ConfigError, FatalError, S3SyncError
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"s3sync: error: {message}\n")
+
+
+def _source_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML config file")
+    p.add_argument("--bucket", help="bucket name (s3.bucket)")
+    p.add_argument("--endpoint-url", metavar="URL", help="S3 endpoint (s3.endpoint_url)")
+    p.add_argument("--region", help="AWS region (s3.region)")
+    p.add_argument("--dest", metavar="DIR", help="local mirror directory (sync.local_dir)")
+    p.add_argument("--prefix", help="only keys under this prefix (s3.prefix)")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="s3sync", description="Keep a local directory an exact mirror of an S3 bucket.")
+    parser.add_argument("--version", action="version", version=f"s3sync {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = sub.add_parser("serve", help="run the daemon (API, events, reconcile)")
+    serve.add_argument("--config", metavar="FILE", help="TOML config file")
+    serve.add_argument("--host", help="API bind address (api.host)")
+    serve.add_argument("--port", type=int, help="API port (api.port)")
+
+    sync = sub.add_parser("sync", help="one reconciliation pass, then exit")
+    _source_flags(sync)
+    sync.add_argument("--delete", action="store_true", default=None, help="delete local files gone from the bucket")
+    sync.add_argument("--dry-run", action="store_true", help="report what would change; change nothing")
+    sync.add_argument("--concurrency", type=int, help="parallel transfers (sync.concurrency)")
+    sync.add_argument("--checksum", action="store_true", default=None,
+                      help="compare local content with ETags, not just size and mtime")
+    sync.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+
+    verify = sub.add_parser("verify", help="compare the mirror with the bucket; exit 1 on drift")
+    _source_flags(verify)
+    verify.add_argument("--no-checksum", action="store_true", help="compare presence and size only")
+
+    status = sub.add_parser("status", help="ask a running daemon for its state")
+    status.add_argument("--config", metavar="FILE", help="TOML config file")
+    status.add_argument("--url", help="daemon base URL (default from api.host/api.port)")
+    status.add_argument("--json", action="store_true")
+
+    demo = sub.add_parser("demo", help="zero set-up demo against an embedded S3 (moto)")
+    demo.add_argument("--port", type=int, default=8888, help="API port (default 8888; 0 = any free port)")
+    demo.add_argument("--dir", default="demo-mirror", help="mirror directory (default ./demo-mirror)")
+    demo.add_argument("--exit-after", type=float, default=None, help=argparse.SUPPRESS)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    o: dict[str, dict[str, Any]] = {"s3": {}, "sync": {}, "api": {}}
+    for attr, section, key in (
+        ("bucket", "s3", "bucket"),
+        ("endpoint_url", "s3", "endpoint_url"),
+        ("region", "s3", "region"),
+        ("prefix", "s3", "prefix"),
+        ("dest", "sync", "local_dir"),
+        ("concurrency", "sync", "concurrency"),
+        ("delete", "sync", "delete"),
+        ("checksum", "sync", "checksum"),
+        ("host", "api", "host"),
+        ("port", "api", "port"),
+    ):
+        v = getattr(args, attr, None)
+        if v is not None:
+            o[section][key] = v
+    return {k: v for k, v in o.items() if v}
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None), _overrides(args))
+
+
+def _configure_logs(settings: Settings, quiet: bool = False) -> None:
+    from s3sync import logs
+
+    level = settings.log.level
+    if quiet and level == "INFO":
+        level = "WARNING"
+    logs.configure(level, settings.log.format, settings.log.file)
+    for secret in (settings.api.token, settings.api.notification_secret):
+        if secret is not None:
+            logs.register_secret(secret.get_secret_value())
+    logs.register_secret(os.environ.get("AWS_SECRET_ACCESS_KEY"))
+
+
+def _run(coro_fn: Callable[[], Any]) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro_fn())
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(coro_fn())
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    check_syncing(settings)
+    _configure_logs(settings, quiet=True)
+    from s3sync.engine import SyncReport
+    from s3sync.runtime import open_engine
+
+    show_bar = sys.stderr.isatty() and not args.json and not args.no_progress
+
+    async def main() -> SyncReport:
+        progress_cb: Callable[[SyncReport], None] | None = None
+        bar: Any = None
+        if show_bar:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            bar = Progress(
+                TextColumn("[bold]sync"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TransferSpeedColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+            )
+            task = bar.add_task("sync", total=None)
+            bar.start()
+
+            def progress_cb(r: SyncReport) -> None:
+                done = r.downloaded + r.failed + r.skipped + r.unchanged + r.deleted
+                bar.update(task, completed=done, total=max(done, r.planned + r.unchanged + r.skipped))
+
+        try:
+            async with open_engine(settings) as engine:
+                return await engine.reconcile(dry_run=args.dry_run, progress=progress_cb)
+        finally:
+            if bar is not None:
+                bar.stop()
+
+    report: SyncReport = _run(main)
+    if args.json:
+        print(json.dumps(report.as_json()))
+    else:
+        for err in report.errors[:50]:
+            print(f"error: {err['key'] or '-'}: {err['message']}", file=sys.stderr)
+        if len(report.errors) > 50:
+            print(f"... and {len(report.errors) - 50} more errors", file=sys.stderr)
+        print(report.summary_line())
+    return EXIT_OK if report.ok else EXIT_FAIL
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    check_syncing(settings)
+    _configure_logs(settings, quiet=True)
+    from s3sync.bucket import Bucket
+    from s3sync.keys import KeyFilter
+    from s3sync.mirror import Mirror
+    from s3sync.verify import VerifyReport, verify
+
+    async def main() -> VerifyReport:
+        mirror = Mirror(settings.sync.local_dir)
+        filt = KeyFilter(settings.s3.prefix, settings.sync.include, settings.sync.exclude,
+                         settings.sync.max_file_size_bytes)
+        async with Bucket(settings.s3, fast_get=False) as bucket:
+            return await verify(bucket, mirror, filt, checksum=not args.no_checksum)
+
+    report: VerifyReport = _run(main)
+    if args.json:
+        print(json.dumps(report.as_json()))
+    else:
+        for d in report.drift:
+            print(f"{d.kind} {d.key}")
+        word = "identical" if report.identical else f"{len(report.drift)} differences"
+        print(f"verified {report.checked} objects: {word}")
+    return EXIT_OK if report.identical else EXIT_FAIL
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    check_serving(settings)
+    _configure_logs(settings)
+    from s3sync.api.app import serve
+
+    return int(_run(lambda: serve(settings)))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    settings = load_settings(args.config)
+    host = settings.api.host if settings.api.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    scheme = "https" if settings.api.tls_cert else "http"
+    base = (args.url or f"{scheme}://{host}:{settings.api.port}").rstrip("/")
+    req = urllib.request.Request(base + "/api/v1/stats")
+    if settings.api.token is not None:
+        req.add_header("Authorization", f"Bearer {settings.api.token.get_secret_value()}")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - operator-supplied URL
+            data = json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(f"s3sync: cannot reach the daemon at {base}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    if args.json:
+        print(json.dumps(data))
+    else:
+        for k in ("files_synced", "files_deleted", "files_failed", "files_skipped", "bytes_downloaded",
+                  "queue_depth", "in_flight", "journal_pending", "last_reconcile", "next_reconcile",
+                  "last_error"):
+            print(f"{k:>20}: {data.get(k)}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from s3sync.demo import run_demo
+
+    return run_demo(port=args.port, directory=Path(args.dir), exit_after=args.exit_after)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"sync": cmd_sync, "verify": cmd_verify, "serve": cmd_serve, "status": cmd_status, "demo": cmd_demo}
+    try:
+        return handlers[args.command](args)
+    except ConfigError as exc:
+        print(f"s3sync: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except FatalError as exc:
+        print(f"s3sync: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except S3SyncError as exc:
+        print(f"s3sync: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""structlog configured once: JSON for services, console on a TTY; stdlib logs routed through it.
+
+``log.file`` is opened with a handler that reopens the file on SIGHUP (see
+:func:`reopen`), so logrotate's ``postrotate kill -HUP`` works.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = ("token", "secret", "password", "authorization", "signature", "aws_secret_access_key")
+_secrets: set[str] = set()
+_file_handler: logging.FileHandler | None = None
+
+
+def register_secret(value: str | None) -> None:
+    """Values that must never appear in a log line (replaced by ``**redacted**``)."""
+    if value and len(value) >= 4:
+        _secrets.add(value)
+
+
+def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    for k, v in list(event.items()):
+        if any(s in k.lower() for s in _SECRET_KEYS) and k not in ("signature_ok",):
+            event[k] = "**redacted**"
+        elif isinstance(v, str) and _secrets:
+            for s in _secrets:
+                if s in v:
+                    v = v.replace(s, "**redacted**")
+            event[k] = v
+    return event
+
+
+def configure(level: str = "INFO", fmt: str = "auto", file: Path | None = None) -> None:
+    global _file_handler
+    lvl = getattr(logging, level.upper(), logging.INFO)
+    use_console = fmt == "console" or (fmt == "auto" and file is None and sys.stderr.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact,
+    ]
+    renderer: Any = structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler: logging.Handler
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handler = _file_handler = logging.FileHandler(file, encoding="utf-8", delay=False)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    root.setLevel(lvl)
+    for noisy in ("botocore", "aiobotocore", "aioboto3", "aiohttp.access", "urllib3", "werkzeug"):
+        logging.getLogger(noisy).setLevel(max(lvl, logging.WARNING))
+
+
+def reopen() -> None:
+    """Reopen ``log.file`` after rotation (called on SIGHUP)."""
+    if _file_handler is not None:
+        _file_handler.acquire()
+        try:
+            _file_handler.close()
+            _file_handler.stream = _file_handler._open()
+        finally:
+            _file_handler.release()

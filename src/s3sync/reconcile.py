@@ -1,0 +1,187 @@
+"""Reconcile as a sorted merge of the bucket listing against the StateStore.
+
+Both sides arrive in key order (S3 lists in UTF-8 byte order; SQLite's BINARY
+collation compares the same bytes; Python compares code points, which orders
+UTF-8 identically), so one pass with O(page) memory classifies every key, the
+way rclone's ``fs/march`` does. Local files are stat'ed in batches off the
+event loop so a file deleted or edited behind our back is repaired too.
+
+Deletions are only *planned* here; the caller applies them after a complete,
+error-free listing, bounded by ``max_delete``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from s3sync.errors import UnsafeKeyError
+from s3sync.keys import KeyFilter, check_key, is_directory_marker
+from s3sync.mirror import LocalStat
+from s3sync.model import ObjectMeta
+from s3sync.state import StateRow
+
+MTIME_SLACK = 1.0
+BATCH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    meta: ObjectMeta
+    reason: str  # new | changed | local_missing | local_changed
+
+
+@dataclass(frozen=True, slots=True)
+class Adopt:
+    """The local file already matches the listing: record it, download nothing."""
+
+    meta: ObjectMeta
+
+
+@dataclass(frozen=True, slots=True)
+class Unchanged:
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    key: str
+    reason: str  # unsafe_key | key_conflict | too_large
+    message: str
+    tracked: bool = False
+
+
+PlanItem = Fetch | Adopt | Unchanged | Remove | Skip
+
+
+async def flag_conflicts(listing: AsyncIterator[ObjectMeta]) -> AsyncIterator[tuple[ObjectMeta, bool]]:
+    """Yield (meta, conflicts) in order; ``conflicts`` when a later key is ``meta.key + "/..."``.
+
+    A key can only gain children among the keys that sort between it and
+    ``key + "/"`` (bytes below '/'), so an item is held back only until a key
+    beyond ``key + "/"`` arrives; the buffer stays tiny in real buckets.
+    """
+    buf: list[list[object]] = []  # [meta, status] ; status None = undecided
+    async for meta in listing:
+        k = meta.key
+        for item in buf:
+            if item[1] is None:
+                bk = item[0].key + "/"  # type: ignore[attr-defined]
+                if k.startswith(bk):
+                    item[1] = True
+                elif k > bk:
+                    item[1] = False
+        buf.append([meta, None])
+        while buf and buf[0][1] is not None:
+            m, st = buf.pop(0)
+            yield m, bool(st)  # type: ignore[misc]
+    for m, st in buf:
+        yield m, bool(st)  # type: ignore[misc]
+
+
+def _same_object(meta: ObjectMeta, row: StateRow) -> bool:
+    if meta.size != row.size:
+        return False
+    if meta.etag and row.etag:
+        return meta.etag == row.etag
+    return abs(meta.last_modified - row.last_modified) < MTIME_SLACK
+
+
+def _local_matches(meta: ObjectMeta, local: LocalStat | None) -> bool:
+    return (
+        local is not None
+        and local.size == meta.size
+        and (meta.last_modified <= 0 or abs(local.mtime - meta.last_modified) < MTIME_SLACK)
+    )
+
+
+async def plan(
+    listing: AsyncIterator[ObjectMeta],
+    tracked: AsyncIterator[StateRow],
+    filt: KeyFilter,
+    stat_many: Callable[[list[str]], list[LocalStat | None]],
+    *,
+    skip_existing: bool = True,
+    content_matches: Callable[[ObjectMeta], bool] | None = None,
+) -> AsyncIterator[PlanItem]:
+    """Classify every key of the listing and of the state, in key order.
+
+    ``content_matches`` (the ``--checksum`` mode) is called in a worker thread
+    for files whose size and mtime match, to compare their bytes with the ETag.
+    """
+    rows = tracked.__aiter__()
+    row: StateRow | None = await _next(rows, filt)
+    batch: list[tuple[ObjectMeta, StateRow | None]] = []
+
+    async def flush() -> AsyncIterator[PlanItem]:
+        keys = [m.key for m, _ in batch]
+        stats = await asyncio.to_thread(stat_many, keys)
+        checks: list[bool] = []
+        if content_matches is not None:
+            cands = [m for (m, _), st in zip(batch, stats, strict=True) if _local_matches(m, st)]
+            res = await asyncio.to_thread(lambda: {m.key: content_matches(m) for m in cands})
+            checks = [res.get(m.key, False) for m, _ in batch]
+        for i, ((meta, r), local) in enumerate(zip(batch, stats, strict=True)):
+            ok_local = _local_matches(meta, local) and (content_matches is None or checks[i])
+            if r is not None and _same_object(meta, r):
+                if ok_local:
+                    yield Unchanged(meta.key)
+                else:
+                    yield Fetch(meta, "local_missing" if local is None else "local_changed")
+            elif r is None and ok_local and skip_existing:
+                yield Adopt(meta)
+            else:
+                yield Fetch(meta, "new" if r is None else "changed")
+        batch.clear()
+
+    async for meta, conflict in flag_conflicts(listing):
+        key = meta.key
+        if not filt.wants(key):
+            continue
+        # state rows that sort before this key are gone from the bucket
+        while row is not None and row.key < key:
+            yield Remove(row.key)
+            row = await _next(rows, filt)
+        is_tracked = row is not None and row.key == key
+        current = row if is_tracked else None
+        if is_tracked:
+            row = await _next(rows, filt)
+        if is_directory_marker(key):
+            if is_tracked:
+                yield Remove(key)
+            continue
+        try:
+            check_key(key)
+        except UnsafeKeyError as exc:
+            yield Skip(key, "unsafe_key", str(exc), is_tracked)
+            continue
+        if conflict:
+            yield Skip(key, "key_conflict", "key collides with a directory of the same name "
+                       "(another key starts with it followed by '/')", is_tracked)
+            continue
+        if filt.too_large(meta.size):
+            yield Skip(key, "too_large", f"{meta.size} bytes exceeds max_file_size_mb", is_tracked)
+            continue
+        batch.append((meta, current))
+        if len(batch) >= BATCH:
+            async for item in flush():
+                yield item
+    if batch:
+        async for item in flush():
+            yield item
+    while row is not None:
+        yield Remove(row.key)
+        row = await _next(rows, filt)
+
+
+async def _next(rows: AsyncIterator[StateRow], filt: KeyFilter) -> StateRow | None:
+    async for r in rows:
+        if filt.wants(r.key):
+            return r
+    return None

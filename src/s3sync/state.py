@@ -1,0 +1,318 @@
+"""StateStore: what we last wrote for each key, and the journal of accepted changes.
+
+SQLite in WAL mode on one dedicated thread: every statement runs off the event
+loop, in order, on a connection no other thread touches. Object rows are
+written in batches (a crash loses at most the last batch, and the reconcile
+adopts files whose size and mtime match the listing, so nothing is
+re-downloaded); journal appends commit before returning, because an HTTP 202
+or an SQS delete promises the change is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from s3sync.model import Change, ChangeKind, ChangeSource
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    key TEXT PRIMARY KEY,
+    etag TEXT,
+    size INTEGER NOT NULL,
+    last_modified REAL NOT NULL,
+    version_id TEXT,
+    sequencer TEXT,
+    synced_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    source TEXT NOT NULL,
+    etag TEXT,
+    size INTEGER,
+    sequencer TEXT,
+    version_id TEXT,
+    delete_marker INTEGER NOT NULL DEFAULT 0,
+    received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StateRow:
+    """What we wrote for a key: enough to tell "unchanged" without touching S3."""
+
+    key: str
+    etag: str | None
+    size: int
+    last_modified: float
+    version_id: str | None = None
+    sequencer: str | None = None
+    synced_at: float = 0.0
+
+
+class StateStore:
+    """Async facade over one SQLite connection living on one thread."""
+
+    BATCH = 500
+    FLUSH_SECONDS = 0.2
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3sync-state")
+        self._conn: sqlite3.Connection | None = None
+        self._pending: dict[str, StateRow | None] = {}
+        self._lock = threading.Lock()
+        self._flusher: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------
+    async def open(self) -> None:
+        await self._run(self._open_sync)
+        self._flusher = asyncio.create_task(self._flush_loop(), name="state-flusher")
+
+    def _open_sync(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.executescript(_SCHEMA)
+        self._conn = conn
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            try:
+                await self._flusher
+            except asyncio.CancelledError:
+                pass
+            self._flusher = None
+        if self._conn is not None:
+            await self.flush()
+            await self._run(self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("StateStore is not open")
+        return self._conn
+
+    # -- object rows -------------------------------------------------------
+    def record(self, row: StateRow) -> None:
+        """Queue a row write; flushed in batches (see module docstring)."""
+        with self._lock:
+            self._pending[row.key] = row
+            n = len(self._pending)
+        if n >= self.BATCH:
+            self._wake.set()
+
+    def forget(self, key: str) -> None:
+        """Queue a row deletion."""
+        with self._lock:
+            self._pending[key] = None
+            n = len(self._pending)
+        if n >= self.BATCH:
+            self._wake.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.FLUSH_SECONDS)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        with self._lock:
+            if not self._pending:
+                return
+            batch, self._pending = self._pending, {}
+        await self._run(self._flush_sync, batch)
+
+    def _flush_sync(self, batch: dict[str, StateRow | None]) -> None:
+        conn = self.conn
+        now = time.time()
+        upserts = [
+            (r.key, r.etag, r.size, r.last_modified, r.version_id, r.sequencer, r.synced_at or now)
+            for r in batch.values()
+            if r is not None
+        ]
+        deletes = [(k,) for k, r in batch.items() if r is None]
+        conn.execute("BEGIN")
+        try:
+            if upserts:
+                conn.executemany("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?)", upserts)
+            if deletes:
+                conn.executemany("DELETE FROM objects WHERE key = ?", deletes)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _pending_row(self, key: str) -> tuple[bool, StateRow | None]:
+        with self._lock:
+            if key in self._pending:
+                return True, self._pending[key]
+        return False, None
+
+    async def get(self, key: str) -> StateRow | None:
+        hit, row = self._pending_row(key)
+        if hit:
+            return row
+        return await self._run(self._get_sync, key)
+
+    def _get_sync(self, key: str) -> StateRow | None:
+        cur = self.conn.execute("SELECT * FROM objects WHERE key = ?", (key,))
+        r = cur.fetchone()
+        return StateRow(*r) if r else None
+
+    async def contains_many(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` are tracked (used by the extra-file sweep)."""
+        await self.flush()
+        return await self._run(self._contains_sync, keys)
+
+    def _contains_sync(self, keys: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            q = "SELECT key FROM objects WHERE key IN (%s)" % ",".join("?" * len(chunk))
+            found.update(r[0] for r in self.conn.execute(q, chunk))
+        return found
+
+    async def iter_sorted(self, prefix: str = "", chunk: int = 2000) -> AsyncIterator[StateRow]:
+        """Rows in key order (SQLite BINARY collation = UTF-8 byte order = S3's order)."""
+        await self.flush()
+        after: str | None = None
+        while True:
+            rows = await self._run(self._page_sync, prefix, after, chunk)
+            for r in rows:
+                yield r
+            if len(rows) < chunk:
+                return
+            after = rows[-1].key
+
+    def _page_sync(self, prefix: str, after: str | None, limit: int) -> list[StateRow]:
+        lo = prefix if after is None else after
+        op = ">=" if after is None else ">"
+        if prefix:
+            hi = _prefix_upper_bound(prefix)
+            q = f"SELECT * FROM objects WHERE key {op} ? AND key < ? ORDER BY key LIMIT ?"
+            cur = self.conn.execute(q, (lo, hi, limit))
+        else:
+            q = f"SELECT * FROM objects WHERE key {op} ? ORDER BY key LIMIT ?"
+            cur = self.conn.execute(q, (lo, limit))
+        return [StateRow(*r) for r in cur.fetchall()]
+
+    async def count(self, prefix: str = "") -> int:
+        await self.flush()
+        return await self._run(self._count_sync, prefix)
+
+    def _count_sync(self, prefix: str) -> int:
+        if prefix:
+            cur = self.conn.execute(
+                "SELECT COUNT(*) FROM objects WHERE key >= ? AND key < ?",
+                (prefix, _prefix_upper_bound(prefix)),
+            )
+        else:
+            cur = self.conn.execute("SELECT COUNT(*) FROM objects")
+        return int(cur.fetchone()[0])
+
+    # -- journal -----------------------------------------------------------
+    async def journal_append(self, changes: Iterable[Change]) -> list[int]:
+        """Durably record accepted changes; returns their journal ids."""
+        items = list(changes)
+        if not items:
+            return []
+        return await self._run(self._journal_append_sync, items)
+
+    def _journal_append_sync(self, items: list[Change]) -> list[int]:
+        conn = self.conn
+        ids: list[int] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for c in items:
+                cur = conn.execute(
+                    "INSERT INTO journal (key, kind, source, etag, size, sequencer, version_id,"
+                    " delete_marker, received_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        c.key,
+                        c.kind.value,
+                        c.source.value,
+                        c.etag,
+                        c.size,
+                        c.sequencer,
+                        c.version_id,
+                        int(c.delete_marker),
+                        c.received_at,
+                    ),
+                )
+                ids.append(int(cur.lastrowid or 0))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return ids
+
+    async def journal_remove(self, ids: Iterable[int]) -> None:
+        items = [(i,) for i in ids]
+        if items:
+            await self._run(self._journal_remove_sync, items)
+
+    def _journal_remove_sync(self, items: list[tuple[int]]) -> None:
+        self.conn.executemany("DELETE FROM journal WHERE id = ?", items)
+
+    async def journal_pending(self) -> list[tuple[int, Change]]:
+        return await self._run(self._journal_pending_sync)
+
+    def _journal_pending_sync(self) -> list[tuple[int, Change]]:
+        cur = self.conn.execute(
+            "SELECT id, key, kind, source, etag, size, sequencer, version_id, delete_marker,"
+            " received_at FROM journal ORDER BY id"
+        )
+        out = []
+        for r in cur.fetchall():
+            out.append(
+                (
+                    int(r[0]),
+                    Change(
+                        key=r[1],
+                        kind=ChangeKind(r[2]),
+                        source=ChangeSource(r[3]),
+                        etag=r[4],
+                        size=r[5],
+                        sequencer=r[6],
+                        version_id=r[7],
+                        delete_marker=bool(r[8]),
+                        received_at=float(r[9]),
+                    ),
+                )
+            )
+        return out
+
+    async def journal_count(self) -> int:
+        return await self._run(lambda: int(self.conn.execute("SELECT COUNT(*) FROM journal").fetchone()[0]))
+
+
+def _prefix_upper_bound(prefix: str) -> str:
+    """Smallest string greater than every string starting with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else ""

@@ -1,0 +1,219 @@
+"""SyncStats: the single source of truth for counters; Prometheus reads it at scrape time.
+
+Nothing increments a prometheus-client metric directly: components update
+:class:`SyncStats`, and :class:`StatsCollector` turns a snapshot into metric
+families on each scrape (rclone's accounting/stats.go does the same). So
+``/api/v1/stats`` and ``/metrics`` can never disagree.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from s3sync import __version__
+
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+@dataclass
+class Histogram:
+    """Cumulative-bucket histogram plus a window of recent samples for p50/p99."""
+
+    buckets: tuple[float, ...] = _BUCKETS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(_BUCKETS) + 1))
+    total: float = 0.0
+    n: int = 0
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.total += value
+        self.n += 1
+        self.recent.append(value)
+
+    def quantile(self, q: float) -> float | None:
+        if not self.recent:
+            return None
+        data = sorted(self.recent)
+        idx = min(len(data) - 1, max(0, round(q * (len(data) - 1))))
+        return data[idx]
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out, acc = [], 0
+        for bound, c in zip(self.buckets, self.counts, strict=False):
+            acc += c
+            out.append((repr(bound), float(acc)))
+        out.append(("+Inf", float(self.n)))
+        return out
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).isoformat()
+
+
+@dataclass
+class SyncStats:
+    """Counters and gauges of one daemon (or one CLI run)."""
+
+    started_at: float = field(default_factory=time.time)
+    synced: Counter[str] = field(default_factory=Counter)  # by source
+    deleted: Counter[str] = field(default_factory=Counter)  # by source
+    failed: Counter[str] = field(default_factory=Counter)  # by reason
+    skipped: Counter[str] = field(default_factory=Counter)  # by reason
+    events: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, outcome)
+    bytes_downloaded: int = 0
+    retries: int = 0
+    auth_failures: int = 0
+    reconcile_runs: Counter[str] = field(default_factory=Counter)
+    test_events: int = 0
+    sqs_messages: Counter[str] = field(default_factory=Counter)
+    queue_depth: int = 0
+    in_flight: int = 0
+    coalesced: int = 0
+    journal_pending: int = 0
+    last_reconcile_at: float | None = None
+    last_reconcile_success_at: float | None = None
+    last_reconcile_duration: float | None = None
+    next_reconcile_at: float | None = None
+    reconcile_running: bool = False
+    last_error: str | None = None
+    last_error_at: float | None = None
+    s3_reachable: bool | None = None
+    s3_error: str | None = None
+    directory_writable: bool | None = None
+    transfer_seconds: Histogram = field(default_factory=Histogram)
+    event_to_file_seconds: Histogram = field(default_factory=Histogram)
+
+    def error(self, reason: str, message: str) -> None:
+        self.failed[reason] += 1
+        self.last_error = message
+        self.last_error_at = time.time()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The JSON shape of ``GET /api/v1/stats``."""
+        lat = self.event_to_file_seconds
+        tr = self.transfer_seconds
+        return {
+            "files_synced": sum(self.synced.values()),
+            "files_deleted": sum(self.deleted.values()),
+            "files_failed": sum(self.failed.values()),
+            "files_skipped": sum(v for k, v in self.skipped.items() if k != "unchanged"),
+            "files_unchanged": self.skipped.get("unchanged", 0),
+            "unsafe_keys": self.skipped.get("unsafe_key", 0) + self.skipped.get("key_conflict", 0),
+            "bytes_downloaded": self.bytes_downloaded,
+            "queue_depth": self.queue_depth,
+            "in_flight": self.in_flight,
+            "coalesced": self.coalesced,
+            "journal_pending": self.journal_pending,
+            "retries": self.retries,
+            "events_received": sum(v for (_, o), v in self.events.items() if o == "accepted"),
+            "events_ignored": sum(v for (_, o), v in self.events.items() if o == "ignored"),
+            "events_rejected": sum(v for (_, o), v in self.events.items() if o == "rejected"),
+            "test_events": self.test_events,
+            "auth_failures": self.auth_failures,
+            "failed_by_reason": dict(self.failed),
+            "skipped_by_reason": dict(self.skipped),
+            "synced_by_source": dict(self.synced),
+            "last_reconcile": _iso(self.last_reconcile_at),
+            "last_successful_reconcile": _iso(self.last_reconcile_success_at),
+            "last_reconcile_duration_seconds": self.last_reconcile_duration,
+            "next_reconcile": _iso(self.next_reconcile_at),
+            "reconcile_running": self.reconcile_running,
+            "last_error": self.last_error,
+            "last_error_at": _iso(self.last_error_at),
+            "s3_reachable": self.s3_reachable,
+            "event_latency_seconds": {
+                "count": lat.n,
+                "p50": lat.quantile(0.5),
+                "p99": lat.quantile(0.99),
+            },
+            "transfer_seconds": {"count": tr.n, "p50": tr.quantile(0.5), "p99": tr.quantile(0.99)},
+            "uptime_seconds": round(time.time() - self.started_at, 3),
+        }
+
+
+class StatsCollector(Collector):
+    """Exposes a :class:`SyncStats` in Prometheus format at scrape time."""
+
+    def __init__(self, stats: SyncStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats
+
+        def counter(name: str, doc: str, label: str | None, data: Any) -> Metric:
+            fam = CounterMetricFamily(name, doc, labels=[label] if label else None)
+            if label:
+                for k, v in sorted(data.items()):
+                    fam.add_metric([k], v)
+            else:
+                fam.add_metric([], data)
+            return fam
+
+        yield counter("s3sync_files_synced", "Files downloaded into the mirror.", "source", s.synced)
+        yield counter("s3sync_files_deleted", "Files deleted from the mirror.", "source", s.deleted)
+        yield counter("s3sync_files_failed", "Failed operations by reason.", "reason", s.failed)
+        yield counter("s3sync_files_skipped", "Skipped keys by reason.", "reason", s.skipped)
+        yield counter("s3sync_bytes_downloaded", "Bytes written into the mirror.", None, s.bytes_downloaded)
+        ev = CounterMetricFamily(
+            "s3sync_events_received", "Event notifications by source and outcome.", labels=["source", "outcome"]
+        )
+        for (src, outcome), v in sorted(s.events.items()):
+            ev.add_metric([src, outcome], v)
+        yield ev
+        yield counter("s3sync_events_coalesced", "Changes merged into a pending change.", None, s.coalesced)
+        yield counter("s3sync_retries", "Transfer attempts retried.", None, s.retries)
+        yield counter("s3sync_reconcile_runs", "Reconcile passes by outcome.", "outcome", s.reconcile_runs)
+        yield counter("s3sync_auth_failures", "Rejected API authentications.", None, s.auth_failures)
+        yield counter("s3sync_sqs_messages", "SQS messages by outcome.", "outcome", s.sqs_messages)
+
+        def gauge(name: str, doc: str, value: float | None) -> Metric:
+            g = GaugeMetricFamily(name, doc)
+            g.add_metric([], float(value) if value is not None else float("nan"))
+            return g
+
+        yield gauge("s3sync_queue_depth", "Changes waiting for a worker.", s.queue_depth)
+        yield gauge("s3sync_transfers_in_flight", "Operations running now.", s.in_flight)
+        yield gauge("s3sync_journal_pending", "Accepted changes not yet applied.", s.journal_pending)
+        yield gauge(
+            "s3sync_last_reconcile_success_timestamp_seconds",
+            "Unix time of the last reconcile that finished without errors.",
+            s.last_reconcile_success_at or 0,
+        )
+        yield gauge(
+            "s3sync_last_reconcile_duration_seconds", "Duration of the last reconcile.", s.last_reconcile_duration
+        )
+        yield gauge("s3sync_s3_reachable", "1 when the last S3 check succeeded.", 1 if s.s3_reachable else 0)
+        yield gauge(
+            "s3sync_directory_writable", "1 when the mirror directory is writable.", 1 if s.directory_writable else 0
+        )
+        info = GaugeMetricFamily("s3sync_info", "Build information.", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        for name, doc, h in (
+            ("s3sync_transfer_duration_seconds", "Time to download one object.", s.transfer_seconds),
+            ("s3sync_event_to_file_seconds", "Event received to file visible.", s.event_to_file_seconds),
+        ):
+            fam = HistogramMetricFamily(name, doc)
+            fam.add_metric([], h.cumulative(), sum_value=h.total)
+            yield fam
+
+
+def make_registry(stats: SyncStats) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatsCollector(stats))
+    return registry

@@ -1,0 +1,380 @@
+"""Download one object into the mirror, verified, with bounded retries.
+
+Integrity, strongest first: an S3 additional checksum returned by the GET
+(SHA-256, SHA-1, CRC32; CRC32C/CRC64NVME only when a library for them is
+importable), else MD5 when the ETag is a single-part MD5, else the multipart
+ETag recomputed from the part size that ``HEAD ?partNumber=1`` reveals. A
+body that fails its check never reaches its final name.
+
+Objects at or above ``multipart_threshold_mb`` are fetched as parallel ranged
+GETs pinned with ``If-Match`` (an object replaced mid-download fails with 412
+instead of producing a mixed file), written with ``os.pwrite`` into one
+preallocated temp file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import random
+import re
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiofiles
+import structlog
+
+from s3sync.bucket import Bucket, GetResult
+from s3sync.errors import (
+    IntegrityError,
+    NotFoundError,
+    PermanentError,
+    RetriesExceededError,
+    RetryableError,
+    S3SyncError,
+    TooLargeError,
+    classify,
+)
+from s3sync.mirror import Mirror
+from s3sync.model import ObjectMeta
+
+log = structlog.get_logger("s3sync.transfer")
+T = TypeVar("T")
+
+SMALL_BODY = 8 * 1024 * 1024
+CHUNK = 1024 * 1024
+_MD5_RE = re.compile(r"^[0-9a-f]{32}$")
+_MULTI_RE = re.compile(r"^[0-9a-f]{32}-(\d+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Downloaded:
+    """Outcome of one successful transfer."""
+
+    meta: ObjectMeta
+    bytes: int
+    not_modified: bool = False
+    attempts: int = 1
+
+
+@dataclass(slots=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter; ``sleep`` and ``rand`` are injectable for tests."""
+
+    attempts: int = 4
+    base: float = 0.2
+    cap: float = 10.0
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    rand: Callable[[], float] = random.random
+
+    def delay(self, attempt: int) -> float:
+        return self.rand() * min(self.cap, self.base * (2**attempt))
+
+    async def run(self, fn: Callable[[], Awaitable[T]], on_retry: Callable[[S3SyncError], None] | None = None) -> T:
+        last: S3SyncError | None = None
+        for attempt in range(self.attempts):
+            try:
+                return await fn()
+            except (RetryableError, IntegrityError) as exc:
+                last = exc
+                if on_retry is not None:
+                    on_retry(exc)
+                if attempt + 1 < self.attempts:
+                    await self.sleep(self.delay(attempt))
+            except S3SyncError:
+                raise
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                mapped = classify(exc)
+                if not isinstance(mapped, RetryableError):
+                    raise mapped from exc
+                last = mapped
+                if on_retry is not None:
+                    on_retry(mapped)
+                if attempt + 1 < self.attempts:
+                    await self.sleep(self.delay(attempt))
+        assert last is not None
+        raise RetriesExceededError(last, self.attempts) from last
+
+
+class _Checker:
+    """Incremental verification against whatever S3 gave us to verify with."""
+
+    def __init__(self, headers: dict[str, str] | Any, etag: str | None, sse: str | None, enabled: bool) -> None:
+        self.kind: str | None = None
+        self.expected: str | None = None
+        self._h: Any = None
+        if not enabled:
+            return
+        for name, algo in (("x-amz-checksum-sha256", "sha256"), ("x-amz-checksum-sha1", "sha1")):
+            if headers.get(name):
+                self.kind, self.expected, self._h = algo, headers[name], hashlib.new(algo)
+                return
+        if headers.get("x-amz-checksum-crc32") and headers.get("x-amz-checksum-type", "FULL_OBJECT") != "COMPOSITE":
+            self.kind, self.expected, self._h = "crc32", headers["x-amz-checksum-crc32"], 0
+            return
+        if etag and _MD5_RE.match(etag) and sse != "aws:kms" and not headers.get(
+            "x-amz-server-side-encryption-customer-algorithm"
+        ):
+            self.kind, self.expected, self._h = "md5", etag, hashlib.md5(usedforsecurity=False)
+
+    def update(self, data: bytes | memoryview) -> None:
+        if self.kind is None:
+            return
+        if self.kind == "crc32":
+            self._h = zlib.crc32(data, self._h)
+        else:
+            self._h.update(data)
+
+    def verify(self, key: str) -> None:
+        if self.kind is None:
+            return
+        if self.kind == "crc32":
+            got = base64.b64encode(int(self._h).to_bytes(4, "big")).decode()
+        elif self.kind == "md5":
+            got = self._h.hexdigest()
+        else:
+            got = base64.b64encode(self._h.digest()).decode()
+        if got != self.expected:
+            raise IntegrityError(f"{key}: {self.kind} mismatch (expected {self.expected}, got {got})")
+
+
+class Transfer:
+    """Downloads objects into a :class:`Mirror`; one instance shared by all workers."""
+
+    def __init__(
+        self,
+        bucket: Bucket,
+        mirror: Mirror,
+        *,
+        retry: RetryPolicy,
+        verify: bool = True,
+        max_size: int | None = None,
+        multipart_threshold: int = 64 * 1024 * 1024,
+        part_size: int = 16 * 1024 * 1024,
+        part_concurrency: int = 8,
+        on_retry: Callable[[S3SyncError], None] | None = None,
+    ) -> None:
+        self.bucket = bucket
+        self.mirror = mirror
+        self.retry = retry
+        self.verify = verify
+        self.max_size = max_size
+        self.multipart_threshold = multipart_threshold
+        self.part_size = part_size
+        self.part_concurrency = part_concurrency
+        self.on_retry = on_retry
+
+    async def download(
+        self, key: str, *, expected: ObjectMeta | None = None, if_none_match: str | None = None
+    ) -> Downloaded:
+        """Fetch ``key`` into place; raises a PermanentError subclass when it cannot."""
+        self.mirror.mapper.to_path(key)  # unsafe keys fail before any request
+        if expected is not None and self.max_size is not None and expected.size > self.max_size:
+            raise TooLargeError(f"{key}: {expected.size} bytes exceeds max_file_size_mb")
+        attempts = 0
+
+        async def once() -> Downloaded:
+            nonlocal attempts
+            attempts += 1
+            if expected is not None and expected.size >= self.multipart_threshold:
+                return await self._ranged(key, expected)
+            return await self._single(key, expected, if_none_match)
+
+        result = await self.retry.run(once, self.on_retry)
+        return Downloaded(result.meta, result.bytes, result.not_modified, attempts)
+
+    async def _single(self, key: str, expected: ObjectMeta | None, if_none_match: str | None) -> Downloaded:
+        res = await self.bucket.get(key, if_none_match=if_none_match)
+        if res.status == 304:
+            assert expected is not None or if_none_match is not None
+            return Downloaded(
+                expected or ObjectMeta(key, 0, if_none_match, 0.0), 0, not_modified=True
+            )
+        assert res.meta is not None and res.body is not None
+        meta = res.meta
+        try:
+            if self.max_size is not None and meta.size > self.max_size:
+                raise TooLargeError(f"{key}: {meta.size} bytes exceeds max_file_size_mb")
+            if expected is None and meta.size >= self.multipart_threshold:
+                res.close()
+                return await self._ranged(key, meta)
+            checker = _Checker(res.headers, meta.etag, res.headers.get("x-amz-server-side-encryption"), self.verify)
+            if meta.size <= SMALL_BODY:
+                data = await res.body.read()
+                self._check_size(key, len(data), meta.size)
+                checker.update(data)
+                checker.verify(key)
+                if self._needs_multipart_check(meta, checker):
+                    await self._verify_multipart(key, data, meta)
+                await asyncio.to_thread(self.mirror.write_bytes, key, data, meta.last_modified or None)
+                written = len(data)
+            else:
+                written = await self._stream(key, res, meta, checker)
+        finally:
+            res.close()
+        return Downloaded(meta, written)
+
+    def _needs_multipart_check(self, meta: ObjectMeta, checker: _Checker) -> bool:
+        return bool(self.verify and checker.kind is None and meta.etag and _MULTI_RE.match(meta.etag))
+
+    async def _stream(self, key: str, res: GetResult, meta: ObjectMeta, checker: _Checker) -> int:
+        assert res.body is not None
+        final, temp, fd = await asyncio.to_thread(self.mirror.new_temp, key)
+        os.close(fd)
+        written = 0
+        try:
+            async with aiofiles.open(temp, "r+b") as fh:
+                async for chunk in res.body.iter_chunks(CHUNK):
+                    checker.update(chunk)
+                    await fh.write(chunk)
+                    written += len(chunk)
+                    if self.max_size is not None and written > self.max_size:
+                        raise TooLargeError(f"{key}: body exceeds max_file_size_mb")
+                await fh.flush()
+            self._check_size(key, written, meta.size)
+            checker.verify(key)
+            if self._needs_multipart_check(meta, checker):
+                await self._verify_multipart(key, temp, meta)
+            fd = await asyncio.to_thread(os.open, temp, os.O_RDONLY)
+            await asyncio.to_thread(self.mirror.commit, fd, temp, final, meta.last_modified or None)
+        except BaseException:
+            await asyncio.to_thread(self.mirror.discard, -1, temp)
+            raise
+        return written
+
+    async def _ranged(self, key: str, meta: ObjectMeta) -> Downloaded:
+        """Parallel ranged GETs pinned to one ETag, pwrite'd into a preallocated temp."""
+        if not meta.etag:
+            head = await self.bucket.head(key)
+            if head is None:
+                raise NotFoundError(f"{key}: gone before download")
+            meta = head
+        size = meta.size
+        final, temp, fd = await asyncio.to_thread(self.mirror.new_temp, key)
+        try:
+            if size:
+                await asyncio.to_thread(_preallocate, fd, size)
+            ranges = [(o, min(o + self.part_size, size) - 1) for o in range(0, size, self.part_size)]
+            sem = asyncio.Semaphore(self.part_concurrency)
+            got = 0
+
+            async def part(lo: int, hi: int) -> None:
+                nonlocal got
+                async with sem:
+                    res = await self.bucket.get(key, if_match=meta.etag, byte_range=(lo, hi))
+                    try:
+                        assert res.body is not None
+                        off = lo
+                        async for chunk in res.body.iter_chunks(CHUNK):
+                            if off + len(chunk) > hi + 1:
+                                raise RetryableError(f"{key}: server sent more than the range")
+                            await asyncio.to_thread(os.pwrite, fd, chunk, off)
+                            off += len(chunk)
+                        if off != hi + 1:
+                            raise RetryableError(f"{key}: range {lo}-{hi} truncated at {off}")
+                        got += off - lo
+                    finally:
+                        res.close()
+
+            await _gather_cancel_on_error([part(lo, hi) for lo, hi in ranges])
+            self._check_size(key, got, size)
+            if self.verify:
+                await self._verify_file(key, temp, meta)
+            await asyncio.to_thread(self.mirror.commit, fd, temp, final, meta.last_modified or None)
+            fd = -1
+        except BaseException:
+            await asyncio.to_thread(self.mirror.discard, fd, temp)
+            raise
+        return Downloaded(meta, size)
+
+    async def _verify_file(self, key: str, path: Path, meta: ObjectMeta) -> None:
+        etag = meta.etag or ""
+        if _MD5_RE.match(etag):
+            digest = await asyncio.to_thread(_md5_file, path, None)
+            if digest[0] != etag:
+                raise IntegrityError(f"{key}: md5 mismatch (expected {etag}, got {digest[0]})")
+            return
+        if _MULTI_RE.match(etag):
+            await self._verify_multipart(key, path, meta)
+
+    async def _verify_multipart(self, key: str, source: Path | bytes, meta: ObjectMeta) -> None:
+        """Recompute a multipart ETag; the part size comes from ``HEAD ?partNumber=1``."""
+        part1 = await self.bucket.head(key, part_number=1)
+        if part1 is None or part1.size <= 0:
+            return  # cannot learn the part size; the size check already passed
+        if isinstance(source, bytes):
+            etag = _multipart_etag_bytes(source, part1.size)
+        else:
+            _, etag = await asyncio.to_thread(_md5_file, source, part1.size)
+        if etag != meta.etag:
+            raise IntegrityError(f"{key}: multipart ETag mismatch (expected {meta.etag}, got {etag})")
+
+    @staticmethod
+    def _check_size(key: str, got: int, expected: int) -> None:
+        if got != expected:
+            raise RetryableError(f"{key}: got {got} bytes, expected {expected} (truncated body)")
+
+
+def _preallocate(fd: int, size: int) -> None:
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except (OSError, AttributeError):
+        os.ftruncate(fd, size)
+
+
+def _md5_file(path: Path, part_size: int | None) -> tuple[str, str]:
+    """(md5 of the whole file, multipart ETag for ``part_size``)."""
+    whole = hashlib.md5(usedforsecurity=False)
+    parts: list[bytes] = []
+    cur = hashlib.md5(usedforsecurity=False)
+    in_part = 0
+    with open(path, "rb") as fh:
+        while True:
+            buf = fh.read(CHUNK if part_size is None else min(CHUNK, part_size - in_part))
+            if not buf:
+                break
+            whole.update(buf)
+            if part_size is not None:
+                cur.update(buf)
+                in_part += len(buf)
+                if in_part == part_size:
+                    parts.append(cur.digest())
+                    cur, in_part = hashlib.md5(usedforsecurity=False), 0
+    if part_size is not None and in_part:
+        parts.append(cur.digest())
+    multi = hashlib.md5(b"".join(parts), usedforsecurity=False).hexdigest() + f"-{len(parts)}"
+    return whole.hexdigest(), multi
+
+
+def _multipart_etag_bytes(data: bytes, part_size: int) -> str:
+    digests = [
+        hashlib.md5(data[i : i + part_size], usedforsecurity=False).digest()
+        for i in range(0, len(data), part_size)
+    ]
+    return hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest() + f"-{len(digests)}"
+
+
+async def _gather_cancel_on_error(coros: list[Awaitable[None]]) -> None:
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def now() -> float:
+    return time.time()
+
+
+__all__ = ["Downloaded", "PermanentError", "RetryPolicy", "Transfer"]
