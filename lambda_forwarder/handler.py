@@ -54,6 +54,7 @@ import logging
 import os
 import random
 import socket
+import ssl
 import sys
 import time
 import urllib.error
@@ -127,9 +128,7 @@ class DeliveryError(ForwarderError):
 class RejectedError(DeliveryError):
     """The daemon answered with a 4xx that another attempt would not change."""
 
-    def __init__(
-        self, message: str, *, status: int, attempts: int, daemon_message: str | None
-    ) -> None:
+    def __init__(self, message: str, *, status: int, attempts: int, daemon_message: str | None) -> None:
         super().__init__(message, status=status, attempts=attempts)
         self.daemon_message = daemon_message
 
@@ -422,6 +421,11 @@ class _Sender:
             except _RETRYABLE_EXCEPTIONS as exc:
                 status, body = None, b""
                 last_problem = _describe_exception(exc)
+                if _is_certificate_error(exc):
+                    # A wrong certificate stays wrong; retrying only burns time.
+                    raise self._give_up(
+                        payload, attempt, None, last_problem, "TLS verification failed"
+                    ) from exc
             else:
                 retry_after = _retry_after(retry_after_header, time.time())
                 last_problem = f"HTTP {status}"
@@ -561,6 +565,11 @@ def _retry_after(value: str | None, now: float) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     return max(0.0, when.timestamp() - now)
+
+
+def _is_certificate_error(exc: BaseException) -> bool:
+    reason = getattr(exc, "reason", None)
+    return isinstance(exc, ssl.SSLCertVerificationError) or isinstance(reason, ssl.SSLCertVerificationError)
 
 
 def _describe_exception(exc: BaseException) -> str:

@@ -50,9 +50,7 @@ class NotificationReceiver:
     accepted: list[Any] = field(default_factory=list)
     _script: deque[ScriptedReply] = field(default_factory=deque)
 
-    def reply_next(
-        self, status: int, times: int = 1, *, headers: dict[str, str] | None = None
-    ) -> None:
+    def reply_next(self, status: int, times: int = 1, *, headers: dict[str, str] | None = None) -> None:
         """Answer the next ``times`` requests with ``status`` instead of handling them."""
         body = {"error": "scripted", "message": f"scripted HTTP {status}"}
         for _ in range(times):
@@ -82,9 +80,7 @@ class NotificationReceiver:
                 return "bad timestamp"
             if abs(time.time() - ts) > REPLAY_WINDOW_SECONDS:
                 return "timestamp outside the replay window"
-            mac = hmac.new(
-                self.secret.encode(), timestamp.encode("ascii") + b"." + body, hashlib.sha256
-            )
+            mac = hmac.new(self.secret.encode(), timestamp.encode("ascii") + b"." + body, hashlib.sha256)
             expected = "sha256=" + mac.hexdigest()
             if not hmac.compare_digest(signature.encode(), expected.encode()):
                 return "signature mismatch"
@@ -104,12 +100,8 @@ class NotificationReceiver:
         try:
             doc = json.loads(body)
         except ValueError:
-            return web.json_response(
-                {"error": "bad_request", "message": "body is not JSON"}, status=400
-            )
+            return web.json_response({"error": "bad_request", "message": "body is not JSON"}, status=400)
         self.accepted.append(doc)
         records = doc.get("Records") if isinstance(doc, dict) else None
         accepted = len(records) if isinstance(records, list) else 0
-        return web.json_response(
-            {"accepted": accepted, "ignored": 0 if accepted else 1}, status=202
-        )
+        return web.json_response({"accepted": accepted, "ignored": 0 if accepted else 1}, status=202)

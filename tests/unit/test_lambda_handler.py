@@ -9,10 +9,14 @@ daemon app without touching the tests that only look at outcomes.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import email.utils
 import hashlib
 import hmac
+import ipaddress
 import json
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -46,9 +50,14 @@ class Daemon:
 async def start_daemon(
     aiohttp_server: Callable[..., Awaitable[Any]],
 ) -> Callable[..., Awaitable[Daemon]]:
-    async def start(*, secret: str | None = SECRET, token: str | None = None) -> Daemon:
+    async def start(
+        *,
+        secret: str | None = SECRET,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> Daemon:
         receiver = NotificationReceiver(secret=secret, token=token)
-        server = await aiohttp_server(receiver.app(), host="127.0.0.1")
+        server = await aiohttp_server(receiver.app(), host="127.0.0.1", ssl=ssl_context)
         return Daemon(str(server.make_url("")).rstrip("/"), receiver)
 
     return start
@@ -83,6 +92,43 @@ def configure(monkeypatch: pytest.MonkeyPatch, url: str, **env: str) -> None:
 
 async def invoke(event: Any, context: Any = None) -> Any:
     return await asyncio.to_thread(handler.lambda_handler, event, context)
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no trust store knows."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
 
 
 def closed_port_url() -> str:
@@ -185,9 +231,7 @@ def expected_signature(timestamp: str, body: bytes, secret: str = SECRET) -> str
 class TestSignedDelivery:
     """A direct S3 event reaches the daemon once, signed as the contract says."""
 
-    async def test_delivered_and_signed(
-        self, daemon: Daemon, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_delivered_and_signed(self, daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
         configure(monkeypatch, daemon.url, NOTIFICATION_SECRET=SECRET)
         event = s3_event("photos/a b.jpg", "docs/ünïcode.txt")
 
@@ -287,9 +331,7 @@ class TestRetries:
             ts = request.headers["X-S3Sync-Timestamp"]
             assert request.headers["X-S3Sync-Signature"] == expected_signature(ts, request.body)
 
-    async def test_429_retry_after_honoured(
-        self, daemon: Daemon, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_429_retry_after_honoured(self, daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
         configure(monkeypatch, daemon.url, NOTIFICATION_SECRET=SECRET)
         daemon.receiver.reply_next(429, headers={"Retry-After": "1"})
 
@@ -299,9 +341,7 @@ class TestRetries:
         assert second.at - first.at >= 0.95
         assert len(daemon.receiver.accepted) == 1
 
-    async def test_retry_after_is_capped(
-        self, daemon: Daemon, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_retry_after_is_capped(self, daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
         configure(monkeypatch, daemon.url, NOTIFICATION_SECRET=SECRET, RETRY_MAX_SECONDS="7")
         daemon.receiver.reply_next(503, headers={"Retry-After": "3600"})
         sleeps: list[float] = []
@@ -310,9 +350,7 @@ class TestRetries:
 
         assert sleeps == [7.0]
 
-    async def test_bad_secret_401_not_retried(
-        self, daemon: Daemon, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_bad_secret_401_not_retried(self, daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
         configure(monkeypatch, daemon.url, NOTIFICATION_SECRET="not-the-secret")
 
         with pytest.raises(handler.RejectedError) as info:
@@ -324,15 +362,32 @@ class TestRetries:
         assert "HTTP 401" in str(info.value) and "signature mismatch" in str(info.value)
         assert "NOTIFICATION_SECRET" in str(info.value)
 
-    async def test_other_4xx_not_retried(
-        self, daemon: Daemon, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_other_4xx_not_retried(self, daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
         configure(monkeypatch, daemon.url, NOTIFICATION_SECRET=SECRET)
         daemon.receiver.reply_next(404)
         with pytest.raises(handler.RejectedError) as info:
             await invoke(s3_event("k"))
         assert info.value.status == 404
         assert len(daemon.receiver.requests) == 1
+
+    async def test_redirect_is_not_followed(self, daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
+        configure(monkeypatch, daemon.url, NOTIFICATION_SECRET=SECRET)
+        daemon.receiver.reply_next(302, headers={"Location": daemon.url + NOTIFICATION_PATH})
+        with pytest.raises(handler.RejectedError) as info:
+            await invoke(s3_event("k"))
+        assert info.value.status == 302
+        assert len(daemon.receiver.requests) == 1
+
+    async def test_retry_after_http_date(self, daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
+        configure(monkeypatch, daemon.url, NOTIFICATION_SECRET=SECRET, RETRY_MAX_SECONDS="60")
+        when = email.utils.formatdate(time.time() + 30, usegmt=True)
+        daemon.receiver.reply_next(503, headers={"Retry-After": when})
+        sleeps: list[float] = []
+
+        await asyncio.to_thread(handler.forward, s3_event("k"), sleep=sleeps.append)
+
+        [slept] = sleeps
+        assert 27 <= slept <= 31
 
     async def test_no_time_left_gives_up_without_trying(
         self, daemon: Daemon, monkeypatch: pytest.MonkeyPatch
@@ -350,12 +405,47 @@ class TestRetries:
         assert daemon.receiver.requests == []
 
 
+class TestTls:
+    """HTTPS is verified: a trusted certificate works, an unknown one fails at once."""
+
+    @pytest.fixture
+    async def tls_daemon(
+        self, start_daemon: Callable[..., Awaitable[Daemon]], tmp_path: Path
+    ) -> tuple[Daemon, Path]:
+        cert, key = self_signed_cert(tmp_path)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        return await start_daemon(ssl_context=context), cert
+
+    async def test_untrusted_certificate_not_retried(
+        self, tls_daemon: tuple[Daemon, Path], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        daemon, _ = tls_daemon
+        assert daemon.url.startswith("https://")
+        configure(monkeypatch, daemon.url, NOTIFICATION_SECRET=SECRET)
+        sleeps: list[float] = []
+
+        with pytest.raises(handler.DeliveryError, match="TLS verification failed") as info:
+            await asyncio.to_thread(handler.forward, s3_event("k"), sleep=sleeps.append)
+
+        assert info.value.attempts == 1 and sleeps == []
+        assert daemon.receiver.requests == []
+
+    async def test_trusted_certificate_delivers(
+        self, tls_daemon: tuple[Daemon, Path], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        daemon, cert = tls_daemon
+        configure(monkeypatch, daemon.url, NOTIFICATION_SECRET=SECRET, SSL_CERT_FILE=str(cert))
+
+        await invoke(s3_event("k"))
+
+        assert len(daemon.receiver.accepted) == 1
+
+
 class TestEnvelopes:
     """SNS- and SQS-wrapped notifications are unwrapped; the test event is forwarded."""
 
-    async def test_sns_wrapped_event_unwrapped(
-        self, daemon: Daemon, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_sns_wrapped_event_unwrapped(self, daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
         configure(monkeypatch, daemon.url, NOTIFICATION_SECRET=SECRET)
         inner = s3_event("a", "b")
 
@@ -364,9 +454,7 @@ class TestEnvelopes:
         assert result["keys"] == 2
         assert daemon.receiver.accepted == [{"Records": inner["Records"]}]
 
-    async def test_test_event_forwarded(
-        self, daemon: Daemon, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_test_event_forwarded(self, daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
         configure(monkeypatch, daemon.url, NOTIFICATION_SECRET=SECRET)
         await invoke(TEST_EVENT)
         assert daemon.receiver.accepted == [TEST_EVENT]
@@ -447,9 +535,7 @@ class TestConfig:
         ],
     )
     def test_invalid_environment(self, env: dict[str, str], message: str) -> None:
-        with pytest.raises(
-            handler.ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")
-        ):
+        with pytest.raises(handler.ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
             handler.forward(s3_event("k"), env=env)
 
     def test_secret_not_in_repr(self) -> None:
