@@ -1,0 +1,1 @@
+"""The HTTP API: composition root (app.py), thin handlers, schemas, auth, OpenAPI."""

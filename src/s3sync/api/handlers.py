@@ -1,0 +1,261 @@
+"""Thin request handlers: validate input, call a service, shape the response."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import os
+import stat as stat_mod
+import time
+import uuid
+from collections import OrderedDict
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from s3sync import __version__
+from s3sync.api import keys as K
+from s3sync.api import schemas as s
+from s3sync.api.openapi import DOCS_HTML
+from s3sync.errors import S3SyncError, UnsafeKeyError
+from s3sync.keys import check_key
+from s3sync.model import ChangeSource
+from s3sync.sources.events import EventParseError, parse_body
+
+log = structlog.get_logger("s3sync.api")
+
+
+class ApiError(Exception):
+    """Raised by handlers; the error middleware renders ``{"error", "message"}``."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def _json(model: Any, status: int = 200) -> web.Response:
+    data = model.model_dump(mode="json") if hasattr(model, "model_dump") else model
+    return web.json_response(data, status=status)
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).isoformat()
+
+
+def _bool(request: web.Request, name: str, default: bool | None) -> bool | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    v = raw.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ApiError(400, "invalid_parameter", f"{name}: expected true or false, got {raw!r}")
+
+
+# -- service info ----------------------------------------------------------
+async def index(request: web.Request) -> web.Response:
+    stats = request.app[K.STATS]
+    return _json(s.ServiceInfo(service="s3sync", version=__version__,
+                               uptime_seconds=round(time.time() - stats.started_at, 3)))
+
+
+async def ping(request: web.Request) -> web.Response:
+    return _json(s.Ping())
+
+
+async def health(request: web.Request) -> web.Response:
+    services = request.app[K.SERVICES]
+    report = await services.health()
+    return _json(report, status=200 if report.status == "healthy" else 503)
+
+
+async def config(request: web.Request) -> web.Response:
+    return web.json_response(request.app[K.SETTINGS].public_dict())
+
+
+async def stats(request: web.Request) -> web.Response:
+    services = request.app[K.SERVICES]
+    services.refresh_gauges()
+    return web.json_response(request.app[K.STATS].snapshot())
+
+
+async def metrics(request: web.Request) -> web.Response:
+    request.app[K.SERVICES].refresh_gauges()
+    body = generate_latest(request.app[K.REGISTRY])
+    resp = web.Response(body=body)
+    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    resp.charset = "utf-8"
+    return resp
+
+
+# -- sync ------------------------------------------------------------------
+async def sync(request: web.Request) -> web.Response:
+    services = request.app[K.SERVICES]
+    prefix = request.query.get("prefix", "")
+    if prefix:
+        try:
+            check_key(prefix.rstrip("/") or "x")
+        except UnsafeKeyError as exc:
+            raise ApiError(400, "invalid_parameter", f"prefix: {exc}") from None
+    params = {
+        "prefix": prefix,
+        "delete": _bool(request, "delete", None),
+        "dry_run": bool(_bool(request, "dry_run", False)),
+    }
+    if _bool(request, "background", False):
+        job = services.jobs.create(params)
+        services.spawn(services.run_job(job))
+        return _json(s.JobAccepted(job_id=job.job_id), status=202)
+    report = await services.engine().reconcile(prefix=prefix, delete=params["delete"], dry_run=params["dry_run"])
+    return web.json_response(report.legacy())
+
+
+async def sync_job(request: web.Request) -> web.Response:
+    job = request.app[K.SERVICES].jobs.get(request.match_info["job_id"])
+    if job is None:
+        raise ApiError(404, "not_found", "no such sync job (jobs are kept in memory, the last 100)")
+    return _json(job)
+
+
+class Jobs:
+    """The last 100 background sync jobs, in memory."""
+
+    def __init__(self, keep: int = 100) -> None:
+        self.keep = keep
+        self._jobs: OrderedDict[str, s.Job] = OrderedDict()
+
+    def create(self, params: dict[str, Any]) -> s.Job:
+        job = s.Job(job_id=uuid.uuid4().hex, status="queued", created_at=_iso(time.time()) or "", params=params)
+        self._jobs[job.job_id] = job
+        while len(self._jobs) > self.keep:
+            self._jobs.popitem(last=False)
+        return job
+
+    def get(self, job_id: str) -> s.Job | None:
+        return self._jobs.get(job_id)
+
+
+# -- notifications -----------------------------------------------------------
+async def notification(request: web.Request) -> web.Response:
+    services = request.app[K.SERVICES]
+    st = request.app[K.STATS]
+    if not services.engine_ready() or not services.engine().accepting:
+        raise ApiError(503, "unavailable", "not accepting events right now (starting or stopping)",
+                       headers={"Retry-After": "5"})
+    settings = request.app[K.SETTINGS]
+    if st.journal_pending >= settings.sync.journal_high_water:
+        st.events["notification", "rejected"] += 1
+        raise ApiError(429, "backpressure", "too many changes pending; retry later", headers={"Retry-After": "5"})
+    body = await request.read()
+    received = time.time()
+    try:
+        parsed = parse_body(body, ChangeSource.NOTIFICATION, received, bucket=settings.s3.bucket)
+    except EventParseError as exc:
+        st.events["notification", "rejected"] += 1
+        raise ApiError(400, "invalid_event", str(exc)) from None
+    accepted = await services.engine().intake(parsed.changes)
+    st.events["notification", "accepted"] += accepted
+    st.events["notification", "ignored"] += parsed.ignored
+    st.test_events += parsed.test_events
+    if parsed.subscribe_url:
+        services.spawn(services.confirm_subscription(parsed.subscribe_url))
+    if parsed.untrusted_subscribe_url:
+        log.warning("refused SNS SubscribeURL on an untrusted host")
+    return _json(s.NotificationAccepted(accepted=accepted, ignored=parsed.ignored), status=202)
+
+
+# -- files -----------------------------------------------------------------
+def _cursor_decode(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    try:
+        return base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4)).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ApiError(400, "invalid_parameter", "cursor: not a cursor returned by this API") from None
+
+
+def _cursor_encode(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode("utf-8")).decode().rstrip("=")
+
+
+async def files(request: web.Request) -> web.Response:
+    services = request.app[K.SERVICES]
+    source = request.query.get("source", "local")
+    if source not in ("local", "s3"):
+        raise ApiError(400, "invalid_parameter", f"source: expected 'local' or 's3', got {source!r}")
+    prefix = request.query.get("prefix", "")
+    raw_limit = request.query.get("limit", "100")
+    try:
+        limit = int(raw_limit)
+    except ValueError:
+        raise ApiError(400, "invalid_parameter", f"limit: expected an integer, got {raw_limit!r}") from None
+    if not 1 <= limit <= 1000:
+        raise ApiError(400, "invalid_parameter", "limit: must be between 1 and 1000")
+    after = _cursor_decode(request.query.get("cursor"))
+    entries: list[s.FileEntry] = []
+    more = False
+    if source == "s3":
+        scope = services.settings.s3.prefix + prefix
+        metas, more = await services.engine().bucket.list_page(scope, after, limit)
+        entries = [s.FileEntry(key=m.key, size=m.size, etag=m.etag, last_modified=_iso(m.last_modified))
+                   for m in metas]
+    else:
+        mirror = services.mirror
+
+        def page() -> tuple[list[s.FileEntry], bool]:
+            out: list[s.FileEntry] = []
+            for key, st in mirror.walk_sorted(prefix, after):
+                if len(out) == limit:
+                    return out, True
+                out.append(s.FileEntry(key=key, size=st.st_size, last_modified=_iso(st.st_mtime)))
+            return out, False
+
+        import asyncio
+
+        entries, more = await asyncio.to_thread(page)
+    nxt = _cursor_encode(entries[-1].key) if more and entries else None
+    return _json(s.FileList(source=source, prefix=prefix, count=len(entries), files=entries, next_cursor=nxt))
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    services = request.app[K.SERVICES]
+    key = request.match_info["key"]
+    try:
+        path = services.mirror.mapper.to_path(key)
+    except UnsafeKeyError as exc:
+        raise ApiError(400, "unsafe_key", f"{exc}") from None
+    try:
+        st = os.lstat(path)
+    except (OSError, ValueError):
+        raise ApiError(404, "not_found", "no such file in the mirror") from None
+    if not stat_mod.S_ISREG(st.st_mode):
+        raise ApiError(404, "not_found", "no such file in the mirror")
+    real = os.path.realpath(path)
+    root = str(services.mirror.root)
+    if os.path.commonpath([root, real]) != root:
+        raise ApiError(404, "not_found", "no such file in the mirror")
+    return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+
+
+# -- docs --------------------------------------------------------------------
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(request.app[K.OPENAPI])
+
+
+async def docs(request: web.Request) -> web.Response:
+    return web.Response(text=DOCS_HTML, content_type="text/html")
+
+
+def error_body(code: str, message: str) -> dict[str, str]:
+    return {"error": code, "message": message}
+
+
+__all__ = ["ApiError", "Jobs", "S3SyncError"]

@@ -1,0 +1,111 @@
+"""``s3sync demo``: zero set-up. An embedded moto S3 on loopback, a demo bucket, the daemon.
+
+Uses throwaway credentials that only the embedded server accepts, never the
+user's AWS credentials, and only ever talks to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+from pathlib import Path
+
+DEMO_BUCKET = "s3sync-demo"
+DEMO_OBJECTS = {
+    "README.txt": b"Welcome to the s3sync demo: this bucket lives in an embedded moto S3 server.\n",
+    "reports/2026/q1/summary.csv": b"month,revenue\njan,100\nfeb,120\nmar,140\n",
+    "reports/2026/q2/summary.csv": b"month,revenue\napr,150\nmay,160\njun,170\n",
+    "images/logo.svg": b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>\n',
+    "data/nested/deeper/still deeper/file with spaces.json": b'{"hello": "world"}\n',
+    "data/unicode/caf\u00e9.txt": "d\u00e9j\u00e0 vu\n".encode(),
+    "logs/app.log": b"2026-11-24T00:00:00Z started\n" * 50,
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_moto() -> tuple[object, str]:
+    """Start moto's threaded server on a free loopback port; returns (server, endpoint)."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return server, f"http://127.0.0.1:{port}"
+
+
+def seed(endpoint: str) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket=DEMO_BUCKET)
+    for key, body in DEMO_OBJECTS.items():
+        s3.put_object(Bucket=DEMO_BUCKET, Key=key, Body=body)
+
+
+def run_demo(port: int = 8888, directory: Path = Path("demo-mirror"), exit_after: float | None = None) -> int:
+    try:
+        import moto  # noqa: F401
+    except ImportError:
+        print("s3sync demo needs moto: pip install 's3sync[test]' (make demo does this for you)")
+        return 2
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "demo-access-key")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "demo-secret-key")
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        os.environ.pop(var, None)
+    os.environ["AWS_ACCESS_KEY_ID"] = "demo-access-key"
+    os.environ["AWS_SECRET_ACCESS_KEY"] = "demo-secret-key"
+    server, endpoint = start_moto()
+    seed(endpoint)
+    if port == 0:
+        port = _free_port()
+    directory = directory.resolve()
+    from s3sync.cli import _configure_logs, _run
+    from s3sync.config import load_settings
+
+    settings = load_settings(
+        overrides={
+            "s3": {"bucket": DEMO_BUCKET, "endpoint_url": endpoint, "region": "us-east-1"},
+            "sync": {"local_dir": str(directory), "interval_seconds": 60, "delete": True},
+            "api": {"host": "127.0.0.1", "port": port},
+            "log": {"format": "console"},
+        },
+        environ={k: v for k, v in os.environ.items() if not k.startswith("S3SYNC_")},
+    )
+    _configure_logs(settings)
+    from s3sync.api.app import serve
+
+    def banner(url: str) -> None:
+        print(
+            "\n"
+            "  s3sync demo is running\n"
+            f"  embedded S3 (moto):  {endpoint}   bucket: {DEMO_BUCKET} ({len(DEMO_OBJECTS)} objects)\n"
+            f"  mirror directory:    {directory}\n"
+            f"  API docs:            {url}/docs\n"
+            f"  health:              {url}/api/v1/health\n"
+            f"  stats:               {url}/api/v1/stats\n"
+            f"  files:               {url}/api/v1/files?source=local\n"
+            f"  metrics:             {url}/metrics\n"
+            "  try: aws --endpoint-url " + endpoint + f" s3 cp ./somefile s3://{DEMO_BUCKET}/new.txt\n"
+            f"       (with AWS_ACCESS_KEY_ID=demo-access-key AWS_SECRET_ACCESS_KEY=demo-secret-key),\n"
+            f"       then: curl -X POST {url}/api/v1/sync\n"
+            "  Ctrl-C to stop.\n",
+            flush=True,
+        )
+        if exit_after is not None:
+            threading.Timer(exit_after, lambda: os.kill(os.getpid(), 15)).start()
+
+    try:
+        return int(_run(lambda: serve(settings, ready=banner)))
+    finally:
+        try:
+            server.stop()  # type: ignore[attr-defined]
+        except Exception:
+            pass
+        asyncio.set_event_loop_policy(None)
