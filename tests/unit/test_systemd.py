@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import os
+import signal
 import socket
+import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -178,3 +183,94 @@ class TestWatchdogLoop:
                 await task
             n.close()
         assert pings >= 3
+
+
+class _NoSuchBucket(http.server.BaseHTTPRequestHandler):
+    """A stand-in S3 that answers every request at once with 404 NoSuchBucket."""
+
+    def _reply(self) -> None:
+        body = (
+            b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchBucket</Code>'
+            b"<Message>The specified bucket does not exist</Message></Error>"
+        )
+        self.send_response(404)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_HEAD = do_PUT = do_POST = _reply
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_s3() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NoSuchBucket)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+class TestServeUnderSystemd:
+    """`s3sync serve` speaks sd_notify as the unit file (Type=notify, WatchdogSec) expects."""
+
+    def test_ready_watchdog_reload_stopping(
+        self, fs_systemd: _FakeSystemd, fake_s3: str, tmp_path: Path
+    ) -> None:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "NOTIFY_SOCKET": fs_systemd.env_value,
+            "WATCHDOG_USEC": "200000",
+            "S3SYNC_S3__BUCKET": "missing-bucket",
+            "S3SYNC_S3__ENDPOINT_URL": fake_s3,
+            "S3SYNC_API__PORT": "0",
+            "S3SYNC_SYNC__LOCAL_DIR": str(tmp_path / "mirror"),
+            "S3SYNC_SYNC__PERIODIC": "false",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "s3sync", "serve"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        seen: list[dict[str, str]] = []
+
+        def wait_for(field: str) -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, proc.communicate()[0].decode(errors="replace")
+                try:
+                    msg = fs_systemd.recv(timeout=1)
+                except TimeoutError:
+                    continue
+                seen.append(msg)
+                if field in msg:
+                    return
+            pytest.fail(f"no {field} from s3sync serve; got {seen}")
+
+        try:
+            wait_for("READY")
+            ready = next(m for m in seen if "READY" in m)
+            assert ready["READY"] == "1"
+            wait_for("WATCHDOG")
+            # ExecReload=/bin/kill -HUP $MAINPID must not kill the daemon.
+            proc.send_signal(signal.SIGHUP)
+            for _ in range(3):
+                wait_for("WATCHDOG")
+            proc.send_signal(signal.SIGTERM)
+            wait_for("STOPPING")
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            assert proc.stdout is not None
+            proc.stdout.close()
