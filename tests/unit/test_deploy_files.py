@@ -347,3 +347,39 @@ class TestLogrotate:
         output = proc.stdout + proc.stderr
         assert proc.returncode == 0, output
         assert "error:" not in output, output
+
+
+class TestExporterMatches:
+    """The daemon's /metrics exposition really contains the names and labels used above."""
+
+    def test_names_and_labels(self) -> None:
+        from prometheus_client import generate_latest
+
+        from s3sync.stats import SyncStats, make_registry
+
+        stats = SyncStats()
+        stats.synced["event"] += 1
+        stats.deleted["reconcile"] += 1
+        stats.failed["forbidden"] += 1
+        stats.skipped["unchanged"] += 1
+        stats.events[("http", "accepted")] += 1
+        stats.reconcile_runs["success"] += 1
+        stats.transfer_seconds.observe(0.1)
+        stats.event_to_file_seconds.observe(0.2)
+        text = generate_latest(make_registry(stats)).decode()
+        series = re.findall(r"(?m)^(s3sync_[a-z0-9_]+)(\{[^}]*\})?", text)
+        exported = {_metric_names(name).pop() for name, _ in series}
+        assert exported >= METRICS, METRICS - exported
+        labels = {name: lbl for name, lbl in series if lbl}
+        for metric, label in [
+            ("s3sync_files_synced_total", "source="),
+            ("s3sync_files_deleted_total", "source="),
+            ("s3sync_files_failed_total", "reason="),
+            ("s3sync_files_skipped_total", "reason="),
+            ("s3sync_events_received_total", "outcome="),
+            ("s3sync_reconcile_runs_total", "outcome="),
+            ("s3sync_info", "version="),
+            ("s3sync_transfer_duration_seconds_bucket", "le="),
+        ]:
+            assert label in labels.get(metric, ""), (metric, label)
+        assert "source=" in labels["s3sync_events_received_total"]
