@@ -76,7 +76,7 @@ class SyncReport:
     planned: int = 0
 
     def add(self, r: OpResult) -> None:
-        if r.status == "success":
+        if r.status in ("success", "dry_run"):
             if r.operation == "download":
                 self.downloaded += 1
                 self.bytes += r.bytes

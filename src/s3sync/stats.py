@@ -98,6 +98,18 @@ class SyncStats:
     transfer_seconds: Histogram = field(default_factory=Histogram)
     event_to_file_seconds: Histogram = field(default_factory=Histogram)
 
+    def __post_init__(self) -> None:
+        # Known label values start at 0 so every series exists from the first scrape.
+        for src in ("notification", "sqs", "reconcile", "journal", "manual"):
+            self.synced[src] += 0
+            self.deleted[src] += 0
+        for reason in ("failed", "retries_exceeded", "integrity", "local_io", "fatal", "not_found"):
+            self.failed[reason] += 0
+        for reason in ("unchanged", "unsafe_key", "key_conflict", "too_large", "filtered", "dry_run"):
+            self.skipped[reason] += 0
+        for outcome in ("success", "failed", "aborted"):
+            self.reconcile_runs[outcome] += 0
+
     def error(self, reason: str, message: str) -> None:
         self.failed[reason] += 1
         self.last_error = message
@@ -125,9 +137,9 @@ class SyncStats:
             "events_rejected": sum(v for (_, o), v in self.events.items() if o == "rejected"),
             "test_events": self.test_events,
             "auth_failures": self.auth_failures,
-            "failed_by_reason": dict(self.failed),
-            "skipped_by_reason": dict(self.skipped),
-            "synced_by_source": dict(self.synced),
+            "failed_by_reason": {k: v for k, v in self.failed.items() if v},
+            "skipped_by_reason": {k: v for k, v in self.skipped.items() if v},
+            "synced_by_source": {k: v for k, v in self.synced.items() if v},
             "last_reconcile": _iso(self.last_reconcile_at),
             "last_successful_reconcile": _iso(self.last_reconcile_success_at),
             "last_reconcile_duration_seconds": self.last_reconcile_duration,

@@ -80,7 +80,9 @@ class Services:
         return self._engine
 
     async def start(self) -> None:
+        """Try once in the foreground (the usual case: ready when the app is); keep trying in the background."""
         self._runner = asyncio.create_task(self._run_engine(), name="engine-runner")
+        await asyncio.wait({self._runner}, timeout=self.settings.s3.connect_timeout_seconds + 5)
 
     async def wait_ready(self, timeout: float) -> bool:
         try:
@@ -108,10 +110,8 @@ class Services:
                     pass
                 delay = min(delay * 2, 30.0)
                 continue
-            ok, reason = await engine.check_s3()
-            if not ok:
-                log.error("S3 is not usable yet", reason=reason)
             self._engine = engine
+            self.spawn(self._first_check(engine))
             self._engine_cm = ctx
             self.startup_error = None
             await engine.replay_journal()
@@ -119,8 +119,13 @@ class Services:
                 self.scheduler = Scheduler(engine, self.settings.sync.interval_seconds)
                 self.scheduler.start()
             self._engine_ready.set()
-            self.notifier.ready(f"mirroring s3://{self.settings.s3.bucket} into {self.mirror.root}")
+            self.notifier.status(f"mirroring s3://{self.settings.s3.bucket} into {self.mirror.root}")
             return
+
+    async def _first_check(self, engine: Engine) -> None:
+        ok, reason = await engine.check_s3()
+        if not ok:
+            log.error("S3 is not usable yet; will keep trying", reason=reason)
 
     async def stop(self) -> None:
         self._stop.set()
@@ -371,6 +376,13 @@ async def serve(settings: Settings, *, ready: Callable[[str], None] | None = Non
              (sock.getsockname() for sock in srv.sockets)]  # type: ignore[union-attr]
     url = addrs[0] if addrs else f"{scheme}://{settings.api.host}:{settings.api.port}"
     log.info("listening", url=url, bucket=settings.s3.bucket, mirror=str(settings.sync.local_dir))
+    services = app[K.SERVICES]
+    # READY as soon as the API answers; a degraded start says why in STATUS (systemd must not
+    # kill-loop a daemon that is waiting for S3 to come back).
+    notifier.ready(
+        f"mirroring s3://{settings.s3.bucket}" if services.engine_ready()
+        else f"degraded: {services.startup_error or 'starting'}"
+    )
     if ready is not None:
         ready(url)
     stop = asyncio.Event()
@@ -379,7 +391,6 @@ async def serve(settings: Settings, *, ready: Callable[[str], None] | None = Non
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, logs.reopen)
     watchdog = asyncio.create_task(watchdog_loop(notifier))
-    services = app[K.SERVICES]
     status_task = asyncio.create_task(_status_loop(services, notifier))
     await stop.wait()
     log.info("stopping: draining in-flight transfers", timeout=settings.sync.drain_timeout_seconds)
