@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -160,6 +163,19 @@ class TestInfoEndpoints:
             "next_reconcile", "last_error", "unsafe_keys",
         ):
             assert key in data, (key, data)
+
+    async def test_openapi_and_docs(self, client: Any) -> None:
+        """The OpenAPI 3 description lists the public paths and /docs is an HTML page."""
+        spec = await _json(await client.get("/api/v1/openapi.json"), 200)
+        assert str(spec["openapi"]).startswith("3")
+        for path in ("/api/v1/sync", "/api/v1/s3-notification", "/api/v1/files"):
+            assert path in spec["paths"], path
+        resp = await client.get("/docs")
+        assert resp.status == 200
+        assert "html" in resp.headers["Content-Type"]
+        page = await resp.text()
+        remote = re.findall(r"""(?:src|href)\s*=\s*["'](?:https?:)?//[^"']*""", page)
+        assert not remote, f"/docs must work offline, but loads {remote}"
 
     async def test_unknown_route_is_json_404(self, client: Any) -> None:
         """Even the router's own errors are JSON."""
@@ -335,6 +351,91 @@ class TestNotifications:
 
         await wait_for(settled, what="both events processed")
         assert (mirror / "alive.txt").read_bytes() == b"still here"
+
+    async def test_sns_envelope(self, client: Any, s3: Any, bucket: str, mirror: Path) -> None:
+        """An S3 event wrapped in an SNS Notification is unwrapped and applied."""
+        seed(s3, bucket, {"sns/obj.txt": b"via sns"})
+        inner = {"Records": [s3_event(bucket, "ObjectCreated:Put", "sns/obj.txt", 7)]}
+        envelope = {
+            "Type": "Notification",
+            "MessageId": "m-1",
+            "TopicArn": "arn:aws:sns:us-east-1:123456789012:t",
+            "Subject": "Amazon S3 Notification",
+            "Message": json.dumps(inner),
+            "Timestamp": "2024-01-15T10:30:00.000Z",
+        }
+        ack = await _json(await client.post("/api/v1/s3-notification", json=envelope), 202)
+        assert ack["accepted"] == 1
+        local = mirror / "sns/obj.txt"
+        await wait_for(lambda: local.is_file() and local.read_bytes() == b"via sns", what="file")
+
+    async def test_eventbridge_events(
+        self, client: Any, s3: Any, bucket: str, mirror: Path
+    ) -> None:
+        """EventBridge "Object Created" and "Object Deleted" events are applied."""
+        seed(s3, bucket, {"eb/obj.txt": b"via eventbridge"})
+
+        def eb(detail_type: str) -> dict[str, Any]:
+            return {
+                "version": "0",
+                "id": "e-1",
+                "detail-type": detail_type,
+                "source": "aws.s3",
+                "account": "123456789012",
+                "time": "2024-01-15T10:30:00Z",
+                "region": "us-east-1",
+                "resources": [f"arn:aws:s3:::{bucket}"],
+                "detail": {
+                    "version": "0",
+                    "bucket": {"name": bucket},
+                    "object": {"key": "eb/obj.txt", "size": 15},
+                    "request-id": "r",
+                    "requester": "123456789012",
+                    "reason": "PutObject" if "Created" in detail_type else "DeleteObject",
+                },
+            }
+
+        ack = await _json(await client.post("/api/v1/s3-notification", json=eb("Object Created")), 202)
+        assert ack["accepted"] == 1
+        local = mirror / "eb/obj.txt"
+        await wait_for(lambda: local.is_file(), what="created file")
+        assert local.read_bytes() == b"via eventbridge"
+        delete_objects(s3, bucket, ["eb/obj.txt"])
+        ack = await _json(await client.post("/api/v1/s3-notification", json=eb("Object Deleted")), 202)
+        assert ack["accepted"] == 1
+        await wait_for(lambda: not local.exists(), what="deleted file")
+
+    async def test_duplicate_and_reordered_events_converge(
+        self, client: Any, s3: Any, bucket: str, mirror: Path
+    ) -> None:
+        """A stale remove arriving after a create, plus duplicates, still leaves the live file."""
+        seed(s3, bucket, {"dup.txt": b"final"})
+        records = [
+            s3_event(bucket, "ObjectCreated:Put", "dup.txt", 5),
+            s3_event(bucket, "ObjectCreated:Put", "dup.txt", 5),
+            s3_event(bucket, "ObjectRemoved:Delete", "dup.txt"),
+            s3_event(bucket, "ObjectCreated:Put", "dup.txt", 5),
+        ]
+        resp = await client.post("/api/v1/s3-notification", json={"Records": records})
+        assert resp.status == 202, await resp.text()
+        local = mirror / "dup.txt"
+
+        async def settled() -> bool:
+            stats = await _json(await client.get("/api/v1/stats"), 200)
+            return local.is_file() and stats["queue_depth"] == 0 and stats["in_flight"] == 0
+
+        await wait_for(settled, what="events applied")
+        assert local.read_bytes() == b"final"
+        assert temp_files(mirror) == []
+
+    async def test_oversized_body(self, client: Any) -> None:
+        """A body over api.max_body_bytes is refused with a JSON 413."""
+        resp = await client.post(
+            "/api/v1/s3-notification",
+            data=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+            headers={"Content-Type": "application/json"},
+        )
+        await _error(resp, 413)
 
     async def test_test_event_is_acknowledged(self, client: Any, bucket: str) -> None:
         """The s3:TestEvent S3 sends on configuration is accepted with nothing to do."""
@@ -547,6 +648,40 @@ class TestAuth:
         await _error(
             await authed.request(method, path, headers={"Authorization": f"Basic {TOKEN}"}), 401
         )
+
+    async def test_hmac_signed_notification(
+        self, start_api: StartApi, make_settings: Any, s3: Any, bucket: str, mirror: Path
+    ) -> None:
+        """A fresh, correct HMAC signature replaces the bearer token; anything else is 401."""
+        client = await start_api(
+            make_settings(bucket, mirror, api={"token": TOKEN, "notification_secret": SECRET})
+        )
+        seed(s3, bucket, {"signed.txt": b"signed"})
+        body = json.dumps(
+            {"Records": [s3_event(bucket, "ObjectCreated:Put", "signed.txt", 6)]}
+        ).encode()
+
+        def signed(ts: int, secret: str = SECRET, payload: bytes = body) -> dict[str, str]:
+            mac = hmac.new(secret.encode(), f"{ts}.".encode() + payload, hashlib.sha256)
+            return {
+                "Content-Type": "application/json",
+                "X-S3Sync-Timestamp": str(ts),
+                "X-S3Sync-Signature": "sha256=" + mac.hexdigest(),
+            }
+
+        now = int(time.time())
+        path = "/api/v1/s3-notification"
+        await _error(await client.post(path, data=body, headers=signed(now, "wrong")), 401)
+        await _error(await client.post(path, data=body, headers=signed(now - 3600)), 401)
+        await _error(
+            await client.post(path, data=body, headers=signed(now, payload=b"{}")), 401
+        )
+        # the signature opens only the notification endpoint
+        await _error(await client.post("/api/v1/sync", data=body, headers=signed(now)), 401)
+        resp = await client.post(path, data=body, headers=signed(now))
+        assert (await _json(resp, 202))["accepted"] == 1
+        local = mirror / "signed.txt"
+        await wait_for(lambda: local.is_file(), what="signed event applied")
 
     async def test_open_endpoints(self, authed: Any) -> None:
         """/ping and /api/v1/health need no token."""

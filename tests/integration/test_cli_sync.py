@@ -214,6 +214,41 @@ class TestFilters:
         assert tree(mirror) == {"small.bin": small}
 
 
+class TestConfigSources:
+    """The one-shot sync takes its settings from files and environment names too."""
+
+    def test_legacy_and_prefixed_env(
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path
+    ) -> None:
+        """The earlier service's env names plus S3SYNC_* drive a sync with no flags at all."""
+        objects = seed(s3, bucket, nested_objects(3))
+        env = {
+            "S3_BUCKET_NAME": bucket,
+            "LOCAL_DOWNLOAD_DIR": str(mirror),
+            "AWS_ENDPOINT_URL_S3": cli.endpoint,
+            "S3SYNC_SYNC__CONCURRENCY": "2",
+        }
+        res = cli("sync", env=env)
+        assert res.returncode == 0, res
+        assert res.summary()["downloaded"] == 3, res
+        assert tree(mirror) == objects
+
+    def test_config_file_drives_sync(
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path, tmp_path: Path
+    ) -> None:
+        """Bucket, endpoint, destination and prefix from the TOML file; a flag still wins."""
+        seed(s3, bucket, {"p/a": b"a", "q/b": b"b"})
+        cfg = _write_config(
+            tmp_path / "all.toml",
+            f'[s3]\nbucket = "{bucket}"\nendpoint_url = "{cli.endpoint}"\nprefix = "p/"\n'
+            f'[sync]\nlocal_dir = "{tmp_path / "elsewhere"}"\n',
+        )
+        res = cli("sync", "--config", str(cfg), "--dest", str(mirror))
+        assert res.returncode == 0, res
+        assert tree(mirror) == {"p/a": b"a"}
+        assert not (tmp_path / "elsewhere").exists()
+
+
 class TestVerify:
     """``s3sync verify`` compares mirror and bucket and names every kind of drift."""
 
