@@ -194,7 +194,7 @@ S3SYNC_CONCURRENCY: int | None = None  # None = s3sync's own default
 
 def _s3sync(url: str, bucket: str, dest: Path, delete: bool) -> list[str]:
     argv = [str(s3sync_bin()), "sync", "--bucket", bucket, "--endpoint-url", url]
-    argv += ["--dest", str(dest)]
+    argv += ["--dest", str(dest), "--no-progress"]
     if S3SYNC_CONCURRENCY is not None:
         argv += ["--concurrency", str(S3SYNC_CONCURRENCY)]
     return [*argv, "--delete"] if delete else argv
@@ -227,7 +227,10 @@ def all_tools() -> dict[str, Tool]:
             "s3sync",
             _s3sync,
             [sys.executable, "-c", "import s3sync; print('s3sync', s3sync.__version__)"],
-            note="s3sync sync (repo .venv), default concurrency",
+            note="s3sync sync --no-progress (repo .venv), default concurrency, max_file_size_mb=0",
+            # The legacy default max_file_size_mb=1000 would skip W4's 1 GiB object;
+            # the peers have no size cap, so neither does s3sync here.
+            extra_env={"S3SYNC_SYNC__MAX_FILE_SIZE_MB": "0"},
         ),
     }
 
