@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -134,12 +135,37 @@ _FATAL_CODES = frozenset(
 )
 
 
-def classify_status(status: int, code: str = "", message: str = "") -> S3SyncError:
-    """Map an HTTP status (and S3 error code) to our error tree."""
+_WRONG_REGION = re.compile(r"region '([\w-]+)' is wrong; expecting '([\w-]+)'")
+
+
+def wrong_region(bucket: str, actual: str, configured: str) -> FatalError:
+    """The one message for every way S3 says "wrong region" (301, 400, HeadBucket's header)."""
+    name = f"bucket {bucket!r}" if bucket else "the bucket"
+    return FatalError(f"{name} is in region {actual!r}, not {configured!r} (set s3.region)")
+
+
+def classify_status(
+    status: int, code: str = "", message: str = "", *, bucket: str = "", region: str = ""
+) -> S3SyncError:
+    """Map an HTTP status (and S3 error code) to our error tree.
+
+    ``bucket`` and ``region`` (S3's ``BucketName``/``Bucket``/``Region`` fields or the
+    ``x-amz-bucket-region`` header) turn the two most common set-up mistakes into one
+    actionable line instead of S3's generic text.
+    """
     text = f"{status} {code} {message}".strip()
+    if code == "NoSuchBucket":
+        return FatalError(
+            f"bucket {bucket!r} does not exist" if bucket else f"bucket does not exist ({text})"
+        )
+    if code in ("PermanentRedirect", "AuthorizationHeaderMalformed") or status == 301:
+        m = _WRONG_REGION.search(message)
+        if m:
+            return wrong_region(bucket, m[2], m[1])
+        if region:
+            return FatalError(f"{f'bucket {bucket!r}' if bucket else 'the bucket'} is in region {region!r}"
+                              f" (set s3.region)")
     if status in (404,) or code in ("NoSuchKey", "NotFound"):
-        if code == "NoSuchBucket":
-            return FatalError(f"bucket does not exist ({text})")
         return NotFoundError(text)
     if status == 412 or code == "PreconditionFailed":
         return ChangedDuringTransferError(text)
@@ -163,7 +189,12 @@ def classify(exc: BaseException) -> S3SyncError:
         code = str(err.get("Code", ""))
         if not status and code.isdigit():
             status = int(code)
-        mapped = classify_status(status, code, str(err.get("Message", "")))
+        headers = meta.get("HTTPHeaders", {}) or {}
+        mapped = classify_status(
+            status, code, str(err.get("Message", "")),
+            bucket=str(err.get("BucketName") or err.get("Bucket") or ""),
+            region=str(err.get("Region") or headers.get("x-amz-bucket-region") or ""),
+        )
         mapped.__cause__ = exc
         return mapped
     if isinstance(exc, OSError):
