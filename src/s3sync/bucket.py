@@ -20,7 +20,7 @@ from urllib.parse import quote
 import aiohttp
 
 from s3sync.config import S3Settings
-from s3sync.errors import FatalError, NotFoundError, classify, classify_status
+from s3sync.errors import FatalError, NotFoundError, classify, classify_status, wrong_region
 from s3sync.model import ObjectMeta, normalize_etag
 
 
@@ -232,9 +232,14 @@ class Bucket:
         )
 
     async def check(self) -> None:
-        """HEAD the bucket: raises FatalError/RetryableError with a usable reason."""
+        """HEAD the bucket: raises FatalError/RetryableError with a usable reason.
+
+        botocore quietly follows S3's region redirect for its own calls, but the fast GET path
+        signs with ``s3.region`` and would then fail on every object; so a bucket whose
+        ``x-amz-bucket-region`` differs from ``s3.region`` is reported here, once.
+        """
         try:
-            await self._client.head_bucket(Bucket=self.name)
+            r = await self._client.head_bucket(Bucket=self.name)
         except Exception as exc:
             mapped = classify(exc)
             status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -242,9 +247,17 @@ class Bucket:
                 raise FatalError(f"bucket {self.name!r} does not exist") from exc
             if status == 403:
                 raise FatalError(f"access denied to bucket {self.name!r} (check credentials)") from exc
+            actual = getattr(exc, "response", {}).get("ResponseMetadata", {}).get(
+                "HTTPHeaders", {}).get("x-amz-bucket-region")
+            if status in (301, 400) and actual and actual != self._region:
+                raise wrong_region(self.name, actual, str(self._region)) from exc
             if status == 301:
                 raise FatalError(f"bucket {self.name!r} is in another region than {self._region!r}") from exc
             raise mapped from exc
+        actual = r.get("BucketRegion") or r.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(
+            "x-amz-bucket-region")
+        if actual and self._region and self._region != "auto" and actual != self._region:
+            raise wrong_region(self.name, actual, self._region)
 
     async def get(
         self,
