@@ -91,6 +91,74 @@ class TestFullSync:
         assert tree(mirror) == {"doc.txt": b"two, longer", "keep.txt": b"same", "lost/file": b"lost"}
 
 
+class TestAwkwardObjects:
+    """Keys and objects that are legal in S3 but easy to get wrong locally."""
+
+    SPECIAL = {
+        "with space/file name.txt": b"space",
+        "plus+sign.txt": b"plus",
+        "percent%20literal.txt": b"percent",
+        "hash#and?query&amp=.txt": b"punct",
+        "ünïcødé/日本語.txt": "ünï".encode(),
+        "tilde~/semi;colon,comma.txt": b"misc",
+        "empty.bin": b"",
+    }
+
+    def test_special_characters_and_empty_object(
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path
+    ) -> None:
+        """Every byte of the key survives into the local path; a zero-byte object is a file."""
+        objects = seed(s3, bucket, self.SPECIAL)
+        res = cli.sync(bucket, mirror)
+        assert res.returncode == 0, res
+        assert res.summary()["failed"] == 0, res
+        assert tree(mirror) == objects
+        assert cli.verify(bucket, mirror).returncode == 0
+
+    def test_folder_markers_are_not_failures(
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path
+    ) -> None:
+        """Console "folder" keys ending in '/' write nothing and fail nothing."""
+        seed(s3, bucket, {"folder/": b"", "folder/inside.txt": b"in", "lonely/": b""})
+        res = cli.sync(bucket, mirror)
+        assert res.returncode == 0, res
+        assert res.summary()["failed"] == 0, res
+        assert tree(mirror) == {"folder/inside.txt": b"in"}
+        assert not (mirror / "lonely").is_file()
+
+    def test_multipart_object_ranged_download(
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path, tmp_path: Path
+    ) -> None:
+        """A multipart-uploaded object (ETag "…-N") fetched with ranged GETs verifies and stays put."""
+        import io
+
+        from boto3.s3.transfer import TransferConfig
+
+        # Upload parts of 6 MiB, download ranges of 5 MiB: the ETag check must not assume
+        # the two part sizes agree.
+        data = body_for("multipart", 7 * 1024 * 1024 + 123)
+        upload = TransferConfig(
+            multipart_threshold=5 * 1024 * 1024, multipart_chunksize=6 * 1024 * 1024
+        )
+        s3.upload_fileobj(io.BytesIO(data), bucket, "big/multi.bin", Config=upload)
+        etag = s3.head_object(Bucket=bucket, Key="big/multi.bin")["ETag"]
+        assert etag.strip('"').endswith("-2"), etag
+        cfg = _write_config(
+            tmp_path / "ranged.toml", "[sync]\nmultipart_threshold_mb = 1\npart_size_mb = 5\n"
+        )
+        res = cli.sync(bucket, mirror, "--config", str(cfg))
+        assert res.returncode == 0, res
+        assert res.summary()["downloaded"] == 1, res
+        assert (mirror / "big/multi.bin").read_bytes() == data
+        assert temp_files(mirror) == []
+        again = cli.sync(bucket, mirror, "--config", str(cfg), "--checksum")
+        assert again.returncode == 0, again
+        assert again.summary()["unchanged"] == 1, again
+        res = cli.verify(bucket, mirror, "--json")
+        assert res.returncode == 0, res
+        assert res.json()["identical"] is True
+
+
 class TestPrefix:
     """--prefix limits the mirror to keys under that prefix, at their full key path."""
 

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -147,12 +146,26 @@ _COUNT_RE = {
 }
 
 
-@dataclass
-class CliResult:
+class CliResult(str):
+    """One CLI run. The str value is the full report (command, exit code, stdout, stderr)
+    so that ``assert cond, res`` shows everything instead of a truncated repr."""
+
     args: list[str]
     returncode: int
     stdout: str
     stderr: str
+
+    def __new__(cls, args: list[str], returncode: int, stdout: str, stderr: str) -> CliResult:
+        report = (
+            f"\n$ s3sync {' '.join(args)}\n-> exit {returncode}\n"
+            f"--- stdout\n{stdout}\n--- stderr\n{stderr}"
+        )
+        self = super().__new__(cls, report)
+        self.args = args
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        return self
 
     @property
     def output(self) -> str:
@@ -179,12 +192,6 @@ class CliResult:
             ) from None
         assert isinstance(data, dict), data
         return data
-
-    def __str__(self) -> str:
-        return (
-            f"$ s3sync {' '.join(self.args)}\n-> exit {self.returncode}\n"
-            f"--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
-        )
 
 
 class CliRunner:
