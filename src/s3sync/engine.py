@@ -190,6 +190,7 @@ class Engine:
         self._workers: list[asyncio.Task[None]] = []
         self._reconcile_lock = asyncio.Lock()
         self._accepting = True
+        self._drain_deadline: float | None = None
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -211,13 +212,28 @@ class Engine:
             log.info("replaying journal", count=len(pending))
         return len(pending)
 
-    async def stop(self, drain_timeout: float | None = None) -> None:
-        """Stop intake, let in-flight work finish up to ``drain_timeout``, then cancel."""
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Stop intake and wait up to ``timeout`` for queued and in-flight work; True when idle.
+
+        The deadline is fixed by the first call, so ``serve`` can drain while its API
+        still answers (new events get 503) and the later :meth:`stop` does not wait
+        a second ``drain_timeout_seconds``.
+        """
         self._accepting = False
-        timeout = self.settings.sync.drain_timeout_seconds if drain_timeout is None else drain_timeout
-        deadline = time.monotonic() + timeout
-        while (self.queue.in_flight or self.queue.depth) and time.monotonic() < deadline:
+        if self._drain_deadline is None:
+            t = self.settings.sync.drain_timeout_seconds if timeout is None else timeout
+            self._drain_deadline = time.monotonic() + t
+        while (self.queue.in_flight or self.queue.depth) and time.monotonic() < self._drain_deadline:
             await asyncio.sleep(0.02)
+        return not (self.queue.in_flight or self.queue.depth)
+
+    async def stop(self, drain_timeout: float | None = None) -> None:
+        """Stop intake, let in-flight work finish up to ``drain_timeout``, then cancel.
+
+        Whatever is left stays in the journal (its rows are removed only once
+        applied) and is replayed at the next start.
+        """
+        await self.drain(drain_timeout)
         for t in self._workers:
             t.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)

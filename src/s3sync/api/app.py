@@ -396,7 +396,11 @@ async def serve(settings: Settings, *, ready: Callable[[str], None] | None = Non
     log.info("stopping: draining in-flight transfers", timeout=settings.sync.drain_timeout_seconds)
     notifier.stopping("draining")
     if services.engine_ready():
-        services.engine()._accepting = False
+        # Drain while the API still answers: intake is closed, so notifications get
+        # 503 + Retry-After (the sender retries elsewhere or later) instead of a reset.
+        drained = await services.engine().drain(settings.sync.drain_timeout_seconds)
+        if not drained:
+            log.warning("drain timeout reached; the rest stays in the journal for the next start")
     status_task.cancel()
     await runner.cleanup()
     watchdog.cancel()

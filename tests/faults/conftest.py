@@ -1,0 +1,95 @@
+"""Fixtures for the fault suite: the fault proxy, settings pointed at it, real daemons.
+
+Everything talks over loopback: s3sync → :class:`FaultProxy` → moto. Daemon
+tests run ``python -m s3sync serve`` as a real subprocess (real signals, real
+SIGKILL), configured through ``S3SYNC_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_HERE = Path(__file__).resolve().parent
+if str(_HERE) not in sys.path:
+    sys.path.insert(0, str(_HERE))
+
+from faultproxy import FaultProxy  # noqa: E402
+from kit import Daemon, free_port  # noqa: E402
+from support.s3kit import AWS_ENV, clean_environ  # noqa: E402
+
+
+@pytest.fixture
+def proxy(moto_endpoint: str) -> Iterator[FaultProxy]:
+    """A fresh fault proxy in front of this worker's moto server, no rules yet."""
+    with FaultProxy(moto_endpoint) as p:
+        yield p
+
+
+MakeSettings = Callable[..., Any]
+
+
+@pytest.fixture
+def proxied_settings(proxy: FaultProxy) -> MakeSettings:
+    """``proxied_settings(bucket, local_dir, sync={...}, s3={...})`` → Settings whose S3 is the proxy.
+
+    Retries back off quickly (the policy's base delay is fixed in code at 0.2 s
+    with full jitter), periodic reconcile is off, fsync off to keep tests fast.
+    """
+    from s3sync.config import load_settings
+
+    def _make(bucket: str, local_dir: Path, **sections: dict[str, Any]) -> Any:
+        overrides: dict[str, dict[str, Any]] = {
+            "s3": {"bucket": bucket, "endpoint_url": proxy.url, "connect_timeout_seconds": 3.0},
+            "sync": {"local_dir": str(local_dir), "periodic": False, "fsync": False},
+        }
+        for section, values in sections.items():
+            overrides.setdefault(section, {}).update(values)
+        return load_settings(overrides=overrides, environ=dict(AWS_ENV))
+
+    return _make
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    """``daemon_factory(bucket=..., endpoint=..., local_dir=..., **{"sync__x": v})`` → a started Daemon.
+
+    Extra keyword settings use ``section__key`` names (``sync__concurrency=4``)
+    and become ``S3SYNC_SECTION__KEY`` variables. Every daemon is killed at teardown.
+    """
+    made: list[Daemon] = []
+
+    def _make(*, bucket: str, endpoint: str, local_dir: Path, start: bool = True, wait: bool = True,
+              port: int | None = None, **settings: Any) -> Daemon:
+        env = clean_environ()
+        env.update(
+            {
+                "S3SYNC_S3__BUCKET": bucket,
+                "S3SYNC_S3__ENDPOINT_URL": endpoint,
+                "S3SYNC_S3__CONNECT_TIMEOUT_SECONDS": "3",
+                "S3SYNC_SYNC__LOCAL_DIR": str(local_dir),
+                "S3SYNC_SYNC__PERIODIC": "false",
+                "S3SYNC_SYNC__FSYNC": "false",
+                "S3SYNC_API__PORT": str(port or free_port()),
+                "S3SYNC_LOG__FORMAT": "json",
+            }
+        )
+        for name, value in settings.items():
+            env[f"S3SYNC_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        d = Daemon(env, tmp_path / f"daemon-{len(made)}.log")
+        made.append(d)
+        if start:
+            d.start(wait=wait)
+        return d
+
+    yield _make
+    for d in made:
+        d.close()
+
+
+__all__ = ["Daemon", "FaultProxy"]
+
