@@ -451,6 +451,80 @@ class TestNotifications:
         data = await _json(resp, 202)
         assert data.get("accepted", 0) == 0
 
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            {"Records": "x"},
+            {"Records": [1, None, "s"]},
+            {"Records": [{"eventName": 5, "s3": None}]},
+            {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"object": {}}}]},
+            {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"object": {"key": 7}}}]},
+            {"Type": "Notification", "Message": "not json"},
+            {"Type": "Notification", "Message": 12},
+            {"detail-type": "Object Created", "source": "aws.s3", "detail": None},
+            {"detail-type": "Object Created", "source": "aws.s3", "detail": {"object": "k"}},
+            {},
+            "just a string",
+            None,
+        ],
+        ids=lambda p: json.dumps(p)[:40],
+    )
+    async def test_hostile_payloads_never_500(
+        self, client: Any, payload: Any, mirror: Path
+    ) -> None:
+        """Malformed events are refused (4xx) or ignored (202), always as JSON, never a 500."""
+        resp = await client.post("/api/v1/s3-notification", json=payload)
+        text = await resp.text()
+        assert resp.status in (202, 400, 422), (resp.status, text)
+        assert "Traceback" not in text
+        data = json.loads(text)
+        if resp.status == 202:
+            assert data.get("accepted", 0) == 0, data
+        else:
+            assert "error" in data and "message" in data, data
+        assert tree(mirror) == {}
+
+    async def test_event_for_missing_object(
+        self, client: Any, s3: Any, bucket: str, mirror: Path
+    ) -> None:
+        """A create event for a key S3 no longer has writes nothing and breaks nothing."""
+        seed(s3, bucket, {"real.txt": b"real"})
+        records = [
+            s3_event(bucket, "ObjectCreated:Put", "ghost.txt", 5),
+            s3_event(bucket, "ObjectCreated:Put", "real.txt", 4),
+        ]
+        resp = await client.post("/api/v1/s3-notification", json={"Records": records})
+        assert resp.status == 202, await resp.text()
+
+        async def settled() -> bool:
+            stats = await _json(await client.get("/api/v1/stats"), 200)
+            return (
+                (mirror / "real.txt").is_file()
+                and stats["queue_depth"] == 0
+                and stats["in_flight"] == 0
+            )
+
+        await wait_for(settled, what="events applied")
+        assert tree(mirror) == {"real.txt": b"real"}
+        assert temp_files(mirror) == []
+        health = await _json(await client.get("/api/v1/health"), 200)
+        assert health["status"] == "healthy"
+
+    async def test_event_for_other_bucket_is_ignored(
+        self, client: Any, s3: Any, bucket: str, mirror: Path
+    ) -> None:
+        """Records naming another bucket are counted as ignored and write nothing."""
+        other = f"{bucket}-other"
+        s3.create_bucket(Bucket=other)
+        seed(s3, other, {"foreign.txt": b"not ours"})
+        resp = await client.post(
+            "/api/v1/s3-notification",
+            json={"Records": [s3_event(other, "ObjectCreated:Put", "foreign.txt", 8)]},
+        )
+        data = await _json(resp, 202)
+        assert data == {"accepted": 0, "ignored": 1}
+        assert tree(mirror) == {}
+
     async def test_invalid_json(self, client: Any) -> None:
         """A body that is not JSON is a 400 with a JSON error."""
         resp = await client.post(
@@ -517,6 +591,32 @@ class TestFiles:
         await _manual_sync(client)
         keys = await self._walk(client, "local", limit=50)
         assert keys == ["only"]
+
+    async def test_awkward_keys_roundtrip(self, client: Any, s3: Any, bucket: str) -> None:
+        """Unicode, spaces, '+' and '%' keys list correctly and download by their encoded path."""
+        objects = seed(
+            s3,
+            bucket,
+            {"ü/日本 語.txt": b"u", "a+b.txt": b"p", "100%.txt": b"pc", "q?.txt": b"q"},
+        )
+        await _manual_sync(client)
+        for source in ("local", "s3"):
+            keys = await self._walk(client, source, limit=2)
+            assert sorted(keys) == sorted(objects), (source, keys)
+        for key, data in objects.items():
+            resp = await client.get(URL("/api/v1/download/" + quote(key), encoded=True))
+            assert resp.status == 200, (key, await resp.text())
+            assert await resp.read() == data
+
+    async def test_garbage_cursor(self, client: Any) -> None:
+        """A cursor the server never issued is a 400 (or an empty page), never a 500."""
+        for cursor in ("%%%", "not-a-cursor", "eyJ4IjogMX0=", "\u0000"):
+            resp = await client.get(
+                "/api/v1/files", params={"source": "local", "cursor": cursor}
+            )
+            text = await resp.text()
+            assert resp.status in (200, 400), (cursor, resp.status, text)
+            assert "Traceback" not in text
 
     @pytest.mark.parametrize(
         "query",
