@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from s3sync.bucket import Bucket
 from s3sync.config import Settings
 from s3sync.errors import (
     FatalError,
+    LocalIOError,
     NotFoundError,
     PermanentError,
     S3SyncError,
@@ -42,6 +45,12 @@ log = structlog.get_logger("s3sync.engine")
 
 MAX_DETAILS = 1000
 EVENT_SOURCES = (ChangeSource.NOTIFICATION, ChangeSource.SQS, ChangeSource.JOURNAL)
+# Failures that may heal by themselves (S3 down, throttled, bad credentials being fixed, disk
+# full): a journaled change that ends this way stays in the journal and is tried again after a
+# growing delay (and replayed at the next start), so an outage loses no accepted event.
+TRANSIENT_FAILURES = frozenset({"retries_exceeded", "retryable", "changed", "fatal", "local_io"})
+REQUEUE_BASE_SECONDS = 1.0
+REQUEUE_CAP_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +200,8 @@ class Engine:
         self._reconcile_lock = asyncio.Lock()
         self._accepting = True
         self._drain_deadline: float | None = None
+        self._requeue_attempts: dict[str, int] = {}
+        self._requeue_handles: set[asyncio.TimerHandle] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -207,6 +218,9 @@ class Engine:
         pending = await self.state.journal_pending()
         for jid, change in pending:
             self.queue.put_nowait(change, journal_ids=[jid])
+        # the workers decrement this as rows settle; without it the gauge (and the
+        # backpressure check that reads it) would under-count after a restart
+        self.stats.journal_pending += len(pending)
         self._update_gauges()
         if pending:
             log.info("replaying journal", count=len(pending))
@@ -234,6 +248,9 @@ class Engine:
         applied) and is replayed at the next start.
         """
         await self.drain(drain_timeout)
+        for handle in self._requeue_handles:
+            handle.cancel()  # their rows stay in the journal for the next start
+        self._requeue_handles.clear()
         for t in self._workers:
             t.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
@@ -291,7 +308,10 @@ class Engine:
                         w.set_result(OpResult(work.change.key, "none", "failed", "daemon stopping", error="stopped"))
                 raise
             self.queue.done(work.change.key)
-            if work.journal_ids:
+            if work.journal_ids and result.status == "failed" and result.error in TRANSIENT_FAILURES:
+                self._requeue_later(work)
+            elif work.journal_ids:
+                self._requeue_attempts.pop(work.change.key, None)
                 try:
                     await self.state.journal_remove(work.journal_ids)
                     self.stats.journal_pending = max(0, self.stats.journal_pending - len(work.journal_ids))
@@ -301,6 +321,24 @@ class Engine:
                 if not w.done():
                     w.set_result(result)
             self._update_gauges()
+
+    def _requeue_later(self, work: Work) -> None:
+        """Keep a transiently failed, journaled change; try it again after a growing, jittered delay."""
+        key = work.change.key
+        n = self._requeue_attempts.get(key, 0)
+        self._requeue_attempts[key] = n + 1
+        delay = min(REQUEUE_CAP_SECONDS, REQUEUE_BASE_SECONDS * 2**n) * (0.5 + random.random() / 2)
+        log.info("change kept in the journal; trying again later", key=key, retry_in=round(delay, 2))
+
+        def again() -> None:
+            self._requeue_handles.discard(handle)
+            if self._accepting:
+                if self.queue.put_nowait(work.change, journal_ids=work.journal_ids):
+                    self.stats.coalesced += 1
+                self._update_gauges()
+
+        handle = asyncio.get_running_loop().call_later(delay, again)
+        self._requeue_handles.add(handle)
 
     async def _apply(self, work: Work) -> OpResult:
         change = work.change
@@ -322,6 +360,8 @@ class Engine:
             err = classify(exc)
             code = err.code if not isinstance(err, FatalError) else "fatal"
             self.stats.error(code, f"{change.key}: {err}")
+            if isinstance(err, LocalIOError):
+                self.stats.note_local_io(change.key, str(err))
             blog.error("operation failed", error=str(err), error_code=code,
                        duration=round(time.monotonic() - started, 4))
             return OpResult(change.key, "download" if change.kind is ChangeKind.UPSERT else "delete",
@@ -330,6 +370,7 @@ class Engine:
         if result.status == "success":
             if result.operation == "download":
                 self.stats.transfer_seconds.observe(duration)
+                self.stats.local_io_error = None
             if change.source in EVENT_SOURCES:
                 self.stats.event_to_file_seconds.observe(max(0.0, time.time() - change.received_at))
             blog.info("applied", result=result.operation, bytes=result.bytes, duration=round(duration, 4))
@@ -359,6 +400,16 @@ class Engine:
             raise
         if done.not_modified:
             self.stats.skipped["unchanged"] += 1
+            if (
+                row is not None
+                and change.sequencer is not None
+                and change.etag is not None
+                and change.etag == row.etag
+                and (row.sequencer is None or compare_sequencers(change.sequencer, row.sequencer) > 0)
+            ):
+                # A newer put of the same bytes: remember its sequencer, or a remove
+                # that happened between the two puts would later "prove" itself newer.
+                self.state.record(dataclasses.replace(row, sequencer=change.sequencer))
             return OpResult(key, "download", "unchanged", "not modified (304)")
         meta = change.meta or done.meta
         self.state.record(
@@ -368,7 +419,7 @@ class Engine:
                 size=done.meta.size,
                 last_modified=meta.last_modified or done.meta.last_modified,
                 version_id=done.meta.version_id,
-                sequencer=change.sequencer or (row.sequencer if row else None),
+                sequencer=_content_sequencer(change, done.meta),
                 synced_at=time.time(),
             )
         )
@@ -387,7 +438,10 @@ class Engine:
             and change.sequencer is not None
             and row.sequencer is not None
             and compare_sequencers(change.sequencer, row.sequencer) > 0
-            and (change.delete_marker or change.version_id is None or change.version_id == row.version_id)
+            # On a versioned bucket only a delete marker hides the key: permanently
+            # deleting a version (even the current one) can leave an older version
+            # current, so such removes are always confirmed with a HEAD.
+            and (change.delete_marker or change.version_id is None)
         )
         if not proven:
             meta = await self.retry.run(lambda: self.bucket.head(key), self._on_retry)
@@ -595,6 +649,25 @@ class Engine:
             return False, str(err)
         self.stats.s3_reachable, self.stats.s3_error = True, None
         return True, None
+
+
+def _content_sequencer(change: Change, got: ObjectMeta) -> str | None:
+    """The sequencer to remember for the bytes just written, or None when unknown.
+
+    An event is only a hint: by the time we GET, the key may hold a newer object
+    than the event described. Remembering the event's sequencer for newer bytes
+    would let a later remove whose sequencer falls between the two "prove" itself
+    newer and delete a live file. So the sequencer is kept only when the object
+    fetched is the one the event named (same version id, else same ETag);
+    otherwise the next remove is confirmed with S3.
+    """
+    if change.sequencer is None:
+        return None
+    if change.version_id is not None and got.version_id is not None:
+        return change.sequencer if change.version_id == got.version_id else None
+    if change.etag is not None and got.etag is not None:
+        return change.sequencer if change.etag == got.etag else None
+    return None
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
