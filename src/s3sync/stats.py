@@ -95,6 +95,9 @@ class SyncStats:
     s3_reachable: bool | None = None
     s3_error: str | None = None
     directory_writable: bool | None = None
+    # keys whose last write into the mirror failed (disk full, permissions) -> message; a key
+    # leaves when it is next written or deleted. Health reports "degraded" while any remain.
+    local_io_failed: dict[str, str] = field(default_factory=dict)
     transfer_seconds: Histogram = field(default_factory=Histogram)
     event_to_file_seconds: Histogram = field(default_factory=Histogram)
 
@@ -109,6 +112,20 @@ class SyncStats:
             self.skipped[reason] += 0
         for outcome in ("success", "failed", "aborted"):
             self.reconcile_runs[outcome] += 0
+
+    def note_local_io(self, key: str, message: str) -> None:
+        self.local_io_failed.pop(key, None)
+        self.local_io_failed[key] = message
+        while len(self.local_io_failed) > 1000:  # bounded: the oldest entries go first
+            del self.local_io_failed[next(iter(self.local_io_failed))]
+
+    @property
+    def local_io_error(self) -> str | None:
+        """The most recent local write failure still unresolved, if any."""
+        if not self.local_io_failed:
+            return None
+        key = next(reversed(self.local_io_failed))
+        return f"{key}: {self.local_io_failed[key]}"
 
     def error(self, reason: str, message: str) -> None:
         self.failed[reason] += 1
@@ -136,6 +153,7 @@ class SyncStats:
             "events_ignored": sum(v for (_, o), v in self.events.items() if o == "ignored"),
             "events_rejected": sum(v for (_, o), v in self.events.items() if o == "rejected"),
             "test_events": self.test_events,
+            "sqs_messages": dict(self.sqs_messages),
             "auth_failures": self.auth_failures,
             "failed_by_reason": {k: v for k, v in self.failed.items() if v},
             "skipped_by_reason": {k: v for k, v in self.skipped.items() if v},
@@ -148,6 +166,8 @@ class SyncStats:
             "last_error": self.last_error,
             "last_error_at": _iso(self.last_error_at),
             "s3_reachable": self.s3_reachable,
+            "local_io_error": self.local_io_error,
+            "local_io_failures": len(self.local_io_failed),
             "event_latency_seconds": {
                 "count": lat.n,
                 "p50": lat.quantile(0.5),
