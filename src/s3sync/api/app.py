@@ -36,6 +36,7 @@ from s3sync.errors import S3SyncError
 from s3sync.mirror import Mirror
 from s3sync.runtime import open_engine
 from s3sync.sources.scheduler import Scheduler
+from s3sync.sources.sqs import SqsConsumer
 from s3sync.stats import SyncStats, make_registry
 from s3sync.systemd import Notifier, watchdog_loop
 
@@ -56,6 +57,7 @@ class Services:
         self.jobs = h.Jobs()
         self.notifier = notifier or Notifier()
         self.scheduler: Scheduler | None = None
+        self.sqs: SqsConsumer | None = None
         self._engine: Engine | None = None
         self._engine_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -118,6 +120,10 @@ class Services:
             if self.settings.sync.periodic:
                 self.scheduler = Scheduler(engine, self.settings.sync.interval_seconds)
                 self.scheduler.start()
+            if self.settings.sqs.queue_url:
+                # After the journal replay: SQS intake lands behind the changes already accepted.
+                self.sqs = SqsConsumer(self.settings, engine, self.stats, confirm=self.confirm_subscription)
+                await self.sqs.start()
             self._engine_ready.set()
             self.notifier.status(f"mirroring s3://{self.settings.s3.bucket} into {self.mirror.root}")
             return
@@ -132,6 +138,10 @@ class Services:
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
+        if self.sqs is not None:
+            # First: no new intake may race the engine's drain below.
+            await self.sqs.stop()
+            self.sqs = None
         if self.scheduler is not None:
             await self.scheduler.stop()
         for t in list(self._tasks):
