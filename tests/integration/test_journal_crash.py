@@ -1,0 +1,115 @@
+"""202 means durable: SIGKILL right after the 202 loses nothing; the journal replays at start.
+
+A real ``python -m s3sync serve`` subprocess is killed with SIGKILL immediately
+after the notification is acknowledged. To be sure the change lives *only* in
+the journal at that moment, the daemon talks to moto through a proxy that holds
+every object GET for a minute: the transfer cannot have happened. The proxy is
+then made fast, the daemon restarted, and the files must appear with no event
+sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from support.eventkit import S3Proxy, free_port, s3_event, s3_record
+from support.s3kit import clean_environ, tree, wait_for
+
+
+class Serve:
+    """One ``s3sync serve`` subprocess and the URL of its API."""
+
+    def __init__(self, config: Path, port: int, log: Path) -> None:
+        self.config, self.url, self.log = config, f"http://127.0.0.1:{port}", log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, http: aiohttp.ClientSession) -> None:
+        with self.log.open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "s3sync", "serve", "--config", str(self.config),
+                env=clean_environ(), stdout=out, stderr=asyncio.subprocess.STDOUT,
+            )
+
+        async def ready() -> bool:
+            assert self.proc is not None
+            assert self.proc.returncode is None, self.log.read_text()[-3000:]
+            try:
+                async with http.get(f"{self.url}/api/v1/stats") as resp:
+                    return resp.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await wait_for(ready, within=30, what="daemon listening")
+
+    async def notify(self, http: aiohttp.ClientSession, payload: Any) -> dict[str, Any]:
+        """POST until accepted (503 while the engine is still opening)."""
+
+        async def post() -> dict[str, Any] | None:
+            async with http.post(f"{self.url}/api/v1/s3-notification", json=payload) as resp:
+                if resp.status == 503:
+                    return None
+                assert resp.status == 202, await resp.text()
+                data: dict[str, Any] = await resp.json()
+                return data
+
+        result: dict[str, Any] = await wait_for(post, within=30, what="202 from the daemon")
+        return result
+
+    async def kill(self, sig: int) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return await asyncio.wait_for(self.proc.wait(), 30)
+
+
+class TestSigkillAfter202:
+    """A change acknowledged with 202 survives SIGKILL and is applied after restart."""
+
+    async def test_journal_replayed_after_sigkill(
+        self, s3: Any, bucket: str, mirror: Path, tmp_path: Path, moto_endpoint: str
+    ) -> None:
+        """Kill -9 right after the 202; the restarted daemon downloads every accepted key."""
+        objects = {"a.txt": b"alpha", "dir/b c.txt": b"bravo", "ü/+.txt": b"charlie"}
+        for k, v in objects.items():
+            s3.put_object(Bucket=bucket, Key=k, Body=v)
+        port = free_port()
+        async with S3Proxy(moto_endpoint, get_delay=60.0) as proxy, aiohttp.ClientSession() as http:
+            config = tmp_path / "s3sync.toml"
+            config.write_text(
+                f'[s3]\nbucket = "{bucket}"\nendpoint_url = "{proxy.url}"\n'
+                f'[sync]\nlocal_dir = {json.dumps(str(mirror))}\nperiodic = false\n'
+                f"[api]\nport = {port}\n"
+                '[log]\nformat = "json"\n'
+            )
+            daemon = Serve(config, port, tmp_path / "serve.log")
+            await daemon.start(http)
+            event = s3_event(*(s3_record(bucket, "ObjectCreated:Put", k) for k in objects))
+            ack = await daemon.notify(http, event)
+            assert await daemon.kill(signal.SIGKILL) == -signal.SIGKILL
+            assert ack == {"accepted": 3, "ignored": 0}
+            assert tree(mirror) == {}  # the GETs were being held: nothing was transferred
+
+            db = sqlite3.connect(mirror / ".s3sync" / "state.db")
+            try:
+                journaled = sorted(r[0] for r in db.execute("SELECT key FROM journal"))
+            finally:
+                db.close()
+            assert journaled == sorted(objects)
+
+            proxy.get_delay = 0.0
+            await daemon.start(http)
+            await wait_for(lambda: tree(mirror) == objects, within=30, what="replayed files")
+
+            async def drained() -> bool:
+                async with http.get(f"{daemon.url}/api/v1/stats") as resp:
+                    st = await resp.json()
+                return bool(st["journal_pending"] == 0 and st["queue_depth"] == 0 and st["in_flight"] == 0)
+
+            await wait_for(drained, what="journal drained")
+            assert await daemon.kill(signal.SIGTERM) == 0
