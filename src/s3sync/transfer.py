@@ -200,6 +200,9 @@ class Transfer:
             )
         assert res.meta is not None and res.body is not None
         meta = res.meta
+        if expected is not None and expected.last_modified:
+            # the listing's timestamp (ms precision on some servers) is what reconcile compares
+            meta = ObjectMeta(meta.key, meta.size, meta.etag, expected.last_modified, meta.version_id)
         try:
             if self.max_size is not None and meta.size > self.max_size:
                 raise TooLargeError(f"{key}: {meta.size} bytes exceeds max_file_size_mb")

@@ -1,0 +1,380 @@
+"""A minimal HTTP/1.1 keep-alive client for the GET hot path.
+
+Why not aiohttp's client here: on loopback the per-request CPU of
+``ClientSession.request`` (request/response objects, tracing hooks, timers,
+cookie handling) is ~3x what the whole job needs; for thousands of small GETs
+that CPU *is* the transfer time. This client does exactly one thing — send a
+pre-signed request on a pooled connection and parse a Content-Length, chunked
+or close-delimited response — with flow control for large bodies. Everything
+else (listing, HEAD, SQS) stays on aioboto3; the aiohttp-free path is only
+used for S3 GETs and ListObjectsV2 pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+_HIGH_WATER = 8 * 1024 * 1024
+_LOW_WATER = 1 * 1024 * 1024
+_MAX_HEAD = 64 * 1024
+
+
+class HttpError(ConnectionError):
+    """Transport-level failure (reset, truncated body, malformed response): retryable."""
+
+
+class Body:
+    """Body bytes as they arrive; ``read()`` for all, ``iter_chunks()`` to stream."""
+
+    def __init__(self, conn: _Conn) -> None:
+        self._conn = conn
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._done = False
+        self._exc: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._unlimited = False
+
+    # producer side (protocol)
+    def _feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if not self._unlimited and self._buffered > _HIGH_WATER:
+            self._conn.pause()
+        self._wake()
+
+    def _finish(self, exc: BaseException | None = None) -> None:
+        self._done = True
+        self._exc = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def _wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._conn.with_timeout(self._waiter)
+        finally:
+            self._waiter = None
+
+    # consumer side
+    async def read(self) -> bytes:
+        self._unlimited = True
+        self._conn.resume()
+        while not self._done:
+            await self._wait()
+        if self._exc is not None:
+            raise self._exc
+        data = b"".join(self._chunks) if len(self._chunks) != 1 else self._chunks[0]
+        self._chunks.clear()
+        return data
+
+    async def iter_chunks(self, size: int) -> AsyncIterator[bytes]:
+        while True:
+            if self._chunks:
+                chunk = self._chunks.popleft()
+                self._buffered -= len(chunk)
+                if self._buffered < _LOW_WATER:
+                    self._conn.resume()
+                yield chunk
+                continue
+            if self._done:
+                if self._exc is not None:
+                    raise self._exc
+                return
+            await self._wait()
+
+    def close(self) -> None:
+        if not self._done:
+            self._conn.abort()
+
+
+class Response:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], body: Body) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection; one request at a time."""
+
+    def __init__(self, pool: HttpPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.fut: asyncio.Future[Response] | None = None
+        self.body: Body | None = None
+        self.mode = ""  # "" idle/head, "len", "chunked", "close"
+        self.remaining = 0
+        self.keep_alive = True
+        self.closed = False
+        self.got_bytes = False
+        self.paused = False
+        self.no_body = False
+
+    # -- protocol callbacks ---------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.body is not None and self.mode == "close":
+            self._complete()
+            return
+        err = HttpError(f"connection lost: {exc}" if exc else "connection closed by server")
+        if self.fut is not None and not self.fut.done():
+            self.fut.set_exception(err)
+        if self.body is not None:
+            self.body._finish(err)
+            self.body = None
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        if self.body is None:
+            self.buf += data
+            self._parse_head()
+        else:
+            self._feed_body(data)
+
+    # -- parsing ---------------------------------------------------------------
+    def _parse_head(self) -> None:
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buf) > _MAX_HEAD:
+                self._fail(HttpError("response header too large"))
+            return
+        lines = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
+        rest = bytes(self.buf[end + 4 :])
+        self.buf.clear()
+        try:
+            _, code, *_ = lines[0].split(" ", 2)
+            status = int(code)
+        except ValueError:
+            self._fail(HttpError(f"malformed status line {lines[0][:80]!r}"))
+            return
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            k = k.strip().lower()
+            v = v.strip()
+            headers[k] = f"{headers[k]}, {v}" if k in headers else v
+        if headers.get("connection", "").lower() == "close":
+            self.keep_alive = False
+        body = Body(self)
+        self.body = body
+        te = headers.get("transfer-encoding", "").lower()
+        if self.no_body or status in (204, 304) or 100 <= status < 200:
+            self.mode, self.remaining = "len", 0
+        elif "chunked" in te:
+            self.mode, self.remaining = "chunked", -1
+        elif "content-length" in headers:
+            try:
+                self.mode, self.remaining = "len", int(headers["content-length"])
+            except ValueError:
+                self._fail(HttpError("bad Content-Length"))
+                return
+        else:
+            self.mode, self.keep_alive = "close", False
+        fut, self.fut = self.fut, None
+        if fut is not None and not fut.done():
+            fut.set_result(Response(status, headers, body))
+        if self.mode == "len" and self.remaining == 0:
+            self._complete()
+            if rest:
+                self._fail(HttpError("unexpected bytes after response"))
+            return
+        if rest:
+            self._feed_body(rest)
+
+    def _feed_body(self, data: bytes) -> None:
+        body = self.body
+        assert body is not None
+        if self.mode == "len":
+            n = len(data)
+            if n <= self.remaining:
+                body._feed(data)
+                self.remaining -= n
+            else:
+                body._feed(data[: self.remaining])
+                self.remaining = 0
+                self.keep_alive = False
+            if self.remaining == 0:
+                self._complete()
+        elif self.mode == "close":
+            body._feed(data)
+        else:
+            self.buf += data
+            self._parse_chunks()
+
+    def _parse_chunks(self) -> None:
+        body = self.body
+        assert body is not None
+        while True:
+            if self.remaining > 0:
+                take = min(self.remaining, len(self.buf))
+                if not take:
+                    return
+                body._feed(bytes(self.buf[:take]))
+                del self.buf[:take]
+                self.remaining -= take
+                if self.remaining:
+                    return
+                self.remaining = -2  # expect CRLF after chunk data
+            if self.remaining == -2:
+                if len(self.buf) < 2:
+                    return
+                del self.buf[:2]
+                self.remaining = -1
+            nl = self.buf.find(b"\r\n")
+            if nl < 0:
+                return
+            line = bytes(self.buf[:nl]).split(b";")[0].strip()
+            try:
+                size = int(line, 16)
+            except ValueError:
+                self._fail(HttpError("malformed chunk size"))
+                return
+            del self.buf[: nl + 2]
+            if size == 0:
+                # trailers end with an empty line
+                end = self.buf.find(b"\r\n")
+                if end < 0:
+                    return
+                self.buf.clear()
+                self._complete()
+                return
+            self.remaining = size
+
+    def _complete(self) -> None:
+        body, self.body = self.body, None
+        self.mode = ""
+        self.resume()
+        if body is not None:
+            body._finish()
+        if self.keep_alive and not self.closed:
+            self.pool._release(self)
+        else:
+            self.abort()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.fut is not None and not self.fut.done():
+            self.fut.set_exception(exc)
+        if self.body is not None:
+            self.body._finish(exc)
+            self.body = None
+        self.abort()
+
+    # -- control ---------------------------------------------------------------
+    def pause(self) -> None:
+        if not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.paused and self.transport is not None and not self.closed:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        self.closed = True
+        self.keep_alive = False
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def with_timeout(self, fut: asyncio.Future[Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        handle = loop.call_later(self.pool.read_timeout, self._timeout, fut)
+        try:
+            return await fut
+        finally:
+            handle.cancel()
+
+    def _timeout(self, fut: asyncio.Future[Any]) -> None:
+        if not fut.done():
+            fut.set_exception(TimeoutError(f"no data for {self.pool.read_timeout:.0f}s"))
+        self.abort()
+
+    def send(self, data: bytes, no_body: bool) -> asyncio.Future[Response]:
+        assert self.transport is not None
+        self.fut = asyncio.get_running_loop().create_future()
+        self.got_bytes = False
+        self.keep_alive = True
+        self.no_body = no_body
+        self.transport.write(data)
+        return self.fut
+
+
+class HttpPool:
+    """A LIFO pool of keep-alive connections to one host:port."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        limit: int = 128,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 300.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.ssl = ssl_context
+        self.read_timeout = read_timeout
+        self.connect_timeout = connect_timeout
+        self._idle: list[_Conn] = []
+        self._sem = asyncio.Semaphore(limit)
+        self._closed = False
+
+    def _release(self, conn: _Conn) -> None:
+        if self._closed or conn.closed:
+            return
+        self._idle.append(conn)
+
+    async def _connect(self) -> _Conn:
+        loop = asyncio.get_running_loop()
+        try:
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _Conn(self), self.host, self.port, ssl=self.ssl,
+                    server_hostname=self.host if self.ssl else None,
+                ),
+                self.connect_timeout,
+            )
+        except (OSError, TimeoutError) as exc:
+            raise HttpError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        return proto
+
+    async def request(self, head: bytes, *, no_body: bool = False) -> Response:
+        """Send a complete request head (no request body) and return the response."""
+        async with self._sem:
+            for attempt in (0, 1):
+                reused = bool(self._idle)
+                conn = self._idle.pop() if reused else await self._connect()
+                if conn.closed:
+                    continue
+                fut = conn.send(head, no_body)
+                try:
+                    return await conn.with_timeout(fut)
+                except HttpError:
+                    # a keep-alive connection the server closed while idle: retry once, fresh
+                    if reused and not conn.got_bytes and attempt == 0:
+                        continue
+                    raise
+            raise HttpError("connection closed before a response")
+
+    async def close(self) -> None:
+        self._closed = True
+        for c in self._idle:
+            c.abort()
+        self._idle.clear()
