@@ -11,13 +11,15 @@ stays available (``fast_get = false``) and both are tested.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import os
 import ssl
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, unquote_plus, urlsplit
 
 from s3sync.config import S3Settings
@@ -115,37 +117,76 @@ class Bucket:
         self._region = settings.region
         self._signer_cls: Any = None
         self._request_cls: Any = None
+        self._client_lock = asyncio.Lock()
+        self._static_creds: Any = None
+        self._creds_provider: Any = None
 
     async def __aenter__(self) -> Bucket:
-        import aioboto3
-        from aiobotocore.config import AioConfig
-
-        self._session = aioboto3.Session(region_name=self.settings.region)
-        cfg = AioConfig(
-            max_pool_connections=self.settings.max_pool_connections,
-            connect_timeout=self.settings.connect_timeout_seconds,
-            read_timeout=self._timeout,
-            parameter_validation=False,
-            retries={"mode": "standard", "max_attempts": 3},
-            s3={"addressing_style": "path" if self.settings.endpoint_url else "auto"},
-            tcp_keepalive=True,
-        )
-        self._client = await self._stack.enter_async_context(
-            self._session.client(
-                "s3",
-                endpoint_url=self.settings.endpoint_url,
-                region_name=self.settings.region,
-                config=cfg,
-            )
-        )
-        self._endpoint = (self.settings.endpoint_url or self._client.meta.endpoint_url).rstrip("/")
         if self.fast_get:
             from botocore.auth import S3SigV4Auth
             from botocore.awsrequest import AWSRequest
 
             self._signer_cls, self._request_cls = S3SigV4Auth, AWSRequest
             self._setup_fast_path()
+        else:
+            await self._boto()
         return self
+
+    async def _boto(self) -> Any:
+        """The aioboto3 client, created on first use.
+
+        Importing and building it costs ~0.3 s, which a one-shot ``sync`` on the
+        fast path never needs (listing and GETs go through :mod:`s3sync.fasthttp`).
+        """
+        if self._client is not None:
+            return self._client
+        async with self._client_lock:
+            if self._client is None:
+                import aioboto3
+                from aiobotocore.config import AioConfig
+
+                self._session = self._session or aioboto3.Session(region_name=self.settings.region)
+                cfg = AioConfig(
+                    max_pool_connections=self.settings.max_pool_connections,
+                    connect_timeout=self.settings.connect_timeout_seconds,
+                    read_timeout=self._timeout,
+                    parameter_validation=False,
+                    retries={"mode": "standard", "max_attempts": 3},
+                    s3={"addressing_style": "path" if self.settings.endpoint_url else "auto"},
+                    tcp_keepalive=True,
+                )
+                self._client = await self._stack.enter_async_context(
+                    self._session.client(
+                        "s3",
+                        endpoint_url=self.settings.endpoint_url,
+                        region_name=self.settings.region,
+                        config=cfg,
+                    )
+                )
+        return self._client
+
+    async def _credentials(self) -> Any:
+        """Frozen credentials: plain env keys directly, otherwise botocore's full chain."""
+        if self._static_creds is not None:
+            return self._static_creds
+        if self._creds_provider is None:
+            env = os.environ
+            if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+                from botocore.credentials import ReadOnlyCredentials
+
+                self._static_creds = ReadOnlyCredentials(
+                    env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env.get("AWS_SESSION_TOKEN")
+                )
+                return self._static_creds
+            if self._session is None:
+                import aioboto3
+
+                self._session = aioboto3.Session(region_name=self.settings.region)
+            self._creds_provider = await self._session.get_credentials()
+            if self._creds_provider is None:
+                raise FatalError("no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                                 "a profile, or an instance role)")
+        return await self._creds_provider.get_frozen_credentials()
 
     def _setup_fast_path(self) -> None:
         """Path-style URLs for custom endpoints and dotted names, virtual-hosted on AWS."""
@@ -181,7 +222,7 @@ class Bucket:
 
     @property
     def client(self) -> Any:
-        """The shared aioboto3 S3 client (for the rare call not wrapped here)."""
+        """The shared aioboto3 S3 client once created (for the rare call not wrapped here)."""
         return self._client
 
     # -- listing -----------------------------------------------------------
@@ -211,7 +252,7 @@ class Bucket:
         self, prefix: str, token: str | None, start_after: str | None, limit: int
     ) -> dict[str, Any]:
         if self._pool is not None:
-            return await self._fast_list_page(prefix, token, start_after, limit)
+            return await _retrying(lambda: self._fast_list_page(prefix, token, start_after, limit))
         kwargs: dict[str, Any] = {"Bucket": self.name, "MaxKeys": limit}
         if prefix:
             kwargs["Prefix"] = prefix
@@ -220,7 +261,7 @@ class Bucket:
         elif start_after:
             kwargs["StartAfter"] = start_after
         try:
-            page: dict[str, Any] = await self._client.list_objects_v2(**kwargs)
+            page: dict[str, Any] = await (await self._boto()).list_objects_v2(**kwargs)
         except Exception as exc:
             raise classify(exc) from exc
         return page
@@ -232,7 +273,7 @@ class Bucket:
         if part_number is not None:
             kwargs["PartNumber"] = part_number
         try:
-            r = await self._client.head_object(**kwargs)
+            r = await (await self._boto()).head_object(**kwargs)
         except Exception as exc:
             mapped = classify(exc)
             if isinstance(mapped, NotFoundError):
@@ -253,8 +294,11 @@ class Bucket:
         signs with ``s3.region`` and would then fail on every object; so a bucket whose
         ``x-amz-bucket-region`` differs from ``s3.region`` is reported here, once.
         """
+        if self._pool is not None:
+            await self._fast_check()
+            return
         try:
-            r = await self._client.head_bucket(Bucket=self.name)
+            r = await (await self._boto()).head_bucket(Bucket=self.name)
         except Exception as exc:
             mapped = classify(exc)
             status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -304,21 +348,36 @@ class Bucket:
         path += "/" + (quote(key, safe="/~") if key is not None else "")
         return path + (f"?{query}" if query else "")
 
-    async def _signed(self, target: str, headers: dict[str, str]) -> Any:
+    async def _fast_check(self) -> None:
+        """HeadBucket on the fast path (no botocore client needed for a one-shot sync)."""
+        resp = await self._signed(self._target(None), {}, method="HEAD")
+        status = resp.status
+        actual = resp.headers.get("x-amz-bucket-region")
+        if status == 200:
+            if actual and self._region and self._region != "auto" and actual != self._region:
+                raise wrong_region(self.name, actual, self._region)
+            return
+        if status == 404:
+            raise FatalError(f"bucket {self.name!r} does not exist")
+        if status in (301, 400) and actual and actual != self._region:
+            raise wrong_region(self.name, actual, str(self._region))
+        if status == 403:
+            raise FatalError(f"access denied to bucket {self.name!r} (check credentials)")
+        if status == 301:
+            raise FatalError(f"bucket {self.name!r} is in another region than {self._region!r}")
+        raise classify_status(status, "", f"HeadBucket {self.name}", bucket=self.name, region=actual or "")
+
+    async def _signed(self, target: str, headers: dict[str, str], method: str = "GET") -> Any:
         """Sign with botocore's SigV4 (fresh credentials each time: roles rotate) and send."""
         assert self._pool is not None
-        creds = await self._session.get_credentials()
-        if creds is None:
-            raise FatalError("no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-                             "a profile, or an instance role)")
-        frozen = await creds.get_frozen_credentials()
-        req = self._request_cls(method="GET", url=self._endpoint + target, headers=headers)
+        frozen = await self._credentials()
+        req = self._request_cls(method=method, url=self._endpoint + target, headers=headers)
         self._signer_cls(frozen, "s3", self._region).add_auth(req)
-        lines = [f"GET {target} HTTP/1.1", f"Host: {self._host_header}"]
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host_header}"]
         lines.extend(f"{k}: {v}" for k, v in req.headers.items())
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         try:
-            return await self._pool.request(head)
+            return await self._pool.request(head, no_body=method == "HEAD")
         except Exception as exc:
             raise classify(exc) from exc
 
@@ -372,7 +431,7 @@ class Bucket:
         if "x-amz-checksum-mode" in headers:
             kwargs["ChecksumMode"] = "ENABLED"
         try:
-            r = await self._client.get_object(**kwargs)
+            r = await (await self._boto()).get_object(**kwargs)
         except Exception as exc:
             status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
             if status == 304:
@@ -451,3 +510,26 @@ def _meta_from_headers(key: str, h: Mapping[str, str]) -> ObjectMeta:
         last_modified=_ts(h.get("last-modified")),
         version_id=h.get("x-amz-version-id"),
     )
+
+
+_T = TypeVar("_T")
+LIST_ATTEMPTS = 3  # what botocore's standard retry mode gives the aioboto3 path
+
+
+async def _retrying(fn: Callable[[], Awaitable[_T]]) -> _T:
+    """Retry a listing page on transient errors (5xx, SlowDown, resets) with full-jitter backoff.
+
+    A reconcile aborts on a listing error and deletes nothing, so one throttled
+    page must not cost a whole pass; GETs have their own policy in the transfer.
+    """
+    import asyncio
+    import random
+
+    for attempt in range(LIST_ATTEMPTS):
+        try:
+            return await fn()
+        except RetryableError:
+            if attempt + 1 == LIST_ATTEMPTS:
+                raise
+            await asyncio.sleep(random.random() * min(2.0, 0.2 * 2**attempt))
+    raise AssertionError("unreachable")

@@ -77,6 +77,7 @@ class StateStore:
         self._lock = threading.Lock()
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._closing = False
 
     # -- lifecycle ---------------------------------------------------------
     async def open(self) -> None:
@@ -94,11 +95,10 @@ class StateStore:
 
     async def close(self) -> None:
         if self._flusher is not None:
-            self._flusher.cancel()
-            try:
-                await self._flusher
-            except asyncio.CancelledError:
-                pass
+            # Never cancel the flusher mid-flush: a cancelled executor job would drop its batch.
+            self._closing = True
+            self._wake.set()
+            await self._flusher
             self._flusher = None
         if self._conn is not None:
             await self.flush()
@@ -134,20 +134,35 @@ class StateStore:
             self._wake.set()
 
     async def _flush_loop(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.FLUSH_SECONDS)
             except TimeoutError:
                 pass
             self._wake.clear()
-            await self.flush()
+            try:
+                await asyncio.shield(self.flush())
+            except asyncio.CancelledError:
+                if self._closing:
+                    return
+                raise
+            except Exception as exc:  # keep the rows; retry on the next tick
+                import structlog
+
+                structlog.get_logger("s3sync.state").error("state flush failed", error=str(exc))
 
     async def flush(self) -> None:
         with self._lock:
             if not self._pending:
                 return
             batch, self._pending = self._pending, {}
-        await self._run(self._flush_sync, batch)
+        try:
+            await self._run(self._flush_sync, batch)
+        except BaseException:
+            with self._lock:  # put the batch back under newer writes
+                for k, v in batch.items():
+                    self._pending.setdefault(k, v)
+            raise
 
     def _flush_sync(self, batch: dict[str, StateRow | None]) -> None:
         conn = self.conn
