@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support.s3kit import (
     CliRunner,
     body_for,
@@ -210,12 +211,13 @@ class TestDelete:
         assert counts["failed"] == 0, real
         assert tree(mirror) == {"a/kept.txt": b"hi"}
 
+    @pytest.mark.parametrize("limit", ["1", '"40%"'], ids=["count", "percent"])
     def test_max_delete_guard_blocks_mass_deletion(
-        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path, tmp_path: Path
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path, tmp_path: Path, limit: str
     ) -> None:
         """More deletions than max_delete allows → none happen, exit 1, and the guard is named."""
         objects = seed(s3, bucket, {f"f{i}.txt": body_for(f"f{i}", 10) for i in range(5)})
-        cfg = _write_config(tmp_path / "guard.toml", "[sync]\nmax_delete = 1\n")
+        cfg = _write_config(tmp_path / "guard.toml", f"[sync]\nmax_delete = {limit}\n")
         assert cli.sync(bucket, mirror, "--config", str(cfg)).returncode == 0
         delete_objects(s3, bucket, ["f0.txt", "f1.txt", "f2.txt"])
         res = cli.sync(bucket, mirror, "--config", str(cfg), "--delete")
