@@ -106,7 +106,8 @@ def _configure_logs(settings: Settings, quiet: bool = False) -> None:
     for secret in (settings.api.token, settings.api.notification_secret):
         if secret is not None:
             logs.register_secret(secret.get_secret_value())
-    logs.register_secret(os.environ.get("AWS_SECRET_ACCESS_KEY"))
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        logs.register_secret(os.environ.get(name))
 
 
 def _run(coro_fn: Callable[[], Any]) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,35 @@ def register_secret(value: str | None) -> None:
         _secrets.add(value)
 
 
-def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _scrub(value: Any) -> Any:
+    """Replace every registered secret inside strings, however deeply nested."""
+    if isinstance(value, str):
+        for s in _secrets:
+            if s in value:
+                value = value.replace(s, "**redacted**")
+        return value
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_scrub(v) for v in value]
+    if value is None or isinstance(value, (int, float, bool)):
+        return value
+    text = str(value)  # an exception or any object a renderer would stringify
+    return _scrub(text) if any(s in text for s in _secrets) else value
+
+
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Secret-named fields are blanked; registered secret values are cut out of everything else.
+
+    It runs twice: early (so no later processor sees a secret) and again last,
+    after tracebacks have been rendered to text — an exception message (say,
+    aiohttp echoing a malformed header) can carry a secret too.
+    """
     for k, v in list(event.items()):
         if any(s in k.lower() for s in _SECRET_KEYS) and k not in ("signature_ok",):
             event[k] = "**redacted**"
-        elif isinstance(v, str) and _secrets:
-            for s in _secrets:
-                if s in v:
-                    v = v.replace(s, "**redacted**")
-            event[k] = v
+        elif _secrets and not k.startswith("_") and k not in ("exc_info", "stack_info"):
+            event[k] = _scrub(v)  # exc_info is scrubbed once rendered, by the second pass
     return event
 
 
@@ -59,6 +80,7 @@ def configure(level: str = "INFO", fmt: str = "auto", file: Path | None = None) 
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            _redact,
             renderer,
         ],
     )
