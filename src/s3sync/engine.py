@@ -226,7 +226,7 @@ class Engine:
             log.info("replaying journal", count=len(pending))
         return len(pending)
 
-    async def drain(self, timeout: float | None = None) -> bool:
+    async def drain(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 - a deadline, not a wait
         """Stop intake and wait up to ``timeout`` for queued and in-flight work; True when idle.
 
         The deadline is fixed by the first call, so ``serve`` can drain while its API
@@ -307,6 +307,11 @@ class Engine:
                     if not w.done():
                         w.set_result(OpResult(work.change.key, "none", "failed", "daemon stopping", error="stopped"))
                 raise
+            except Exception as exc:  # a bug costs one change, never a worker: a dead worker stalls the queue
+                log.exception("internal error applying a change", key=work.change.key)
+                self.stats.error("internal", f"{work.change.key}: {type(exc).__name__}: {exc}")
+                result = OpResult(work.change.key, "none", "failed", f"internal error ({type(exc).__name__})",
+                                  error="internal")
             self.queue.done(work.change.key)
             if work.journal_ids and result.status == "failed" and result.error in TRANSIENT_FAILURES:
                 self._requeue_later(work)
@@ -366,11 +371,11 @@ class Engine:
                        duration=round(time.monotonic() - started, 4))
             return OpResult(change.key, "download" if change.kind is ChangeKind.UPSERT else "delete",
                             "failed", str(err), error=code)
+        self.stats.local_io_failed.pop(change.key, None)  # written, deleted or skipped: no longer failing
         duration = time.monotonic() - started
         if result.status == "success":
             if result.operation == "download":
                 self.stats.transfer_seconds.observe(duration)
-                self.stats.local_io_error = None
             if change.source in EVENT_SOURCES:
                 self.stats.event_to_file_seconds.observe(max(0.0, time.time() - change.received_at))
             blog.info("applied", result=result.operation, bytes=result.bytes, duration=round(duration, 4))
