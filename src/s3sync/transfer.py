@@ -93,7 +93,9 @@ class RetryPolicy:
                 raise
             except Exception as exc:
                 mapped = classify(exc)
-                if not isinstance(mapped, RetryableError):
+                # a checksum mismatch found by botocore (FlexibleChecksumError) is as retryable
+                # as one found by us: the bytes were damaged on the way
+                if not isinstance(mapped, RetryableError | IntegrityError):
                     raise mapped from exc
                 last = mapped
                 if on_retry is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import signal
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -32,7 +33,7 @@ from s3sync.api.auth import FailureLimiter, bearer_ok, hmac_problem
 from s3sync.api.openapi import build_spec
 from s3sync.config import Settings
 from s3sync.engine import Engine
-from s3sync.errors import S3SyncError
+from s3sync.errors import ConfigError, S3SyncError
 from s3sync.mirror import Mirror
 from s3sync.runtime import open_engine
 from s3sync.sources.scheduler import Scheduler
@@ -191,7 +192,12 @@ class Services:
             s3_ok, reason = await self._engine.check_s3()
         if not writable:
             reason = f"download directory {self.mirror.root} is not writable" + (f"; {reason}" if reason else "")
-        status = "healthy" if (s3_ok and writable) else ("unhealthy" if not writable and not s3_ok else "degraded")
+        disk_error = self.stats.local_io_error if writable else None
+        if disk_error:
+            # e.g. disk full: the directory is writable in principle, but the last write failed
+            reason = f"writing into the mirror failed: {disk_error}" + (f"; {reason}" if reason else "")
+        status = "healthy" if (s3_ok and writable and not disk_error) else (
+            "unhealthy" if not writable and not s3_ok else "degraded")
         report = s.Health(
             status=status,  # type: ignore[arg-type]
             message="S3 Sync Service is running and all connections are active" if status == "healthy"
@@ -242,7 +248,8 @@ async def error_middleware(
         msg = exc.reason
         if exc.status == 413:
             msg = f"request body exceeds the limit of {request.app[K.SETTINGS].api.max_body_bytes} bytes"
-        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "content-range", "retry-after")}
+        kept = ("allow", "content-range", "retry-after")
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in kept}
         return web.json_response(h.error_body(code, msg), status=exc.status, headers=headers)
     except S3SyncError as exc:
         log.warning("request failed", path=request.path, error=str(exc))
@@ -258,32 +265,49 @@ async def error_middleware(
 async def auth_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    """Who may call what (docs/security.md has the full matrix).
+
+    - ``/ping`` and ``/api/v1/health`` are always open (load balancers, systemd).
+    - ``api.token`` set: everything else needs ``Authorization: Bearer <token>``.
+    - ``api.notification_secret`` set: the notification endpoint also accepts a
+      fresh HMAC signature; when no token is set, the signature is the *only* way
+      in there, and the other endpoints stay open (loopback-only, enforced by
+      ``check_serving``).
+    - A client with too many recent failures gets 429 before its credentials are
+      even looked at; open endpoints never touch its failure count.
+    """
     settings = request.app[K.SETTINGS].api
     path = request.path
-    if path in PUBLIC_PATHS or (settings.token is None and settings.notification_secret is None):
+    token, secret = settings.token, settings.notification_secret
+    is_notification = path == NOTIFICATION_PATH
+    if path in PUBLIC_PATHS or (token is None and (secret is None or not is_notification)):
         return await handler(request)
     limiter = request.app[LIMITER]
     client = _client(request)
     wait = limiter.blocked_for(client)
     if wait:
-        raise h.ApiError(429, "too_many_attempts", "too many failed authentication attempts",
+        raise h.ApiError(429, "too_many_attempts",
+                         f"too many failed authentication attempts from {client}; retry in {wait} s",
                          headers={"Retry-After": str(wait)})
-    ok = settings.token is not None and bearer_ok(request.headers.get("Authorization"), settings.token)
-    problem = "missing or invalid bearer token"
-    if not ok and path == NOTIFICATION_PATH and settings.notification_secret is not None \
-            and "X-S3Sync-Signature" in request.headers:
-        body = await request.read()
-        hp = hmac_problem(settings.notification_secret, request.headers.get("X-S3Sync-Timestamp"),
+    ok = token is not None and bearer_ok(request.headers.get("Authorization"), token)
+    if token is None:
+        problem = "missing X-S3Sync-Timestamp or X-S3Sync-Signature"
+    elif is_notification and secret is not None:
+        problem = "missing or invalid bearer token (or HMAC signature)"
+    else:
+        problem = "missing or invalid bearer token"
+    if not ok and is_notification and secret is not None and "X-S3Sync-Signature" in request.headers:
+        body = await request.read()  # bounded by client_max_size: 413 past api.max_body_bytes
+        hp = hmac_problem(secret, request.headers.get("X-S3Sync-Timestamp"),
                           request.headers.get("X-S3Sync-Signature"), body)
         ok = hp is None
         problem = hp or problem
-    elif not ok and settings.token is None and path != NOTIFICATION_PATH:
-        ok = True  # only a notification secret is set: it protects the notification endpoint alone
     if not ok:
         limiter.failure(client)
         request.app[K.STATS].auth_failures += 1
         log.warning("authentication failed", path=path, client=client, reason=problem)
-        raise h.ApiError(401, "unauthorized", problem, headers={"WWW-Authenticate": "Bearer"})
+        raise h.ApiError(401, "unauthorized", problem,
+                         headers={"WWW-Authenticate": 'Bearer realm="s3sync"'})
     limiter.success(client)
     return await handler(request)
 
@@ -355,6 +379,11 @@ def create_app(settings: Settings, *, notifier: Notifier | None = None) -> web.A
 
 async def serve(settings: Settings, *, ready: Callable[[str], None] | None = None) -> int:
     """Run the daemon until SIGTERM/SIGINT, then drain and exit 0."""
+    try:
+        ssl_ctx = _tls_context(settings)
+    except ConfigError as exc:
+        print(f"s3sync: {exc}", flush=True)
+        return 2
     notifier = Notifier.from_env()
     app = create_app(settings, notifier=notifier)
     runner = web.AppRunner(
@@ -362,16 +391,12 @@ async def serve(settings: Settings, *, ready: Callable[[str], None] | None = Non
         handle_signals=False,
         access_log=None,
         shutdown_timeout=5.0,
+        # Bounded request line and header fields (aiohttp answers 400 past them, before any
+        # handler runs); aiohttp also caps the number of header fields at 128.
         max_line_size=settings.api.max_header_bytes,
         max_field_size=settings.api.max_header_bytes,
     )
     await runner.setup()
-    ssl_ctx = None
-    if settings.api.tls_cert and settings.api.tls_key:
-        import ssl
-
-        ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ssl_ctx.load_cert_chain(str(settings.api.tls_cert), str(settings.api.tls_key))
     site = web.TCPSite(runner, settings.api.host, settings.api.port, ssl_context=ssl_ctx,
                        reuse_address=True)
     try:
@@ -383,7 +408,7 @@ async def serve(settings: Settings, *, ready: Callable[[str], None] | None = Non
         return 2
     scheme = "https" if ssl_ctx else "http"
     addrs = [f"{scheme}://{a[0]}:{a[1]}" for srv in (site._server,) if srv for a in
-             (sock.getsockname() for sock in srv.sockets)]  # type: ignore[union-attr]
+             (sock.getsockname() for sock in srv.sockets)]  # type: ignore[attr-defined]
     url = addrs[0] if addrs else f"{scheme}://{settings.api.host}:{settings.api.port}"
     log.info("listening", url=url, bucket=settings.s3.bucket, mirror=str(settings.sync.local_dir))
     services = app[K.SERVICES]
@@ -418,6 +443,28 @@ async def serve(settings: Settings, *, ready: Callable[[str], None] | None = Non
     notifier.close()
     log.info("stopped")
     return 0
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server TLS context for ``api.tls_cert``/``api.tls_key``, or None for plain HTTP.
+
+    Loaded before anything binds, so a bad path or a key that does not match the
+    certificate is a config error (exit 2) naming the keys, not a traceback.
+    TLS 1.2 is the floor; the cipher choice is OpenSSL's secure default.
+    """
+    api = settings.api
+    if api.tls_cert is None or api.tls_key is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(str(api.tls_cert), str(api.tls_key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"api.tls_cert/api.tls_key: cannot load {api.tls_cert} with {api.tls_key}: "
+            f"{getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    return ctx
 
 
 async def _status_loop(services: Services, notifier: Notifier) -> None:
