@@ -64,7 +64,7 @@ class Mirror:
         self._prepare_parent(final, key)
         temp = final.parent / temp_name_for(final.name, secrets.token_hex(4))
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise _local_error(exc, key) from exc
         return final, temp, fd

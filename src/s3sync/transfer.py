@@ -256,43 +256,81 @@ class Transfer:
         return written
 
     async def _ranged(self, key: str, meta: ObjectMeta) -> Downloaded:
-        """Parallel ranged GETs pinned to one ETag, pwrite'd into a preallocated temp."""
+        """Parallel ranged GETs pinned to one ETag, pwrite'd into a preallocated temp.
+
+        The checksum is computed *while* the parts arrive: a hasher follows the
+        contiguous written frontier and reads it back from the page cache in a
+        worker thread (hashlib releases the GIL), so verification overlaps the
+        network instead of adding a second pass over the file.
+        """
         if not meta.etag:
             head = await self.bucket.head(key)
             if head is None:
                 raise NotFoundError(f"{key}: gone before download")
             meta = head
         size = meta.size
+        hasher: _RegionHasher | None = None
+        if self.verify and meta.etag and _MD5_RE.match(meta.etag):
+            hasher = _RegionHasher(None)
+        elif self.verify and meta.etag and _MULTI_RE.match(meta.etag):
+            part1 = await self.bucket.head(key, part_number=1)
+            if part1 is not None and part1.size > 0:
+                hasher = _RegionHasher(part1.size)
         final, temp, fd = await asyncio.to_thread(self.mirror.new_temp, key)
         try:
             if size:
                 await asyncio.to_thread(_preallocate, fd, size)
             ranges = [(o, min(o + self.part_size, size) - 1) for o in range(0, size, self.part_size)]
+            frontier = [lo for lo, _ in ranges]
             sem = asyncio.Semaphore(self.part_concurrency)
-            got = 0
+            progress = asyncio.Event()
 
-            async def part(lo: int, hi: int) -> None:
-                nonlocal got
+            async def part(idx: int, lo: int, hi: int) -> None:
                 async with sem:
                     res = await self.bucket.get(key, if_match=meta.etag, byte_range=(lo, hi))
                     try:
                         assert res.body is not None
                         off = lo
+                        buf = bytearray()
                         async for chunk in res.body.iter_chunks(CHUNK):
-                            if off + len(chunk) > hi + 1:
+                            if off + len(buf) + len(chunk) > hi + 1:
                                 raise RetryableError(f"{key}: server sent more than the range")
-                            await asyncio.to_thread(os.pwrite, fd, chunk, off)
-                            off += len(chunk)
+                            buf += chunk
+                            if len(buf) >= WRITE_BATCH:
+                                await asyncio.to_thread(_pwrite_all, fd, buf, off)
+                                off += len(buf)
+                                buf = bytearray()
+                                frontier[idx] = off
+                                progress.set()
+                        if buf:
+                            await asyncio.to_thread(_pwrite_all, fd, buf, off)
+                            off += len(buf)
+                        frontier[idx] = off
+                        progress.set()
                         if off != hi + 1:
                             raise RetryableError(f"{key}: range {lo}-{hi} truncated at {off}")
-                        got += off - lo
                     finally:
                         res.close()
 
-            await _gather_cancel_on_error([part(lo, hi) for lo, hi in ranges])
-            self._check_size(key, got, size)
-            if self.verify:
-                await self._verify_file(key, temp, meta)
+            async def follow() -> None:
+                assert hasher is not None
+                while hasher.done < size:
+                    upto = next((f for (_, hi), f in zip(ranges, frontier, strict=True) if f <= hi), size)
+                    if upto > hasher.done:
+                        await asyncio.to_thread(hasher.feed, fd, upto)
+                    else:
+                        progress.clear()
+                        await progress.wait()
+
+            jobs = [part(i, lo, hi) for i, (lo, hi) in enumerate(ranges)]
+            if hasher is not None and size:
+                jobs.append(follow())
+            await _gather_cancel_on_error(jobs)
+            self._check_size(key, sum(f - lo for f, (lo, _) in zip(frontier, ranges, strict=True)), size)
+            if hasher is not None and meta.etag:
+                got = hasher.etag()
+                if got != meta.etag:
+                    raise IntegrityError(f"{key}: checksum mismatch (expected ETag {meta.etag}, got {got})")
             await asyncio.to_thread(self.mirror.commit, fd, temp, final, meta.last_modified or None)
             fd = -1
         except BaseException:
@@ -326,6 +364,53 @@ class Transfer:
     def _check_size(key: str, got: int, expected: int) -> None:
         if got != expected:
             raise RetryableError(f"{key}: got {got} bytes, expected {expected} (truncated body)")
+
+
+WRITE_BATCH = 4 * 1024 * 1024
+
+
+def _pwrite_all(fd: int, data: bytearray, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+
+
+class _RegionHasher:
+    """MD5 (or multipart ETag) over a file, fed region by region in order."""
+
+    def __init__(self, part_size: int | None) -> None:
+        self.part_size = part_size
+        self.done = 0
+        self._whole = hashlib.md5(usedforsecurity=False)
+        self._part = hashlib.md5(usedforsecurity=False)
+        self._in_part = 0
+        self._digests: list[bytes] = []
+
+    def feed(self, fd: int, upto: int) -> None:
+        while self.done < upto:
+            n = min(CHUNK * 8, upto - self.done)
+            if self.part_size is not None:
+                n = min(n, self.part_size - self._in_part)
+            data = os.pread(fd, n, self.done)
+            if not data:
+                raise RetryableError("temp file shorter than written frontier")
+            if self.part_size is None:
+                self._whole.update(data)
+            else:
+                self._part.update(data)
+                self._in_part += len(data)
+                if self._in_part == self.part_size:
+                    self._digests.append(self._part.digest())
+                    self._part, self._in_part = hashlib.md5(usedforsecurity=False), 0
+            self.done += len(data)
+
+    def etag(self) -> str:
+        if self.part_size is None:
+            return self._whole.hexdigest()
+        digests = self._digests + ([self._part.digest()] if self._in_part else [])
+        return hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest() + f"-{len(digests)}"
 
 
 def _preallocate(fd: int, size: int) -> None:
