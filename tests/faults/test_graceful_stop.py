@@ -41,7 +41,9 @@ class TestGracefulStop:
         r = d.post("/api/v1/s3-notification", notification(bucket, "s1.txt"))
         assert r.status == 503 and r.headers.get("retry-after"), (r.status, r.body)
         assert d.proc.wait(60) == 0, d.log()
-        assert tree(mirror) == {"big.bin": data["big.bin"]}, "the in-flight transfer was drained"
+        got = tree(mirror)
+        assert got.get("big.bin") == data["big.bin"], "the in-flight transfer was drained"
+        assert all(data[k] == v for k, v in got.items())  # events accepted before the signal may land too
         assert temp_files(mirror) == []
 
     def test_drain_timeout_keeps_the_rest_in_the_journal(
