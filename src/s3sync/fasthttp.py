@@ -140,6 +140,10 @@ class _Conn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
+        if self.body is None and self.fut is None:
+            # bytes on an idle connection (e.g. a server's 408 before closing): never reuse it
+            self.abort()
+            return
         if self.body is None:
             self.buf += data
             self._parse_head()
@@ -359,10 +363,10 @@ class HttpPool:
         """Send a complete request head (no request body) and return the response."""
         async with self._sem:
             for attempt in (0, 1):
+                while self._idle and self._idle[-1].closed:
+                    self._idle.pop()
                 reused = bool(self._idle)
                 conn = self._idle.pop() if reused else await self._connect()
-                if conn.closed:
-                    continue
                 fut = conn.send(head, no_body)
                 try:
                     return await conn.with_timeout(fut)

@@ -73,13 +73,15 @@ class KeyMapper:
     def __init__(self, root: Path) -> None:
         self.root = Path(os.path.abspath(root))
         self._root_str = str(self.root)
+        self._root_prefix = os.path.join(self._root_str, "")
 
     def to_path(self, key: str) -> Path:
         """The local path of ``key``; raises :class:`UnsafeKeyError` if unmappable."""
         parts = check_key(key)
         path = os.path.join(self._root_str, *parts)
-        # Belt and braces: the checks above already exclude every escape.
-        if os.path.commonpath([self._root_str, path]) != self._root_str or path == self._root_str:
+        # Belt and braces: the checks above already exclude every escape (no segment is
+        # empty, '.', '..' or absolute), so the joined path must extend the root verbatim.
+        if not path.startswith(self._root_prefix):
             raise UnsafeKeyError("key resolves outside the mirror directory")
         return Path(path)
 
