@@ -95,7 +95,10 @@ def tree(root: Path) -> dict[str, bytes]:
             dirnames[:] = [d for d in dirnames if d != STATE_DIR]
         for name in filenames:
             rel = (rel_dir / name).as_posix()
-            out[rel] = (Path(dirpath) / name).read_bytes()
+            try:
+                out[rel] = (Path(dirpath) / name).read_bytes()
+            except FileNotFoundError:
+                continue  # a temp renamed (or a file deleted) while we walked: a live mirror moves
     return out
 
 
