@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import quote, unquote_plus, urlsplit
 
 from s3sync.config import S3Settings
@@ -106,6 +106,14 @@ class _BotoBody:
         self._stream.close()
 
 
+class _StaticCredentials(NamedTuple):
+    """Same fields as botocore's ReadOnlyCredentials, without importing botocore (~50 ms)."""
+
+    access_key: str
+    secret_key: str
+    token: str | None
+
+
 class Bucket:
     """Everything s3sync asks of S3, for one bucket."""
 
@@ -174,9 +182,7 @@ class Bucket:
         if self._creds_provider is None:
             env = os.environ
             if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
-                from botocore.credentials import ReadOnlyCredentials
-
-                self._static_creds = ReadOnlyCredentials(
+                self._static_creds = _StaticCredentials(
                     env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env.get("AWS_SESSION_TOKEN")
                 )
                 return self._static_creds
@@ -229,17 +235,27 @@ class Bucket:
 
     # -- listing -----------------------------------------------------------
     async def list(self, prefix: str = "", start_after: str | None = None) -> AsyncIterator[ObjectMeta]:
-        """Every object under ``prefix`` in key order, one page in memory at a time."""
-        token: str | None = None
-        while True:
-            page = await self._list_page(prefix, token, start_after, 1000)
-            for item in page.get("Contents", ()) or ():
-                yield _meta_from_listing(item)
-            if not page.get("IsTruncated"):
-                return
-            token = page.get("NextContinuationToken")
-            if not token:
-                return
+        """Every object under ``prefix`` in key order, at most two pages in memory.
+
+        The next page is requested as soon as the current one is parsed, so the
+        server's listing latency overlaps the caller's work on the current page.
+        """
+        pending: asyncio.Task[dict[str, Any]] | None = asyncio.ensure_future(
+            self._list_page(prefix, None, start_after, 1000)
+        )
+        try:
+            while pending is not None:
+                page = await pending
+                pending = None
+                token = page.get("NextContinuationToken")
+                if page.get("IsTruncated") and token:
+                    pending = asyncio.ensure_future(self._list_page(prefix, token, None, 1000))
+                for item in page.get("Contents", ()) or ():
+                    yield _meta_from_listing(item)
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
 
     async def list_page(
         self, prefix: str, start_after: str | None, limit: int
