@@ -222,6 +222,10 @@ def classify(exc: BaseException) -> S3SyncError:
     )
     if name in transient or any(b.__name__ in transient for b in type(exc).__mro__):
         return RetryableError(f"{name}: {exc}")
+    if name == "FlexibleChecksumError":
+        # botocore checked an S3 additional checksum (ChecksumMode=ENABLED) and the body did not
+        # match: a damaged transfer, retried like our own checksum mismatches.
+        return IntegrityError(f"{name}: {exc}")
     if name == "NoCredentialsError" or name == "PartialCredentialsError":
         return FatalError("no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
                           "a profile, or an instance role)")
