@@ -13,6 +13,7 @@ stays available (``fast_get = false``) and both are tested.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import calendar
 import datetime as dt
 import os
@@ -36,9 +37,8 @@ from s3sync.errors import (
     wrong_region,
 )
 from s3sync.fasthttp import HttpPool
-from s3sync.sigv4 import SigV4Signer
 from s3sync.model import ObjectMeta, normalize_etag
-
+from s3sync.sigv4 import SigV4Signer
 
 _XML_ILLEGAL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
@@ -91,7 +91,7 @@ class _BotoBody:
     def __init__(self, stream: Any) -> None:
         self._stream = stream
 
-    async def iter_chunks(self, size: int) -> AsyncIterator[bytes]:  # type: ignore[override]
+    async def iter_chunks(self, size: int) -> AsyncIterator[bytes]:
         while True:
             chunk = await self._stream.read(size)
             if not chunk:
@@ -192,8 +192,10 @@ class Bucket:
                 self._session = aioboto3.Session(region_name=self.settings.region)
             self._creds_provider = await self._session.get_credentials()
             if self._creds_provider is None:
-                raise FatalError("no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-                                 "a profile, or an instance role)")
+                raise FatalError(
+                    "no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                    "a profile, or an instance role)"
+                )
         return await self._creds_provider.get_frozen_credentials()
 
     def _setup_fast_path(self) -> None:
@@ -259,12 +261,10 @@ class Bucket:
 
     async def list_page(
         self, prefix: str, start_after: str | None, limit: int
-    ) -> tuple[list[ObjectMeta], bool]:
+    ) -> tuple[builtins.list[ObjectMeta], bool]:
         """One page for the ``/api/v1/files`` cursor API: (objects, more)."""
         page = await self._list_page(prefix, None, start_after, limit)
-        return [_meta_from_listing(i) for i in page.get("Contents", ()) or ()], bool(
-            page.get("IsTruncated")
-        )
+        return [_meta_from_listing(i) for i in page.get("Contents", ()) or ()], bool(page.get("IsTruncated"))
 
     async def _list_page(
         self, prefix: str, token: str | None, start_after: str | None, limit: int
@@ -324,15 +324,20 @@ class Bucket:
                 raise FatalError(f"bucket {self.name!r} does not exist") from exc
             if status == 403:
                 raise FatalError(f"access denied to bucket {self.name!r} (check credentials)") from exc
-            actual = getattr(exc, "response", {}).get("ResponseMetadata", {}).get(
-                "HTTPHeaders", {}).get("x-amz-bucket-region")
+            actual = (
+                getattr(exc, "response", {})
+                .get("ResponseMetadata", {})
+                .get("HTTPHeaders", {})
+                .get("x-amz-bucket-region")
+            )
             if status in (301, 400) and actual and actual != self._region:
                 raise wrong_region(self.name, actual, str(self._region)) from exc
             if status == 301:
                 raise FatalError(f"bucket {self.name!r} is in another region than {self._region!r}") from exc
             raise mapped from exc
         actual = r.get("BucketRegion") or r.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(
-            "x-amz-bucket-region")
+            "x-amz-bucket-region"
+        )
         if actual and self._region and self._region != "auto" and actual != self._region:
             raise wrong_region(self.name, actual, self._region)
 
@@ -391,7 +396,9 @@ class Bucket:
         frozen = await self._credentials()
         signer = self._signer
         if signer is None or (signer.access_key, signer.secret_key, signer.token) != (
-            frozen.access_key, frozen.secret_key, frozen.token
+            frozen.access_key,
+            frozen.secret_key,
+            frozen.token,
         ):
             signer = self._signer = SigV4Signer(
                 frozen.access_key, frozen.secret_key, self._region or "us-east-1", frozen.token
@@ -412,7 +419,10 @@ class Bucket:
         except Exception:
             text = ""
         return classify_status(
-            resp.status, _xml_field(text, "Code"), _xml_field(text, "Message") or what, bucket=self.name,
+            resp.status,
+            _xml_field(text, "Code"),
+            _xml_field(text, "Message") or what,
+            bucket=self.name,
             region=resp.headers.get("x-amz-bucket-region") or _xml_field(text, "Region"),
         )
 
@@ -474,8 +484,12 @@ class Bucket:
         return GetResult(status, rh, _BotoBody(r["Body"]), _meta_from_headers(key, rh))
 
 
-_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
-                                       "Nov", "Dec"), start=1)}
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1
+    )
+}
 
 
 def _rfc1123(value: str) -> float:

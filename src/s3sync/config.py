@@ -382,7 +382,7 @@ def load_settings(
             os.environ.update(environ)
         init = {k: v for k, v in (overrides or {}).items() if v}
         try:
-            settings = Settings(**init) if not init else _with_overrides(init)
+            settings = _with_overrides(init) if init else Settings()
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc)) from None
         except ValueError as exc:
@@ -406,8 +406,9 @@ def _with_overrides(init: dict[str, dict[str, Any]]) -> Settings:
 def check_serving(settings: Settings) -> None:
     """Refuse configurations that are valid but unsafe or unusable for ``serve``."""
     if not settings.s3.bucket:
-        raise ConfigError("s3.bucket: required (set it in the config file, "
-                          "S3SYNC_S3__BUCKET or S3_BUCKET_NAME)")
+        raise ConfigError(
+            "s3.bucket: required (set it in the config file, S3SYNC_S3__BUCKET or S3_BUCKET_NAME)"
+        )
     if settings.api.enabled and not settings.api.is_loopback and settings.api.token is None:
         raise ConfigError(
             f"api.host: refusing to listen on non-loopback address {settings.api.host!r} "
@@ -418,5 +419,6 @@ def check_serving(settings: Settings) -> None:
 def check_syncing(settings: Settings) -> None:
     """What a one-shot ``sync`` / ``verify`` needs."""
     if not settings.s3.bucket:
-        raise ConfigError("s3.bucket: required (use --bucket, the config file, "
-                          "S3SYNC_S3__BUCKET or S3_BUCKET_NAME)")
+        raise ConfigError(
+            "s3.bucket: required (use --bucket, the config file, S3SYNC_S3__BUCKET or S3_BUCKET_NAME)"
+        )

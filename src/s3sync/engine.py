@@ -237,7 +237,8 @@ class Engine:
         if self._drain_deadline is None:
             t = self.settings.sync.drain_timeout_seconds if timeout is None else timeout
             self._drain_deadline = time.monotonic() + t
-        while (self.queue.in_flight or self.queue.depth) and time.monotonic() < self._drain_deadline:
+        # two conditions and a deadline: a 20 ms poll is simpler than an event per queue change
+        while (self.queue.in_flight or self.queue.depth) and time.monotonic() < self._drain_deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         return not (self.queue.in_flight or self.queue.depth)
 
@@ -258,7 +259,9 @@ class Engine:
         for work in self.queue.drain_pending():
             for w in work.waiters:
                 if not w.done():
-                    w.set_result(OpResult(work.change.key, "none", "failed", "daemon stopping", error="stopped"))
+                    w.set_result(
+                        OpResult(work.change.key, "none", "failed", "daemon stopping", error="stopped")
+                    )
         await self.state.flush()
 
     @property
@@ -305,13 +308,20 @@ class Engine:
                 self.queue.done(work.change.key)
                 for w in work.waiters:
                     if not w.done():
-                        w.set_result(OpResult(work.change.key, "none", "failed", "daemon stopping", error="stopped"))
+                        w.set_result(
+                            OpResult(work.change.key, "none", "failed", "daemon stopping", error="stopped")
+                        )
                 raise
             except Exception as exc:  # a bug costs one change, never a worker: a dead worker stalls the queue
                 log.exception("internal error applying a change", key=work.change.key)
                 self.stats.error("internal", f"{work.change.key}: {type(exc).__name__}: {exc}")
-                result = OpResult(work.change.key, "none", "failed", f"internal error ({type(exc).__name__})",
-                                  error="internal")
+                result = OpResult(
+                    work.change.key,
+                    "none",
+                    "failed",
+                    f"internal error ({type(exc).__name__})",
+                    error="internal",
+                )
             self.queue.done(work.change.key)
             if work.journal_ids and result.status == "failed" and result.error in TRANSIENT_FAILURES:
                 self._requeue_later(work)
@@ -367,10 +377,19 @@ class Engine:
             self.stats.error(code, f"{change.key}: {err}")
             if isinstance(err, LocalIOError):
                 self.stats.note_local_io(change.key, str(err))
-            blog.error("operation failed", error=str(err), error_code=code,
-                       duration=round(time.monotonic() - started, 4))
-            return OpResult(change.key, "download" if change.kind is ChangeKind.UPSERT else "delete",
-                            "failed", str(err), error=code)
+            blog.error(
+                "operation failed",
+                error=str(err),
+                error_code=code,
+                duration=round(time.monotonic() - started, 4),
+            )
+            return OpResult(
+                change.key,
+                "download" if change.kind is ChangeKind.UPSERT else "delete",
+                "failed",
+                str(err),
+                error=code,
+            )
         self.stats.local_io_failed.pop(change.key, None)  # written, deleted or skipped: no longer failing
         duration = time.monotonic() - started
         if result.status == "success":
@@ -452,12 +471,19 @@ class Engine:
             meta = await self.retry.run(lambda: self.bucket.head(key), self._on_retry)
             if meta is not None:
                 # still there (old version removed, or re-created): make sure we hold the current one
-                if row is not None and row.etag == meta.etag and await asyncio.to_thread(self.mirror.stat, key):
+                held = await asyncio.to_thread(self.mirror.stat, key) if row is not None else None
+                if row is not None and row.etag == meta.etag and held is not None:
                     return OpResult(key, "delete", "unchanged", "object still exists in S3")
                 if not self.filter.wants(key):
                     return OpResult(key, "skip", "skipped", "excluded")
-                up = Change(key, ChangeKind.UPSERT, change.source, sequencer=None, meta=meta,
-                            received_at=change.received_at)
+                up = Change(
+                    key,
+                    ChangeKind.UPSERT,
+                    change.source,
+                    sequencer=None,
+                    meta=meta,
+                    received_at=change.received_at,
+                )
                 return await self._upsert(up)
         return await self._delete_local(change, "deleted in S3")
 
@@ -541,14 +567,25 @@ class Engine:
             if isinstance(item, Fetch):
                 report.planned += 1
                 if dry_run:
-                    report.add(OpResult(item.meta.key, "download", "dry_run", f"would download ({item.reason})"))
+                    report.add(
+                        OpResult(item.meta.key, "download", "dry_run", f"would download ({item.reason})")
+                    )
                     self.stats.skipped["dry_run"] += 1
                     continue
                 fut: asyncio.Future[OpResult] = asyncio.get_running_loop().create_future()
                 pending.add(fut)
                 fut.add_done_callback(collect)
-                if await self.queue.put(Change(item.meta.key, ChangeKind.UPSERT, source, etag=item.meta.etag,
-                                               size=item.meta.size, meta=item.meta), fut):
+                if await self.queue.put(
+                    Change(
+                        item.meta.key,
+                        ChangeKind.UPSERT,
+                        source,
+                        etag=item.meta.etag,
+                        size=item.meta.size,
+                        meta=item.meta,
+                    ),
+                    fut,
+                ):
                     self.stats.coalesced += 1
                 self._update_gauges()
             elif isinstance(item, Unchanged):

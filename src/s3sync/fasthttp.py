@@ -16,8 +16,9 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
+_T = TypeVar("_T")
 _HIGH_WATER = 8 * 1024 * 1024
 _LOW_WATER = 1 * 1024 * 1024
 _MAX_HEAD = 64 * 1024
@@ -295,7 +296,7 @@ class _Conn(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    async def with_timeout(self, fut: asyncio.Future[Any]) -> Any:
+    async def with_timeout(self, fut: asyncio.Future[_T]) -> _T:
         loop = asyncio.get_running_loop()
         handle = loop.call_later(self.pool.read_timeout, self._timeout, fut)
         try:
@@ -350,7 +351,10 @@ class HttpPool:
         try:
             _, proto = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: _Conn(self), self.host, self.port, ssl=self.ssl,
+                    lambda: _Conn(self),
+                    self.host,
+                    self.port,
+                    ssl=self.ssl,
                     server_hostname=self.host if self.ssl else None,
                 ),
                 self.connect_timeout,

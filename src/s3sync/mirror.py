@@ -193,7 +193,9 @@ class Mirror:
         """
         yield from self._walk(self.root, "", prefix, after)
 
-    def _walk(self, path: Path, rel: str, prefix: str, after: str | None) -> Iterator[tuple[str, os.stat_result]]:
+    def _walk(
+        self, path: Path, rel: str, prefix: str, after: str | None
+    ) -> Iterator[tuple[str, os.stat_result]]:
         try:
             entries = list(os.scandir(path))
         except OSError:

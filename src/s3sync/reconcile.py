@@ -162,8 +162,12 @@ async def plan(
             yield Skip(key, "unsafe_key", str(exc), is_tracked)
             continue
         if conflict:
-            yield Skip(key, "key_conflict", "key collides with a directory of the same name "
-                       "(another key starts with it followed by '/')", is_tracked)
+            yield Skip(
+                key,
+                "key_conflict",
+                "key collides with a directory of the same name (another key starts with it followed by '/')",
+                is_tracked,
+            )
             continue
         if filt.too_large(meta.size):
             yield Skip(key, "too_large", f"{meta.size} bytes exceeds max_file_size_mb", is_tracked)

@@ -22,7 +22,9 @@ async def open_engine(settings: Settings, stats: SyncStats | None = None) -> Asy
     try:
         mirror.ensure_root()
     except OSError as exc:
-        raise FatalError(f"sync.local_dir: cannot create {str(settings.sync.local_dir)!r}: {exc.strerror}") from exc
+        raise FatalError(
+            f"sync.local_dir: cannot create {str(settings.sync.local_dir)!r}: {exc.strerror}"
+        ) from exc
     stats.directory_writable = mirror.is_writable()
     if not stats.directory_writable:
         raise FatalError(f"sync.local_dir: {str(mirror.root)!r} is not writable")

@@ -21,8 +21,9 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 class SigV4Signer:
     """Signs requests for one (access key, secret, region, service)."""
 
-    def __init__(self, access_key: str, secret_key: str, region: str, token: str | None = None,
-                 service: str = "s3") -> None:
+    def __init__(
+        self, access_key: str, secret_key: str, region: str, token: str | None = None, service: str = "s3"
+    ) -> None:
         self.access_key = access_key
         self.secret_key = secret_key
         self.region = region

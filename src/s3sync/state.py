@@ -210,7 +210,7 @@ class StateStore:
         found: set[str] = set()
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
-            q = "SELECT key FROM objects WHERE key IN (%s)" % ",".join("?" * len(chunk))
+            q = f"SELECT key FROM objects WHERE key IN ({','.join('?' * len(chunk))})"
             found.update(r[0] for r in self.conn.execute(q, chunk))
         return found
 

@@ -202,7 +202,9 @@ class StatsCollector(Collector):
         yield counter("s3sync_files_skipped", "Skipped keys by reason.", "reason", s.skipped)
         yield counter("s3sync_bytes_downloaded", "Bytes written into the mirror.", None, s.bytes_downloaded)
         ev = CounterMetricFamily(
-            "s3sync_events_received", "Event notifications by source and outcome.", labels=["source", "outcome"]
+            "s3sync_events_received",
+            "Event notifications by source and outcome.",
+            labels=["source", "outcome"],
         )
         for (src, outcome), v in sorted(s.events.items()):
             ev.add_metric([src, outcome], v)
@@ -227,11 +229,15 @@ class StatsCollector(Collector):
             s.last_reconcile_success_at or 0,
         )
         yield gauge(
-            "s3sync_last_reconcile_duration_seconds", "Duration of the last reconcile.", s.last_reconcile_duration
+            "s3sync_last_reconcile_duration_seconds",
+            "Duration of the last reconcile.",
+            s.last_reconcile_duration,
         )
         yield gauge("s3sync_s3_reachable", "1 when the last S3 check succeeded.", 1 if s.s3_reachable else 0)
         yield gauge(
-            "s3sync_directory_writable", "1 when the mirror directory is writable.", 1 if s.directory_writable else 0
+            "s3sync_directory_writable",
+            "1 when the mirror directory is writable.",
+            1 if s.directory_writable else 0,
         )
         info = GaugeMetricFamily("s3sync_info", "Build information.", labels=["version"])
         info.add_metric([__version__], 1)

@@ -22,7 +22,7 @@ import random
 import re
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -74,9 +74,12 @@ class RetryPolicy:
     rand: Callable[[], float] = random.random
 
     def delay(self, attempt: int) -> float:
-        return self.rand() * min(self.cap, self.base * (2**attempt))
+        ceiling: float = min(self.cap, self.base * (2**attempt))
+        return float(self.rand()) * ceiling
 
-    async def run(self, fn: Callable[[], Awaitable[T]], on_retry: Callable[[S3SyncError], None] | None = None) -> T:
+    async def run(
+        self, fn: Callable[[], Awaitable[T]], on_retry: Callable[[S3SyncError], None] | None = None
+    ) -> T:
         last: S3SyncError | None = None
         for attempt in range(self.attempts):
             try:
@@ -109,7 +112,9 @@ class RetryPolicy:
 class _Checker:
     """Incremental verification against whatever S3 gave us to verify with."""
 
-    def __init__(self, headers: dict[str, str] | Any, etag: str | None, sse: str | None, enabled: bool) -> None:
+    def __init__(
+        self, headers: dict[str, str] | Any, etag: str | None, sse: str | None, enabled: bool
+    ) -> None:
         self.kind: str | None = None
         self.expected: str | None = None
         self._h: Any = None
@@ -119,11 +124,17 @@ class _Checker:
             if headers.get(name):
                 self.kind, self.expected, self._h = algo, headers[name], hashlib.new(algo)
                 return
-        if headers.get("x-amz-checksum-crc32") and headers.get("x-amz-checksum-type", "FULL_OBJECT") != "COMPOSITE":
+        if (
+            headers.get("x-amz-checksum-crc32")
+            and headers.get("x-amz-checksum-type", "FULL_OBJECT") != "COMPOSITE"
+        ):
             self.kind, self.expected, self._h = "crc32", headers["x-amz-checksum-crc32"], 0
             return
-        if etag and _MD5_RE.match(etag) and sse != "aws:kms" and not headers.get(
-            "x-amz-server-side-encryption-customer-algorithm"
+        if (
+            etag
+            and _MD5_RE.match(etag)
+            and sse != "aws:kms"
+            and not headers.get("x-amz-server-side-encryption-customer-algorithm")
         ):
             self.kind, self.expected, self._h = "md5", etag, hashlib.md5(usedforsecurity=False)
 
@@ -197,9 +208,7 @@ class Transfer:
         res = await self.bucket.get(key, if_none_match=if_none_match)
         if res.status == 304:
             assert expected is not None or if_none_match is not None
-            return Downloaded(
-                expected or ObjectMeta(key, 0, if_none_match, 0.0), 0, not_modified=True
-            )
+            return Downloaded(expected or ObjectMeta(key, 0, if_none_match, 0.0), 0, not_modified=True)
         assert res.meta is not None and res.body is not None
         meta = res.meta
         if expected is not None and expected.last_modified:
@@ -211,7 +220,9 @@ class Transfer:
             if expected is None and meta.size >= self.multipart_threshold:
                 res.close()
                 return await self._ranged(key, meta)
-            checker = _Checker(res.headers, meta.etag, res.headers.get("x-amz-server-side-encryption"), self.verify)
+            checker = _Checker(
+                res.headers, meta.etag, res.headers.get("x-amz-server-side-encryption"), self.verify
+            )
             if meta.size <= SMALL_BODY:
                 data = await res.body.read()
                 self._check_size(key, len(data), meta.size)
@@ -452,7 +463,7 @@ def _multipart_etag_bytes(data: bytes, part_size: int) -> str:
     return hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest() + f"-{len(digests)}"
 
 
-async def _gather_cancel_on_error(coros: list[Awaitable[None]]) -> None:
+async def _gather_cancel_on_error(coros: Sequence[Awaitable[None]]) -> None:
     tasks = [asyncio.ensure_future(c) for c in coros]
     try:
         await asyncio.gather(*tasks)

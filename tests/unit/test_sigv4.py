@@ -26,7 +26,9 @@ def _botocore(method: str, url: str, headers: dict[str, str], token: str | None)
     return dict(req.headers.items())
 
 
-def _ours(method: str, host: str, path: str, query: str, headers: dict[str, str], token: str | None) -> dict[str, str]:
+def _ours(
+    method: str, host: str, path: str, query: str, headers: dict[str, str], token: str | None
+) -> dict[str, str]:
     signer = SigV4Signer("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "eu-west-1", token)
     return signer.sign(method, host, path, query, headers, now=NOW)
 

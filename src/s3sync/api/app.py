@@ -78,16 +78,20 @@ class Services:
         if self._engine is None:
             from s3sync.api.handlers import ApiError
 
-            raise ApiError(503, "unavailable", f"not connected to S3 yet: {self.startup_error or 'starting'}",
-                           headers={"Retry-After": "5"})
+            raise ApiError(
+                503,
+                "unavailable",
+                f"not connected to S3 yet: {self.startup_error or 'starting'}",
+                headers={"Retry-After": "5"},
+            )
         return self._engine
 
     async def start(self) -> None:
-        """Try once in the foreground (the usual case: ready when the app is); keep trying in the background."""
+        """Try once in the foreground (usually ready with the app); keep trying in the background."""
         self._runner = asyncio.create_task(self._run_engine(), name="engine-runner")
         await asyncio.wait({self._runner}, timeout=self.settings.s3.connect_timeout_seconds + 5)
 
-    async def wait_ready(self, timeout: float) -> bool:
+    async def wait_ready(self, timeout: float) -> bool:  # noqa: ASYNC109 - callers poll readiness
         try:
             await asyncio.wait_for(self._engine_ready.wait(), timeout)
         except TimeoutError:
@@ -191,16 +195,22 @@ class Services:
         else:
             s3_ok, reason = await self._engine.check_s3()
         if not writable:
-            reason = f"download directory {self.mirror.root} is not writable" + (f"; {reason}" if reason else "")
+            reason = f"download directory {self.mirror.root} is not writable" + (
+                f"; {reason}" if reason else ""
+            )
         disk_error = self.stats.local_io_error if writable else None
         if disk_error:
             # e.g. disk full: the directory is writable in principle, but the last write failed
             reason = f"writing into the mirror failed: {disk_error}" + (f"; {reason}" if reason else "")
-        status = "healthy" if (s3_ok and writable and not disk_error) else (
-            "unhealthy" if not writable and not s3_ok else "degraded")
+        status = (
+            "healthy"
+            if (s3_ok and writable and not disk_error)
+            else ("unhealthy" if not writable and not s3_ok else "degraded")
+        )
         report = s.Health(
             status=status,  # type: ignore[arg-type]
-            message="S3 Sync Service is running and all connections are active" if status == "healthy"
+            message="S3 Sync Service is running and all connections are active"
+            if status == "healthy"
             else f"S3 Sync Service is {status}: {reason}",
             s3_connection=s3_ok,
             download_directory=str(self.mirror.root),
@@ -243,8 +253,12 @@ async def error_middleware(
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
-                416: "range_not_satisfiable"}.get(exc.status, "http_error")
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+            416: "range_not_satisfiable",
+        }.get(exc.status, "http_error")
         msg = exc.reason
         if exc.status == 413:
             msg = f"request body exceeds the limit of {request.app[K.SETTINGS].api.max_body_bytes} bytes"
@@ -258,7 +272,9 @@ async def error_middleware(
         raise
     except Exception as exc:
         log.exception("unhandled error", path=request.path)
-        return web.json_response(h.error_body("internal", f"internal error ({type(exc).__name__})"), status=500)
+        return web.json_response(
+            h.error_body("internal", f"internal error ({type(exc).__name__})"), status=500
+        )
 
 
 @web.middleware
@@ -286,9 +302,12 @@ async def auth_middleware(
     client = _client(request)
     wait = limiter.blocked_for(client)
     if wait:
-        raise h.ApiError(429, "too_many_attempts",
-                         f"too many failed authentication attempts from {client}; retry in {wait} s",
-                         headers={"Retry-After": str(wait)})
+        raise h.ApiError(
+            429,
+            "too_many_attempts",
+            f"too many failed authentication attempts from {client}; retry in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
     ok = token is not None and bearer_ok(request.headers.get("Authorization"), token)
     if token is None:
         problem = "missing X-S3Sync-Timestamp or X-S3Sync-Signature"
@@ -298,16 +317,16 @@ async def auth_middleware(
         problem = "missing or invalid bearer token"
     if not ok and is_notification and secret is not None and "X-S3Sync-Signature" in request.headers:
         body = await request.read()  # bounded by client_max_size: 413 past api.max_body_bytes
-        hp = hmac_problem(secret, request.headers.get("X-S3Sync-Timestamp"),
-                          request.headers.get("X-S3Sync-Signature"), body)
+        hp = hmac_problem(
+            secret, request.headers.get("X-S3Sync-Timestamp"), request.headers.get("X-S3Sync-Signature"), body
+        )
         ok = hp is None
         problem = hp or problem
     if not ok:
         limiter.failure(client)
         request.app[K.STATS].auth_failures += 1
         log.warning("authentication failed", path=path, client=client, reason=problem)
-        raise h.ApiError(401, "unauthorized", problem,
-                         headers={"WWW-Authenticate": 'Bearer realm="s3sync"'})
+        raise h.ApiError(401, "unauthorized", problem, headers={"WWW-Authenticate": 'Bearer realm="s3sync"'})
     limiter.success(client)
     return await handler(request)
 
@@ -324,8 +343,9 @@ async def context_middleware(
         resp.headers["X-Request-Id"] = rid
         return resp
     finally:
-        log.debug("request", method=request.method, path=request.path,
-                  duration=round(time.monotonic() - started, 4))
+        log.debug(
+            "request", method=request.method, path=request.path, duration=round(time.monotonic() - started, 4)
+        )
         structlog.contextvars.unbind_contextvars("request_id")
 
 
@@ -397,25 +417,29 @@ async def serve(settings: Settings, *, ready: Callable[[str], None] | None = Non
         max_field_size=settings.api.max_header_bytes,
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.api.host, settings.api.port, ssl_context=ssl_ctx,
-                       reuse_address=True)
+    site = web.TCPSite(runner, settings.api.host, settings.api.port, ssl_context=ssl_ctx, reuse_address=True)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        print(f"s3sync: cannot listen on {settings.api.host}:{settings.api.port}: {exc.strerror} "
-              f"(is another process using the port? set api.port)", flush=True)
+        print(
+            f"s3sync: cannot listen on {settings.api.host}:{settings.api.port}: {exc.strerror} "
+            f"(is another process using the port? set api.port)",
+            flush=True,
+        )
         return 2
     scheme = "https" if ssl_ctx else "http"
-    addrs = [f"{scheme}://{a[0]}:{a[1]}" for srv in (site._server,) if srv for a in
-             (sock.getsockname() for sock in srv.sockets)]  # type: ignore[attr-defined]
+    server = site._server
+    sockets = getattr(server, "sockets", None) or ()
+    addrs = [f"{scheme}://{a[0]}:{a[1]}" for a in (sock.getsockname() for sock in sockets)]
     url = addrs[0] if addrs else f"{scheme}://{settings.api.host}:{settings.api.port}"
     log.info("listening", url=url, bucket=settings.s3.bucket, mirror=str(settings.sync.local_dir))
     services = app[K.SERVICES]
     # READY as soon as the API answers; a degraded start says why in STATUS (systemd must not
     # kill-loop a daemon that is waiting for S3 to come back).
     notifier.ready(
-        f"mirroring s3://{settings.s3.bucket}" if services.engine_ready()
+        f"mirroring s3://{settings.s3.bucket}"
+        if services.engine_ready()
         else f"degraded: {services.startup_error or 'starting'}"
     )
     if ready is not None:
@@ -473,4 +497,6 @@ async def _status_loop(services: Services, notifier: Notifier) -> None:
         if services.engine_ready():
             services.refresh_gauges()
             st = services.stats
-            notifier.status(f"queue={st.queue_depth} in_flight={st.in_flight} synced={sum(st.synced.values())}")
+            notifier.status(
+                f"queue={st.queue_depth} in_flight={st.in_flight} synced={sum(st.synced.values())}"
+            )

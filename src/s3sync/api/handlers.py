@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime as dt
@@ -63,8 +64,11 @@ def _bool(request: web.Request, name: str, default: bool | None) -> bool | None:
 # -- service info ----------------------------------------------------------
 async def index(request: web.Request) -> web.Response:
     stats = request.app[K.STATS]
-    return _json(s.ServiceInfo(service="s3sync", version=__version__,
-                               uptime_seconds=round(time.time() - stats.started_at, 3)))
+    return _json(
+        s.ServiceInfo(
+            service="s3sync", version=__version__, uptime_seconds=round(time.time() - stats.started_at, 3)
+        )
+    )
 
 
 async def ping(request: web.Request) -> web.Response:
@@ -114,7 +118,10 @@ async def sync(request: web.Request) -> web.Response:
         job = services.jobs.create(params)
         services.spawn(services.run_job(job))
         return _json(s.JobAccepted(job_id=job.job_id), status=202)
-    report = await services.engine().reconcile(prefix=prefix, delete=params["delete"], dry_run=params["dry_run"])
+    delete = _bool(request, "delete", None)
+    report = await services.engine().reconcile(
+        prefix=prefix, delete=delete, dry_run=bool(_bool(request, "dry_run", False))
+    )
     return web.json_response(report.legacy())
 
 
@@ -133,7 +140,9 @@ class Jobs:
         self._jobs: OrderedDict[str, s.Job] = OrderedDict()
 
     def create(self, params: dict[str, Any]) -> s.Job:
-        job = s.Job(job_id=uuid.uuid4().hex, status="queued", created_at=_iso(time.time()) or "", params=params)
+        job = s.Job(
+            job_id=uuid.uuid4().hex, status="queued", created_at=_iso(time.time()) or "", params=params
+        )
         self._jobs[job.job_id] = job
         while len(self._jobs) > self.keep:
             self._jobs.popitem(last=False)
@@ -148,12 +157,18 @@ async def notification(request: web.Request) -> web.Response:
     services = request.app[K.SERVICES]
     st = request.app[K.STATS]
     if not services.engine_ready() or not services.engine().accepting:
-        raise ApiError(503, "unavailable", "not accepting events right now (starting or stopping)",
-                       headers={"Retry-After": "5"})
+        raise ApiError(
+            503,
+            "unavailable",
+            "not accepting events right now (starting or stopping)",
+            headers={"Retry-After": "5"},
+        )
     settings = request.app[K.SETTINGS]
     if st.journal_pending >= settings.sync.journal_high_water:
         st.events["notification", "rejected"] += 1
-        raise ApiError(429, "backpressure", "too many changes pending; retry later", headers={"Retry-After": "5"})
+        raise ApiError(
+            429, "backpressure", "too many changes pending; retry later", headers={"Retry-After": "5"}
+        )
     body = await request.read()
     received = time.time()
     try:
@@ -205,8 +220,10 @@ async def files(request: web.Request) -> web.Response:
     if source == "s3":
         scope = services.settings.s3.prefix + prefix
         metas, more = await services.engine().bucket.list_page(scope, after, limit)
-        entries = [s.FileEntry(key=m.key, size=m.size, etag=m.etag, last_modified=_iso(m.last_modified))
-                   for m in metas]
+        entries = [
+            s.FileEntry(key=m.key, size=m.size, etag=m.etag, last_modified=_iso(m.last_modified))
+            for m in metas
+        ]
     else:
         mirror = services.mirror
 
@@ -222,7 +239,15 @@ async def files(request: web.Request) -> web.Response:
 
         entries, more = await asyncio.to_thread(page)
     nxt = _cursor_encode(entries[-1].key) if more and entries else None
-    return _json(s.FileList(source=source, prefix=prefix, count=len(entries), files=entries, next_cursor=nxt))
+    return _json(
+        s.FileList(
+            source="s3" if source == "s3" else "local",
+            prefix=prefix,
+            count=len(entries),
+            files=entries,
+            next_cursor=nxt,
+        )
+    )
 
 
 async def download(request: web.Request) -> web.StreamResponse:
@@ -232,15 +257,18 @@ async def download(request: web.Request) -> web.StreamResponse:
         path = services.mirror.mapper.to_path(key)
     except UnsafeKeyError as exc:
         raise ApiError(400, "unsafe_key", f"{exc}") from None
-    try:
-        st = os.lstat(path)
-    except (OSError, ValueError):
-        raise ApiError(404, "not_found", "no such file in the mirror") from None
-    if not stat_mod.S_ISREG(st.st_mode):
-        raise ApiError(404, "not_found", "no such file in the mirror")
-    real = os.path.realpath(path)
     root = str(services.mirror.root)
-    if os.path.commonpath([root, real]) != root:
+
+    def servable() -> bool:
+        """A regular file (not a symlink) whose real path is inside the mirror."""
+        try:
+            st = os.lstat(path)
+        except (OSError, ValueError):
+            return False
+        real = os.path.realpath(path)
+        return stat_mod.S_ISREG(st.st_mode) and os.path.commonpath([root, real]) == root
+
+    if not await asyncio.to_thread(servable):
         raise ApiError(404, "not_found", "no such file in the mirror")
     return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
 

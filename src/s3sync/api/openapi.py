@@ -35,8 +35,16 @@ _BOOL = {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]}
 
 def build_spec() -> dict[str, Any]:
     models: list[type[BaseModel]] = [
-        s.ErrorResponse, s.ServiceInfo, s.Ping, s.Health, s.Stats, s.SyncResponse, s.JobAccepted,
-        s.Job, s.NotificationAccepted, s.FileList,
+        s.ErrorResponse,
+        s.ServiceInfo,
+        s.Ping,
+        s.Health,
+        s.Stats,
+        s.SyncResponse,
+        s.JobAccepted,
+        s.Job,
+        s.NotificationAccepted,
+        s.FileList,
     ]
     components: dict[str, Any] = {}
     for m in models:
@@ -46,67 +54,141 @@ def build_spec() -> dict[str, Any]:
         components[m.__name__] = schema
     auth_errs = {"401": _err("missing or invalid credentials"), "429": _err("too many failed attempts")}
     paths: dict[str, Any] = {
-        "/": {"get": {"summary": "Service information", "responses": {"200": _resp(s.ServiceInfo, "ok"), **auth_errs}}},
+        "/": {
+            "get": {
+                "summary": "Service information",
+                "responses": {"200": _resp(s.ServiceInfo, "ok"), **auth_errs},
+            }
+        },
         "/ping": {"get": {"summary": "Liveness", "security": [], "responses": {"200": _resp(s.Ping, "ok")}}},
-        "/api/v1/health": {"get": {"summary": "Health (S3 and directory)", "security": [], "responses": {
-            "200": _resp(s.Health, "healthy"), "503": _resp(s.Health, "degraded or unhealthy")}}},
-        "/api/v1/config": {"get": {"summary": "Effective configuration, secrets redacted", "responses": {
-            "200": {"description": "configuration", "content": {"application/json": {"schema": {"type": "object"}}}},
-            **auth_errs}}},
-        "/api/v1/stats": {"get": {"summary": "Counters and gauges", "responses": {"200": _resp(s.Stats, "ok"), **auth_errs}}},
-        "/metrics": {"get": {"summary": "Prometheus exposition", "responses": {
-            "200": {"description": "text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
-            **auth_errs}}},
-        "/api/v1/sync": {"post": {
-            "summary": "Manual reconcile (foreground or background)",
-            "parameters": [
-                _q("prefix", {"type": "string"}, "only keys under this prefix (within s3.prefix)"),
-                _q("background", _BOOL, "return 202 with a job id at once"),
-                _q("delete", _BOOL, "delete local files gone from the bucket"),
-                _q("dry_run", _BOOL, "report only"),
-            ],
-            "responses": {"200": _resp(s.SyncResponse, "finished"), "202": _resp(s.JobAccepted, "started"),
-                          "400": _err("bad parameter"), "409": _err("a sync job is already running"), **auth_errs},
-        }},
-        "/api/v1/sync/{job_id}": {"get": {
-            "summary": "Background sync job state",
-            "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": _resp(s.Job, "job"), "404": _err("unknown job"), **auth_errs},
-        }},
-        "/api/v1/s3-notification": {"post": {
-            "summary": "S3 / SNS / EventBridge event intake (202 = durably queued)",
-            "description": "Bearer token, or HMAC: X-S3Sync-Timestamp and "
-                           "X-S3Sync-Signature: sha256=hex(HMAC-SHA256(secret, timestamp + '.' + body)).",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
-            "responses": {"202": _resp(s.NotificationAccepted, "accepted"), "400": _err("malformed event"),
-                          "413": _err("body too large"), "503": _err("shutting down"), **auth_errs},
-        }},
-        "/api/v1/files": {"get": {
-            "summary": "Paginated listing of the mirror or the bucket",
-            "parameters": [
-                _q("source", {"type": "string", "enum": ["local", "s3"]}, "local (default) or s3"),
-                _q("prefix", {"type": "string"}, "key prefix"),
-                _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size (default 100)"),
-                _q("cursor", {"type": "string"}, "next_cursor from the previous page"),
-            ],
-            "responses": {"200": _resp(s.FileList, "a page"), "400": _err("bad parameter"), **auth_errs},
-        }},
-        "/api/v1/download/{key}": {"get": {
-            "summary": "Stream the local copy (Range supported)",
-            "parameters": [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "file bytes", "content": {"application/octet-stream": {
-                "schema": {"type": "string", "format": "binary"}}}},
-                "206": {"description": "partial content"}, "400": _err("unsafe key"), "404": _err("not in mirror"),
-                "416": {"description": "range not satisfiable"}, **auth_errs},
-        }},
+        "/api/v1/health": {
+            "get": {
+                "summary": "Health (S3 and directory)",
+                "security": [],
+                "responses": {
+                    "200": _resp(s.Health, "healthy"),
+                    "503": _resp(s.Health, "degraded or unhealthy"),
+                },
+            }
+        },
+        "/api/v1/config": {
+            "get": {
+                "summary": "Effective configuration, secrets redacted",
+                "responses": {
+                    "200": {
+                        "description": "configuration",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **auth_errs,
+                },
+            }
+        },
+        "/api/v1/stats": {
+            "get": {"summary": "Counters and gauges", "responses": {"200": _resp(s.Stats, "ok"), **auth_errs}}
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus exposition",
+                "responses": {
+                    "200": {
+                        "description": "text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **auth_errs,
+                },
+            }
+        },
+        "/api/v1/sync": {
+            "post": {
+                "summary": "Manual reconcile (foreground or background)",
+                "parameters": [
+                    _q("prefix", {"type": "string"}, "only keys under this prefix (within s3.prefix)"),
+                    _q("background", _BOOL, "return 202 with a job id at once"),
+                    _q("delete", _BOOL, "delete local files gone from the bucket"),
+                    _q("dry_run", _BOOL, "report only"),
+                ],
+                "responses": {
+                    "200": _resp(s.SyncResponse, "finished"),
+                    "202": _resp(s.JobAccepted, "started"),
+                    "400": _err("bad parameter"),
+                    "409": _err("a sync job is already running"),
+                    **auth_errs,
+                },
+            }
+        },
+        "/api/v1/sync/{job_id}": {
+            "get": {
+                "summary": "Background sync job state",
+                "parameters": [
+                    {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {"200": _resp(s.Job, "job"), "404": _err("unknown job"), **auth_errs},
+            }
+        },
+        "/api/v1/s3-notification": {
+            "post": {
+                "summary": "S3 / SNS / EventBridge event intake (202 = durably queued)",
+                "description": "Bearer token, or HMAC: X-S3Sync-Timestamp and "
+                "X-S3Sync-Signature: sha256=hex(HMAC-SHA256(secret, timestamp + '.' + body)).",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {
+                    "202": _resp(s.NotificationAccepted, "accepted"),
+                    "400": _err("malformed event"),
+                    "413": _err("body too large"),
+                    "503": _err("shutting down"),
+                    **auth_errs,
+                },
+            }
+        },
+        "/api/v1/files": {
+            "get": {
+                "summary": "Paginated listing of the mirror or the bucket",
+                "parameters": [
+                    _q("source", {"type": "string", "enum": ["local", "s3"]}, "local (default) or s3"),
+                    _q("prefix", {"type": "string"}, "key prefix"),
+                    _q(
+                        "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size (default 100)"
+                    ),
+                    _q("cursor", {"type": "string"}, "next_cursor from the previous page"),
+                ],
+                "responses": {"200": _resp(s.FileList, "a page"), "400": _err("bad parameter"), **auth_errs},
+            }
+        },
+        "/api/v1/download/{key}": {
+            "get": {
+                "summary": "Stream the local copy (Range supported)",
+                "parameters": [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {
+                        "description": "file bytes",
+                        "content": {
+                            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                        },
+                    },
+                    "206": {"description": "partial content"},
+                    "400": _err("unsafe key"),
+                    "404": _err("not in mirror"),
+                    "416": {"description": "range not satisfiable"},
+                    **auth_errs,
+                },
+            }
+        },
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "s3sync", "version": __version__,
-                 "description": "Keeps a local directory an exact, always-current mirror of an S3 bucket."},
+        "info": {
+            "title": "s3sync",
+            "version": __version__,
+            "description": "Keeps a local directory an exact, always-current mirror of an S3 bucket.",
+        },
         "paths": paths,
-        "components": {"schemas": components,
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
         "security": [{"bearer": []}, {}],
     }
 

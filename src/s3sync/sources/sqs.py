@@ -138,8 +138,9 @@ class SqsConsumer:
                 self.last_error = str(err)
                 self.stats.sqs_messages["receive_errors"] += 1
                 delay = self._next_delay()
-                log.warning("SQS unavailable; retrying", error=str(err), error_code=err.code,
-                            retry_in=round(delay, 3))
+                log.warning(
+                    "SQS unavailable; retrying", error=str(err), error_code=err.code, retry_in=round(delay, 3)
+                )
                 await self._sleep(delay)
 
     async def _receive_loop(self, client: Any) -> None:
@@ -199,8 +200,9 @@ class SqsConsumer:
         ignored = 0
         for msg in messages:
             try:
-                parsed = parse_body(msg.get("Body", ""), ChangeSource.SQS, received,
-                                    bucket=self.settings.s3.bucket)
+                parsed = parse_body(
+                    msg.get("Body", ""), ChangeSource.SQS, received, bucket=self.settings.s3.bucket
+                )
             except EventParseError as exc:
                 self.stats.sqs_messages["poison"] += 1
                 self.stats.events["sqs", "rejected"] += 1
@@ -265,8 +267,10 @@ class SqsConsumer:
         failed = resp.get("Failed") or []
         if failed:
             self.stats.sqs_messages["delete_failed"] += len(failed)
-            log.warning("some SQS deletes failed; those messages will be redelivered",
-                        failed=[f.get("Code") for f in failed])
+            log.warning(
+                "some SQS deletes failed; those messages will be redelivered",
+                failed=[f.get("Code") for f in failed],
+            )
 
     # -- helpers -----------------------------------------------------------
     def _next_delay(self) -> float:
