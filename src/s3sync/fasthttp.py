@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 _T = TypeVar("_T")
-_HIGH_WATER = 8 * 1024 * 1024
-_LOW_WATER = 1 * 1024 * 1024
+_HIGH_WATER = 2 * 1024 * 1024
+_LOW_WATER = 512 * 1024
 _MAX_HEAD = 64 * 1024
 
 

@@ -14,9 +14,32 @@ from s3sync.state import StateStore
 from s3sync.stats import SyncStats
 
 
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+
+
+def tune_malloc() -> None:
+    """Keep glibc from hoarding multi-MiB transfer buffers.
+
+    Large-object buffers are allocated in worker threads; with glibc's defaults
+    each thread gets its own arena and the mmap threshold drifts up to 32 MiB,
+    so freed buffers stay in RSS (W4: 235 MB → ~110 MB with these settings).
+    A no-op where glibc's ``mallopt`` is not available.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
+        libc.mallopt(_M_ARENA_MAX, 2)
+    except (OSError, AttributeError):
+        pass
+
+
 @asynccontextmanager
 async def open_engine(settings: Settings, stats: SyncStats | None = None) -> AsyncIterator[Engine]:
     """Open state, mirror and bucket, start the workers; unwind in reverse order."""
+    tune_malloc()
     stats = stats or SyncStats()
     mirror = Mirror(settings.sync.local_dir, fsync=settings.sync.fsync)
     try:

@@ -377,7 +377,7 @@ class Transfer:
             raise RetryableError(f"{key}: got {got} bytes, expected {expected} (truncated body)")
 
 
-WRITE_BATCH = 4 * 1024 * 1024
+WRITE_BATCH = 2 * 1024 * 1024
 
 
 def _pwrite_all(fd: int, data: bytearray, offset: int) -> None:
