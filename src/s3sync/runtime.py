@@ -13,7 +13,6 @@ from s3sync.mirror import Mirror
 from s3sync.state import StateStore
 from s3sync.stats import SyncStats
 
-
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 
