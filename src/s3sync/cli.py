@@ -1,15 +1,24 @@
 """Command line: parse args → Settings → logs.configure() → run. Exit codes are the contract.
 
-``sync``/``verify``: 0 success, 1 any failure or drift, 2 bad usage/config.
+``sync``/``verify``: 0 success, 1 any failure or drift, 2 bad usage/config. A set-up mistake that
+no retry can fix — wrong region, no credentials, missing bucket, unwritable directory, port in
+use — is a :class:`FatalError` and also exits 2, with one line on stderr naming the fix, so that
+scripts and systemd (``RestartPreventExitStatus=2``) treat it like bad configuration. Transient
+trouble (S3 unreachable, 5xx) exits 1.
+
+With ``--json`` stdout carries exactly one JSON document (the report, or
+``{"error": ..., "message": ...}``); logs, progress and error lines go to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sync = sub.add_parser("sync", help="one reconciliation pass, then exit")
     _source_flags(sync)
-    sync.add_argument("--delete", action="store_true", default=None, help="delete local files gone from the bucket")
+    sync.add_argument("--delete", action="store_true", default=None,
+                      help="delete local files gone from the bucket")
     sync.add_argument("--dry-run", action="store_true", help="report what would change; change nothing")
     sync.add_argument("--concurrency", type=int, help="parallel transfers (sync.concurrency)")
     sync.add_argument("--checksum", action="store_true", default=None,
@@ -119,6 +129,58 @@ def _run(coro_fn: Callable[[], Any]) -> Any:
         return asyncio.run(coro_fn())
 
 
+async def _preflight(bucket: Any) -> None:
+    """HEAD the bucket first, so a set-up mistake is one clear line, not N failed objects.
+
+    Only fatal answers stop the run; a transient one (5xx, a reset) is left to the pass's own
+    retries, which would have hit it anyway.
+    """
+    from s3sync.errors import RetryableError
+
+    with contextlib.suppress(RetryableError):
+        await bucket.check()
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr: files done of planned, files/s, MB/s, elapsed and ETA."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]sync"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._task = self._progress.add_task("sync", total=None, rate="")
+        self._progress.start()
+        self._t0 = time.monotonic()
+
+    def update(self, r: Any) -> None:
+        done = r.downloaded + r.failed + r.skipped + r.unchanged + r.deleted
+        elapsed = max(time.monotonic() - self._t0, 1e-6)
+        rate = f"{r.downloaded / elapsed:,.0f} files/s {r.bytes / elapsed / 1e6:,.1f} MB/s"
+        self._progress.update(self._task, completed=done, rate=rate,
+                              total=max(done, r.planned + r.unchanged + r.skipped))
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     settings = _load(args)
     check_syncing(settings)
@@ -129,51 +191,34 @@ def cmd_sync(args: argparse.Namespace) -> int:
     show_bar = sys.stderr.isatty() and not args.json and not args.no_progress
 
     async def main() -> SyncReport:
-        progress_cb: Callable[[SyncReport], None] | None = None
-        bar: Any = None
-        if show_bar:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
-
-            bar = Progress(
-                TextColumn("[bold]sync"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TransferSpeedColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                transient=True,
-            )
-            task = bar.add_task("sync", total=None)
-            bar.start()
-
-            def progress_cb(r: SyncReport) -> None:
-                done = r.downloaded + r.failed + r.skipped + r.unchanged + r.deleted
-                bar.update(task, completed=done, total=max(done, r.planned + r.unchanged + r.skipped))
-
+        bar = _ProgressBar() if show_bar else None
         try:
             async with open_engine(settings) as engine:
-                return await engine.reconcile(dry_run=args.dry_run, progress=progress_cb)
+                await _preflight(engine.bucket)
+                return await engine.reconcile(
+                    dry_run=args.dry_run, progress=bar.update if bar is not None else None
+                )
         finally:
             if bar is not None:
                 bar.stop()
 
     report: SyncReport = _run(main)
+    fatal = report.aborted is not None and any(e.get("error") == "fatal" for e in report.errors)
     if args.json:
         print(json.dumps(report.as_json()))
+        if fatal:
+            print(f"s3sync: {report.errors[0]['message']}", file=sys.stderr)
+    elif fatal:
+        print(report.summary_line())
+        print(f"s3sync: {report.errors[0]['message']}", file=sys.stderr)
     else:
         for err in report.errors[:50]:
             print(f"error: {err['key'] or '-'}: {err['message']}", file=sys.stderr)
         if len(report.errors) > 50:
             print(f"... and {len(report.errors) - 50} more errors", file=sys.stderr)
         print(report.summary_line())
+    if fatal:
+        return EXIT_USAGE
     return EXIT_OK if report.ok else EXIT_FAIL
 
 
@@ -191,6 +236,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         filt = KeyFilter(settings.s3.prefix, settings.sync.include, settings.sync.exclude,
                          settings.sync.max_file_size_bytes)
         async with Bucket(settings.s3, fast_get=False) as bucket:
+            await _preflight(bucket)
             return await verify(bucket, mirror, filt, checksum=not args.no_checksum)
 
     report: VerifyReport = _run(main)
@@ -204,9 +250,38 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.identical else EXIT_FAIL
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Fail in a second with a clear line when the API port is taken.
+
+    The daemon binds only after opening the state store and checking S3, which can take a
+    while; probing first turns the common case (the old FastAPI service or a second s3sync
+    still on the port) into an immediate exit 2. SO_REUSEADDR keeps TIME_WAIT from counting.
+    """
+    import socket
+
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"api.host: cannot resolve {host!r}: {exc.strerror}") from exc
+    for family, type_, proto, _, addr in infos:
+        with socket.socket(family, type_, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(addr)
+            except OSError as exc:
+                raise FatalError(
+                    f"api.port: cannot listen on {host}:{port}: {(exc.strerror or str(exc)).lower()} "
+                    f"(is another process using the port? find it with `ss -ltnp 'sport = :{port}'`, "
+                    f"or set api.port)"
+                ) from exc
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _load(args)
     check_serving(settings)
+    _check_port_free(settings.api.host, settings.api.port)
     _configure_logs(settings)
     from s3sync.api.app import serve
 
@@ -214,6 +289,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """GET /api/v1/stats from a running daemon (same config file, so same port and token)."""
     import urllib.error
     import urllib.request
 
@@ -225,11 +301,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     if settings.api.token is not None:
         req.add_header("Authorization", f"Bearer {settings.api.token.get_secret_value()}")
     try:
-        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - operator-supplied URL
+        with urllib.request.urlopen(req, timeout=5) as resp:
             data = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            return _fail(args, EXIT_USAGE, "unauthorized",
+                         f"the daemon at {base} wants a token: set api.token (S3SYNC_API__TOKEN) "
+                         f"to the daemon's value")
+        return _fail(args, EXIT_FAIL, "http", f"the daemon at {base} answered {exc.code} {exc.reason}")
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        print(f"s3sync: cannot reach the daemon at {base}: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+        reason = getattr(exc, "reason", exc)
+        return _fail(args, EXIT_FAIL, "unreachable",
+                     f"cannot reach the daemon at {base}: {reason} (is `s3sync serve` running?)")
     if args.json:
         print(json.dumps(data))
     else:
@@ -238,6 +321,14 @@ def cmd_status(args: argparse.Namespace) -> int:
                   "last_error"):
             print(f"{k:>20}: {data.get(k)}")
     return EXIT_OK
+
+
+def _fail(args: argparse.Namespace, code: int, error: str, message: str) -> int:
+    """One line on stderr; with ``--json`` also one JSON object on stdout, so scripts can parse it."""
+    if getattr(args, "json", False):
+        print(json.dumps({"error": error, "message": message}))
+    print(f"s3sync: {message}", file=sys.stderr)
+    return code
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -249,18 +340,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"sync": cmd_sync, "verify": cmd_verify, "serve": cmd_serve, "status": cmd_status, "demo": cmd_demo}
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "sync": cmd_sync, "verify": cmd_verify, "serve": cmd_serve, "status": cmd_status, "demo": cmd_demo,
+    }
     try:
         return handlers[args.command](args)
     except ConfigError as exc:
-        print(f"s3sync: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args, EXIT_USAGE, exc.code, str(exc))
     except FatalError as exc:
-        print(f"s3sync: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+        # Nothing will work until an operator fixes the set-up: like bad config, not a failed run.
+        return _fail(args, EXIT_USAGE, exc.code, str(exc))
     except S3SyncError as exc:
-        print(f"s3sync: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+        return _fail(args, EXIT_FAIL, exc.code, str(exc))
     except KeyboardInterrupt:
         return 130
 
