@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,33 @@ class TestStatus:
         assert r.returncode == 1, r
         assert "cannot reach the daemon" in one_stderr_line(r)
         assert r.json()["error"] == "unreachable"
+
+
+class TestMetrics:
+    """/metrics of a real daemon follows Prometheus naming and has what the dashboards use."""
+
+    def test_names_types_and_required_families(self, daemon: Daemon) -> None:
+        """s3sync_ prefix; counters end _total; durations are _seconds histograms; key gauges exist."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        req = urllib.request.Request(daemon.url + "/metrics",
+                                     headers={"Authorization": "Bearer s3cr3t-token"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.headers["Content-Type"].startswith("text/plain")
+            text = resp.read().decode()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        for name, fam in families.items():
+            assert name.startswith("s3sync_"), name
+            for sample in fam.samples:
+                if fam.type == "counter":
+                    assert sample.name.endswith(("_total", "_created")), sample.name
+        types = {n: f.type for n, f in families.items()}
+        assert types["s3sync_transfer_duration_seconds"] == "histogram"
+        assert types["s3sync_event_to_file_seconds"] == "histogram"
+        assert types["s3sync_queue_depth"] == "gauge"
+        assert types["s3sync_last_reconcile_success_timestamp_seconds"] == "gauge"
+        assert types["s3sync_bytes_downloaded"] == "counter"  # exposed as s3sync_bytes_downloaded_total
+        assert "s3sync_bytes_downloaded_total" in text
 
 
 class TestJsonOutput:
