@@ -15,6 +15,7 @@ import asyncio
 import datetime as dt
 import signal
 import ssl
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -425,6 +426,7 @@ async def serve(settings: Settings, *, ready: Callable[[str], None] | None = Non
         print(
             f"s3sync: cannot listen on {settings.api.host}:{settings.api.port}: {exc.strerror} "
             f"(is another process using the port? set api.port)",
+            file=sys.stderr,
             flush=True,
         )
         return 2
