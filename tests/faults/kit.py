@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote_plus
+
+from support.eventkit import s3_record
 
 T = TypeVar("T")
 
@@ -146,20 +147,7 @@ class Daemon:
 def s3_event(bucket: str, key: str, name: str = "ObjectCreated:Put", size: int | None = None,
              sequencer: str | None = None) -> dict[str, Any]:
     """One S3 notification record as S3 sends it (key URL-encoded, '+' for space)."""
-    obj: dict[str, Any] = {"key": quote_plus(key, safe="/")}
-    if size is not None:
-        obj["size"] = size
-    if sequencer is not None:
-        obj["sequencer"] = sequencer
-    return {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "awsRegion": "us-east-1",
-        "eventTime": "2024-01-15T10:30:00.000Z",
-        "eventName": name,
-        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-               "object": obj},
-    }
+    return s3_record(bucket, name, key, size=size, sequencer=sequencer)
 
 
 def notification(bucket: str, *keys: str, name: str = "ObjectCreated:Put") -> dict[str, Any]:

@@ -11,9 +11,10 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 
 import pytest
+from support.eventkit import s3_record
 from support.s3kit import (
     body_for,
     delete_objects,
@@ -66,23 +67,8 @@ async def _error(resp: Any, *statuses: int) -> dict[str, Any]:
 
 
 def s3_event(bucket: str, name: str, key: str, size: int | None = None) -> dict[str, Any]:
-    """An S3 notification as S3 sends it: key URL-encoded with '+' for space."""
-    obj: dict[str, Any] = {"key": quote_plus(key, safe="/")}
-    if size is not None:
-        obj["size"] = size
-    return {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "awsRegion": "us-east-1",
-        "eventTime": "2024-01-15T10:30:00.000Z",
-        "eventName": name,
-        "s3": {
-            "s3SchemaVersion": "1.0",
-            "configurationId": "test",
-            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-            "object": obj,
-        },
-    }
+    """An S3 notification record as S3 sends it: key URL-encoded with '+' for space."""
+    return s3_record(bucket, name, key, size=size)
 
 
 async def _manual_sync(client: Any, query: str = "") -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from support.daemon import Daemon, write_config
-from support.s3kit import AWS_ENV, CliResult, CliRunner, clean_environ, seed
+from support.s3kit import AWS_ENV, CliResult, CliRunner, clean_environ, seed, serve_http
 
 ESC = "\x1b"
 
@@ -249,15 +249,8 @@ class _RegionalS3(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def regional_s3() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RegionalS3)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_http(_RegionalS3) as url:
+        yield url
 
 
 class TestMisconfigurations:

@@ -9,13 +9,13 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.s3kit import serve_http
 
 from s3sync.systemd import Notifier, watchdog_loop
 
@@ -208,15 +208,8 @@ class _NoSuchBucket(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_s3() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NoSuchBucket)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_http(_NoSuchBucket) as url:
+        yield url
 
 
 class TestServeUnderSystemd:
