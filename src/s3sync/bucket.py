@@ -230,11 +230,6 @@ class Bucket:
             self._pool = None
         await self._stack.aclose()
 
-    @property
-    def client(self) -> Any:
-        """The shared aioboto3 S3 client once created (for the rare call not wrapped here)."""
-        return self._client
-
     # -- listing -----------------------------------------------------------
     async def list(self, prefix: str = "", start_after: str | None = None) -> AsyncIterator[ObjectMeta]:
         """Every object under ``prefix`` in key order, at most two pages in memory.

@@ -10,7 +10,6 @@ confirms the key is gone (404) or a sequencer proves the remove is newer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import random
@@ -710,14 +709,6 @@ def _content_sequencer(change: Change, got: ObjectMeta) -> str | None:
     if change.etag is not None and got.etag is not None:
         return change.sequencer if change.etag == got.etag else None
     return None
-
-
-async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
-    if task is None:
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
 
 
 __all__ = ["Engine", "OpResult", "PermanentError", "SyncReport"]

@@ -20,7 +20,6 @@ import hashlib
 import os
 import random
 import re
-import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -349,16 +348,6 @@ class Transfer:
             raise
         return Downloaded(meta, size)
 
-    async def _verify_file(self, key: str, path: Path, meta: ObjectMeta) -> None:
-        etag = meta.etag or ""
-        if _MD5_RE.match(etag):
-            digest = await asyncio.to_thread(_md5_file, path, None)
-            if digest[0] != etag:
-                raise IntegrityError(f"{key}: md5 mismatch (expected {etag}, got {digest[0]})")
-            return
-        if _MULTI_RE.match(etag):
-            await self._verify_multipart(key, path, meta)
-
     async def _verify_multipart(self, key: str, source: Path | bytes, meta: ObjectMeta) -> None:
         """Recompute a multipart ETag; the part size comes from ``HEAD ?partNumber=1``."""
         part1 = await self.bucket.head(key, part_number=1)
@@ -367,7 +356,7 @@ class Transfer:
         if isinstance(source, bytes):
             etag = _multipart_etag_bytes(source, part1.size)
         else:
-            _, etag = await asyncio.to_thread(_md5_file, source, part1.size)
+            etag = await asyncio.to_thread(_multipart_etag_file, source, part1.size)
         if etag != meta.etag:
             raise IntegrityError(f"{key}: multipart ETag mismatch (expected {meta.etag}, got {etag})")
 
@@ -431,28 +420,15 @@ def _preallocate(fd: int, size: int) -> None:
         os.ftruncate(fd, size)
 
 
-def _md5_file(path: Path, part_size: int | None) -> tuple[str, str]:
-    """(md5 of the whole file, multipart ETag for ``part_size``)."""
-    whole = hashlib.md5(usedforsecurity=False)
-    parts: list[bytes] = []
-    cur = hashlib.md5(usedforsecurity=False)
-    in_part = 0
-    with open(path, "rb") as fh:
-        while True:
-            buf = fh.read(CHUNK if part_size is None else min(CHUNK, part_size - in_part))
-            if not buf:
-                break
-            whole.update(buf)
-            if part_size is not None:
-                cur.update(buf)
-                in_part += len(buf)
-                if in_part == part_size:
-                    parts.append(cur.digest())
-                    cur, in_part = hashlib.md5(usedforsecurity=False), 0
-    if part_size is not None and in_part:
-        parts.append(cur.digest())
-    multi = hashlib.md5(b"".join(parts), usedforsecurity=False).hexdigest() + f"-{len(parts)}"
-    return whole.hexdigest(), multi
+def _multipart_etag_file(path: Path, part_size: int) -> str:
+    """The multipart ETag of a whole file, via the same hasher the ranged path uses."""
+    hasher = _RegionHasher(part_size)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        hasher.feed(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+    return hasher.etag()
 
 
 def _multipart_etag_bytes(data: bytes, part_size: int) -> str:
@@ -472,10 +448,6 @@ async def _gather_cancel_on_error(coros: Sequence[Awaitable[None]]) -> None:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-
-
-def now() -> float:
-    return time.time()
 
 
 __all__ = ["Downloaded", "PermanentError", "RetryPolicy", "Transfer"]
