@@ -126,13 +126,8 @@ class Mirror:
 
     # -- reading / deleting -----------------------------------------------
     def stat(self, key: str) -> LocalStat | None:
-        try:
-            st = os.stat(self.mapper.to_path(key))
-        except (OSError, ValueError):
-            return None
-        if not os.path.isfile(self.mapper.to_path(key)):
-            return None
-        return LocalStat(st.st_size, st.st_mtime)
+        """Size and mtime of the regular file for ``key``, or None."""
+        return self.stat_many([key])[0]
 
     def stat_many(self, keys: list[str]) -> list[LocalStat | None]:
         out: list[LocalStat | None] = []
