@@ -185,7 +185,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     settings = _load(args)
     check_syncing(settings)
     _configure_logs(settings, quiet=True)
-    from s3sync.engine import SyncReport
+    from s3sync.sync.engine import SyncReport
     from s3sync.runtime import open_engine
 
     show_bar = sys.stderr.isatty() and not args.json and not args.no_progress
@@ -226,10 +226,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     settings = _load(args)
     check_syncing(settings)
     _configure_logs(settings, quiet=True)
-    from s3sync.bucket import Bucket
-    from s3sync.keys import KeyFilter
-    from s3sync.mirror import Mirror
-    from s3sync.verify import VerifyReport, verify
+    from s3sync.s3.bucket import Bucket
+    from s3sync.local.keys import KeyFilter
+    from s3sync.local.mirror import Mirror
+    from s3sync.sync.verify import VerifyReport, verify
 
     async def main() -> VerifyReport:
         mirror = Mirror(settings.sync.local_dir)

@@ -98,7 +98,7 @@ class TestKeyMapper:
     ))
     def test_never_escapes(self, key: str) -> None:
         from s3sync.errors import UnsafeKeyError
-        from s3sync.keys import KeyMapper
+        from s3sync.local.keys import KeyMapper
 
         root = Path("/srv/mirror")
         mapper = KeyMapper(root)

@@ -12,7 +12,7 @@ from botocore.credentials import Credentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3sync.sigv4 import SigV4Signer
+from s3sync.s3.sigv4 import SigV4Signer
 
 NOW = dt.datetime(2026, 11, 24, 16, 34, 14, tzinfo=dt.UTC)
 

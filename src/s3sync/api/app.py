@@ -33,9 +33,9 @@ from s3sync.api import schemas as s
 from s3sync.api.auth import FailureLimiter, bearer_ok, hmac_problem
 from s3sync.api.openapi import build_spec
 from s3sync.config import Settings
-from s3sync.engine import Engine
+from s3sync.sync.engine import Engine
 from s3sync.errors import ConfigError, S3SyncError
-from s3sync.mirror import Mirror
+from s3sync.local.mirror import Mirror
 from s3sync.runtime import open_engine
 from s3sync.sources.scheduler import Scheduler
 from s3sync.sources.sqs import SqsConsumer

@@ -22,7 +22,7 @@ from s3sync.api import keys as K
 from s3sync.api import schemas as s
 from s3sync.api.openapi import DOCS_HTML
 from s3sync.errors import S3SyncError, UnsafeKeyError
-from s3sync.keys import check_key
+from s3sync.local.keys import check_key
 from s3sync.model import ChangeSource
 from s3sync.sources.events import EventParseError, parse_body
 

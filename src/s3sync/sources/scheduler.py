@@ -7,7 +7,7 @@ import time
 
 import structlog
 
-from s3sync.engine import Engine
+from s3sync.sync.engine import Engine
 
 log = structlog.get_logger("s3sync.scheduler")
 

@@ -38,7 +38,7 @@ from typing import Any
 import structlog
 
 from s3sync.config import Settings
-from s3sync.engine import Engine
+from s3sync.sync.engine import Engine
 from s3sync.errors import classify
 from s3sync.model import Change, ChangeSource
 from s3sync.sources.events import EventParseError, parse_body

@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from s3sync.errors import UnsafeKeyError
-from s3sync.keys import KeyFilter, check_key, is_directory_marker
-from s3sync.mirror import LocalStat
+from s3sync.local.keys import KeyFilter, check_key, is_directory_marker
+from s3sync.local.mirror import LocalStat
 from s3sync.model import ObjectMeta
-from s3sync.state import StateRow
+from s3sync.state.store import StateRow
 
 MTIME_SLACK = 1.0
 BATCH = 256

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import aiofiles
 import structlog
 
-from s3sync.bucket import Bucket, GetResult
+from s3sync.s3.bucket import Bucket, GetResult
 from s3sync.errors import (
     IntegrityError,
     NotFoundError,
@@ -40,10 +40,10 @@ from s3sync.errors import (
     TooLargeError,
     classify,
 )
-from s3sync.mirror import Mirror
+from s3sync.local.mirror import Mirror
 from s3sync.model import ObjectMeta
 
-log = structlog.get_logger("s3sync.transfer")
+log = structlog.get_logger("s3sync.sync.transfer")
 T = TypeVar("T")
 
 SMALL_BODY = 8 * 1024 * 1024

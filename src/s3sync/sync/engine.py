@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from s3sync.bucket import Bucket
+from s3sync.s3.bucket import Bucket
 from s3sync.config import Settings
 from s3sync.errors import (
     FatalError,
@@ -31,16 +31,16 @@ from s3sync.errors import (
     UnsafeKeyError,
     classify,
 )
-from s3sync.keys import KeyFilter
-from s3sync.mirror import Mirror
+from s3sync.local.keys import KeyFilter
+from s3sync.local.mirror import Mirror
 from s3sync.model import Change, ChangeKind, ChangeSource, ObjectMeta, compare_sequencers
-from s3sync.queue import KeyedCoalescingQueue, Work
-from s3sync.reconcile import Adopt, Fetch, Remove, Skip, Unchanged, plan
-from s3sync.state import StateRow, StateStore
+from s3sync.sync.queue import KeyedCoalescingQueue, Work
+from s3sync.sync.plan import Adopt, Fetch, Remove, Skip, Unchanged, plan
+from s3sync.state.store import StateRow, StateStore
 from s3sync.stats import SyncStats
-from s3sync.transfer import RetryPolicy, Transfer
+from s3sync.sync.transfer import RetryPolicy, Transfer
 
-log = structlog.get_logger("s3sync.engine")
+log = structlog.get_logger("s3sync.sync.engine")
 
 MAX_DETAILS = 1000
 EVENT_SOURCES = (ChangeSource.NOTIFICATION, ChangeSource.SQS, ChangeSource.JOURNAL)

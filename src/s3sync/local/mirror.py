@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from s3sync.errors import KeyConflictError, LocalIOError, UnsafeKeyError
-from s3sync.keys import STATE_DIR_NAME, KeyMapper, is_temp_name, temp_name_for
+from s3sync.local.keys import STATE_DIR_NAME, KeyMapper, is_temp_name, temp_name_for
 
 
 @dataclass(frozen=True, slots=True)

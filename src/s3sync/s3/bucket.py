@@ -4,8 +4,8 @@ Listing is an async iterator over ``ListObjectsV2`` pages (S3 returns keys in
 UTF-8 byte order, which the reconcile merge relies on). GETs are the hot path:
 botocore's full request pipeline costs ~2 ms of CPU per request (aiohttp's
 client ~0.25 ms), so by default GETs, HEAD bucket and ListObjectsV2 pages are
-signed with :mod:`s3sync.sigv4` (checked against botocore's signer in the
-tests) and sent on a minimal keep-alive HTTP/1.1 pool (:mod:`s3sync.fasthttp`)
+signed with :mod:`s3sync.s3.sigv4` (checked against botocore's signer in the
+tests) and sent on a minimal keep-alive HTTP/1.1 pool (:mod:`s3sync.s3.http`)
 — ``s3.fast_get = true``. The aioboto3 path
 stays available (``fast_get = false``) and both are tested.
 """
@@ -36,9 +36,9 @@ from s3sync.errors import (
     classify_status,
     wrong_region,
 )
-from s3sync.fasthttp import HttpPool
+from s3sync.s3.http import HttpPool
 from s3sync.model import ObjectMeta, normalize_etag
-from s3sync.sigv4 import SigV4Signer
+from s3sync.s3.sigv4 import SigV4Signer
 
 _XML_ILLEGAL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
@@ -146,7 +146,7 @@ class Bucket:
         """The aioboto3 client, created on first use.
 
         Importing and building it costs ~0.3 s, which a one-shot ``sync`` on the
-        fast path never needs (listing and GETs go through :mod:`s3sync.fasthttp`).
+        fast path never needs (listing and GETs go through :mod:`s3sync.s3.http`).
         """
         if self._client is not None:
             return self._client

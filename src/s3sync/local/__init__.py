@@ -1,0 +1,1 @@
+"""The local side: key → path mapping and the atomic mirror directory."""

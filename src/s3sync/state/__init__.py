@@ -1,0 +1,1 @@
+"""The state store: what the mirror holds (SQLite rows) and the journal of accepted events."""

@@ -1,0 +1,1 @@
+"""The sync core: queue, worker pool, apply rules, transfer, merge, reconcile, verify."""
