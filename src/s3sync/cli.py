@@ -13,10 +13,8 @@ With ``--json`` stdout carries exactly one JSON document (the report, or
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from s3sync import __version__
+from s3sync.bootstrap import configure_logs, run_loop
 from s3sync.config import Settings, check_serving, check_syncing, load_settings
 from s3sync.errors import ConfigError, FatalError, S3SyncError
 
@@ -58,12 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     sync = sub.add_parser("sync", help="one reconciliation pass, then exit")
     _source_flags(sync)
-    sync.add_argument("--delete", action="store_true", default=None,
-                      help="delete local files gone from the bucket")
+    sync.add_argument(
+        "--delete", action="store_true", default=None, help="delete local files gone from the bucket"
+    )
     sync.add_argument("--dry-run", action="store_true", help="report what would change; change nothing")
     sync.add_argument("--concurrency", type=int, help="parallel transfers (sync.concurrency)")
-    sync.add_argument("--checksum", action="store_true", default=None,
-                      help="compare local content with ETags, not just size and mtime")
+    sync.add_argument(
+        "--checksum",
+        action="store_true",
+        default=None,
+        help="compare local content with ETags, not just size and mtime",
+    )
     sync.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
 
     verify = sub.add_parser("verify", help="compare the mirror with the bucket; exit 1 on drift")
@@ -104,29 +108,6 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 def _load(args: argparse.Namespace) -> Settings:
     return load_settings(getattr(args, "config", None), _overrides(args))
-
-
-def _configure_logs(settings: Settings, quiet: bool = False) -> None:
-    from s3sync import logs
-
-    level = settings.log.level
-    if quiet and level == "INFO":
-        level = "WARNING"
-    logs.configure(level, settings.log.format, settings.log.file)
-    for secret in (settings.api.token, settings.api.notification_secret):
-        if secret is not None:
-            logs.register_secret(secret.get_secret_value())
-    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        logs.register_secret(os.environ.get(name))
-
-
-def _run(coro_fn: Callable[[], Any]) -> Any:
-    try:
-        import uvloop
-
-        return uvloop.run(coro_fn())
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return asyncio.run(coro_fn())
 
 
 async def _preflight(bucket: Any) -> None:
@@ -174,8 +155,9 @@ class _ProgressBar:
         done = r.downloaded + r.failed + r.skipped + r.unchanged + r.deleted
         elapsed = max(time.monotonic() - self._t0, 1e-6)
         rate = f"{r.downloaded / elapsed:,.0f} files/s {r.bytes / elapsed / 1e6:,.1f} MB/s"
-        self._progress.update(self._task, completed=done, rate=rate,
-                              total=max(done, r.planned + r.unchanged + r.skipped))
+        self._progress.update(
+            self._task, completed=done, rate=rate, total=max(done, r.planned + r.unchanged + r.skipped)
+        )
 
     def stop(self) -> None:
         self._progress.stop()
@@ -184,9 +166,9 @@ class _ProgressBar:
 def cmd_sync(args: argparse.Namespace) -> int:
     settings = _load(args)
     check_syncing(settings)
-    _configure_logs(settings, quiet=True)
-    from s3sync.sync.engine import SyncReport
+    configure_logs(settings, quiet=True)
     from s3sync.runtime import open_engine
+    from s3sync.sync.engine import SyncReport
 
     show_bar = sys.stderr.isatty() and not args.json and not args.no_progress
 
@@ -202,7 +184,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             if bar is not None:
                 bar.stop()
 
-    report: SyncReport = _run(main)
+    report: SyncReport = run_loop(main)
     fatal = report.aborted is not None and any(e.get("error") == "fatal" for e in report.errors)
     if args.json:
         print(json.dumps(report.as_json()))
@@ -225,21 +207,25 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     settings = _load(args)
     check_syncing(settings)
-    _configure_logs(settings, quiet=True)
-    from s3sync.s3.bucket import Bucket
+    configure_logs(settings, quiet=True)
     from s3sync.local.keys import KeyFilter
     from s3sync.local.mirror import Mirror
+    from s3sync.s3.bucket import Bucket
     from s3sync.sync.verify import VerifyReport, verify
 
     async def main() -> VerifyReport:
         mirror = Mirror(settings.sync.local_dir)
-        filt = KeyFilter(settings.s3.prefix, settings.sync.include, settings.sync.exclude,
-                         settings.sync.max_file_size_bytes)
+        filt = KeyFilter(
+            settings.s3.prefix,
+            settings.sync.include,
+            settings.sync.exclude,
+            settings.sync.max_file_size_bytes,
+        )
         async with Bucket(settings.s3, fast_get=False) as bucket:
             await _preflight(bucket)
             return await verify(bucket, mirror, filt, checksum=not args.no_checksum)
 
-    report: VerifyReport = _run(main)
+    report: VerifyReport = run_loop(main)
     if args.json:
         print(json.dumps(report.as_json()))
     else:
@@ -282,10 +268,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _load(args)
     check_serving(settings)
     _check_port_free(settings.api.host, settings.api.port)
-    _configure_logs(settings)
-    from s3sync.api.app import serve
+    configure_logs(settings)
+    from s3sync.daemon import serve
 
-    return int(_run(lambda: serve(settings)))
+    return int(run_loop(lambda: serve(settings)))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -305,20 +291,38 @@ def cmd_status(args: argparse.Namespace) -> int:
             data = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         if exc.code == 401:
-            return _fail(args, EXIT_USAGE, "unauthorized",
-                         f"the daemon at {base} wants a token: set api.token (S3SYNC_API__TOKEN) "
-                         f"to the daemon's value")
+            return _fail(
+                args,
+                EXIT_USAGE,
+                "unauthorized",
+                f"the daemon at {base} wants a token: set api.token (S3SYNC_API__TOKEN) "
+                f"to the daemon's value",
+            )
         return _fail(args, EXIT_FAIL, "http", f"the daemon at {base} answered {exc.code} {exc.reason}")
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        return _fail(args, EXIT_FAIL, "unreachable",
-                     f"cannot reach the daemon at {base}: {reason} (is `s3sync serve` running?)")
+        return _fail(
+            args,
+            EXIT_FAIL,
+            "unreachable",
+            f"cannot reach the daemon at {base}: {reason} (is `s3sync serve` running?)",
+        )
     if args.json:
         print(json.dumps(data))
     else:
-        for k in ("files_synced", "files_deleted", "files_failed", "files_skipped", "bytes_downloaded",
-                  "queue_depth", "in_flight", "journal_pending", "last_reconcile", "next_reconcile",
-                  "last_error"):
+        for k in (
+            "files_synced",
+            "files_deleted",
+            "files_failed",
+            "files_skipped",
+            "bytes_downloaded",
+            "queue_depth",
+            "in_flight",
+            "journal_pending",
+            "last_reconcile",
+            "next_reconcile",
+            "last_error",
+        ):
             print(f"{k:>20}: {data.get(k)}")
     return EXIT_OK
 
@@ -341,7 +345,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
-        "sync": cmd_sync, "verify": cmd_verify, "serve": cmd_serve, "status": cmd_status, "demo": cmd_demo,
+        "sync": cmd_sync,
+        "verify": cmd_verify,
+        "serve": cmd_serve,
+        "status": cmd_status,
+        "demo": cmd_demo,
     }
     try:
         return handlers[args.command](args)

@@ -66,7 +66,7 @@ def run_demo(port: int = 8888, directory: Path = Path("demo-mirror"), exit_after
     if port == 0:
         port = _free_port()
     directory = directory.resolve()
-    from s3sync.cli import _configure_logs, _run
+    from s3sync.bootstrap import configure_logs, run_loop
     from s3sync.config import load_settings
 
     settings = load_settings(
@@ -78,8 +78,8 @@ def run_demo(port: int = 8888, directory: Path = Path("demo-mirror"), exit_after
         },
         environ={k: v for k, v in os.environ.items() if not k.startswith("S3SYNC_")},
     )
-    _configure_logs(settings)
-    from s3sync.api.app import serve
+    configure_logs(settings)
+    from s3sync.daemon import serve
 
     def banner(url: str) -> None:
         print(
@@ -102,7 +102,7 @@ def run_demo(port: int = 8888, directory: Path = Path("demo-mirror"), exit_after
             threading.Timer(exit_after, lambda: os.kill(os.getpid(), 15)).start()
 
     try:
-        return int(_run(lambda: serve(settings, ready=banner)))
+        return int(run_loop(lambda: serve(settings, ready=banner)))
     finally:
         try:
             server.stop()  # type: ignore[attr-defined]

@@ -163,8 +163,9 @@ def classify_status(
         if m:
             return wrong_region(bucket, m[2], m[1])
         if region:
-            return FatalError(f"{f'bucket {bucket!r}' if bucket else 'the bucket'} is in region {region!r}"
-                              f" (set s3.region)")
+            return FatalError(
+                f"{f'bucket {bucket!r}' if bucket else 'the bucket'} is in region {region!r} (set s3.region)"
+            )
     if status in (404,) or code in ("NoSuchKey", "NotFound"):
         return NotFoundError(text)
     if status == 412 or code == "PreconditionFailed":
@@ -191,7 +192,9 @@ def classify(exc: BaseException) -> S3SyncError:
             status = int(code)
         headers = meta.get("HTTPHeaders", {}) or {}
         mapped = classify_status(
-            status, code, str(err.get("Message", "")),
+            status,
+            code,
+            str(err.get("Message", "")),
             bucket=str(err.get("BucketName") or err.get("Bucket") or ""),
             region=str(err.get("Region") or headers.get("x-amz-bucket-region") or ""),
         )
@@ -227,8 +230,10 @@ def classify(exc: BaseException) -> S3SyncError:
         # match: a damaged transfer, retried like our own checksum mismatches.
         return IntegrityError(f"{name}: {exc}")
     if name == "NoCredentialsError" or name == "PartialCredentialsError":
-        return FatalError("no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-                          "a profile, or an instance role)")
+        return FatalError(
+            "no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+            "a profile, or an instance role)"
+        )
     return PermanentError(f"{name}: {exc}")
 
 

@@ -57,6 +57,12 @@ class Change:
     event); ``sequencer`` orders events for one key the way S3 defines it.
     ``meta`` is set when the change comes from a listing, so the transfer can
     skip a HEAD and verify against the listed size and ETag.
+
+    ``listed`` says what the apply rules may take as proven: True when the
+    change comes from a complete listing of the bucket (a remove then means
+    "absent from that listing"), False for a hint (an event: a remove is
+    confirmed with S3 or a newer sequencer first). The rules read this field,
+    never ``source``, which is for logs and metrics only.
     """
 
     key: str
@@ -69,6 +75,7 @@ class Change:
     delete_marker: bool = False
     received_at: float = field(default_factory=time.time)
     meta: ObjectMeta | None = None
+    listed: bool = False
 
 
 def compare_sequencers(a: str, b: str) -> int:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from s3sync.s3.bucket import Bucket
 from s3sync.config import Settings
-from s3sync.sync.engine import Engine
 from s3sync.errors import FatalError
 from s3sync.local.mirror import Mirror
+from s3sync.s3.bucket import Bucket
 from s3sync.state.store import StateStore
 from s3sync.stats import SyncStats
+from s3sync.sync.engine import Engine
 
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8

@@ -9,8 +9,6 @@ import datetime as dt
 import os
 import stat as stat_mod
 import time
-import uuid
-from collections import OrderedDict
 from typing import Any
 
 import structlog
@@ -20,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from s3sync import __version__
 from s3sync.api import keys as K
 from s3sync.api import schemas as s
+from s3sync.api.errors import ApiError
 from s3sync.api.openapi import DOCS_HTML
 from s3sync.errors import S3SyncError, UnsafeKeyError
 from s3sync.local.keys import check_key
@@ -27,17 +26,6 @@ from s3sync.model import ChangeSource
 from s3sync.sources.events import EventParseError, parse_body
 
 log = structlog.get_logger("s3sync.api")
-
-
-class ApiError(Exception):
-    """Raised by handlers; the error middleware renders ``{"error", "message"}``."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
 
 
 def _json(model: Any, status: int = 200) -> web.Response:
@@ -120,7 +108,10 @@ async def sync(request: web.Request) -> web.Response:
         return _json(s.JobAccepted(job_id=job.job_id), status=202)
     delete = _bool(request, "delete", None)
     report = await services.engine().reconcile(
-        prefix=prefix, delete=delete, dry_run=bool(_bool(request, "dry_run", False))
+        prefix=prefix,
+        delete=delete,
+        dry_run=bool(_bool(request, "dry_run", False)),
+        source=ChangeSource.MANUAL,
     )
     return web.json_response(report.legacy())
 
@@ -130,26 +121,6 @@ async def sync_job(request: web.Request) -> web.Response:
     if job is None:
         raise ApiError(404, "not_found", "no such sync job (jobs are kept in memory, the last 100)")
     return _json(job)
-
-
-class Jobs:
-    """The last 100 background sync jobs, in memory."""
-
-    def __init__(self, keep: int = 100) -> None:
-        self.keep = keep
-        self._jobs: OrderedDict[str, s.Job] = OrderedDict()
-
-    def create(self, params: dict[str, Any]) -> s.Job:
-        job = s.Job(
-            job_id=uuid.uuid4().hex, status="queued", created_at=_iso(time.time()) or "", params=params
-        )
-        self._jobs[job.job_id] = job
-        while len(self._jobs) > self.keep:
-            self._jobs.popitem(last=False)
-        return job
-
-    def get(self, job_id: str) -> s.Job | None:
-        return self._jobs.get(job_id)
 
 
 # -- notifications -----------------------------------------------------------
@@ -282,8 +253,4 @@ async def docs(request: web.Request) -> web.Response:
     return web.Response(text=DOCS_HTML, content_type="text/html")
 
 
-def error_body(code: str, message: str) -> dict[str, str]:
-    return {"error": code, "message": message}
-
-
-__all__ = ["ApiError", "Jobs", "S3SyncError"]
+__all__ = ["ApiError", "S3SyncError"]

@@ -38,11 +38,12 @@ from typing import Any
 import structlog
 
 from s3sync.config import Settings
-from s3sync.sync.engine import Engine
 from s3sync.errors import classify
 from s3sync.model import Change, ChangeSource
+from s3sync.retry import Backoff
 from s3sync.sources.events import EventParseError, parse_body
 from s3sync.stats import SyncStats
+from s3sync.sync.engine import Engine
 
 __all__ = ["SqsConsumer"]
 
@@ -77,7 +78,7 @@ class SqsConsumer:
         self._rng = rng or random.Random()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._backoff = BACKOFF_INITIAL
+        self._backoff = Backoff(BACKOFF_INITIAL, BACKOFF_MAX, self._rng.random)
         #: True once a receive succeeded since the last failure (exposed for health/tests).
         self.connected = False
         self.last_error: str | None = None
@@ -173,7 +174,7 @@ class SqsConsumer:
             if not self.connected:
                 log.info("SQS connected", queue_url=self.queue_url)
             self.connected, self.last_error = True, None
-            self._backoff = BACKOFF_INITIAL
+            self._backoff.reset()
             messages = response.get("Messages") or []
             if messages:
                 await self._handle(client, messages)
@@ -274,10 +275,8 @@ class SqsConsumer:
 
     # -- helpers -----------------------------------------------------------
     def _next_delay(self) -> float:
-        """Exponential backoff with jitter: a random delay in the upper half of the current step."""
-        delay = self._rng.uniform(self._backoff / 2, self._backoff)
-        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
-        return delay
+        """The shared full-jitter backoff (:mod:`s3sync.retry`), growing until a receive succeeds."""
+        return self._backoff.next_delay()
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep unless asked to stop; True when stopping."""

@@ -15,41 +15,41 @@ preallocated temp file.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import os
-import random
-import re
-import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import aiofiles
 import structlog
 
-from s3sync.s3.bucket import Bucket, GetResult
 from s3sync.errors import (
     IntegrityError,
     NotFoundError,
     PermanentError,
-    RetriesExceededError,
     RetryableError,
     S3SyncError,
     TooLargeError,
-    classify,
 )
 from s3sync.local.mirror import Mirror
 from s3sync.model import ObjectMeta
+from s3sync.retry import RetryPolicy
+from s3sync.s3.bucket import Bucket, GetResult
+from s3sync.sync.hashing import (
+    CHUNK,
+    MD5_RE,
+    MULTI_RE,
+    RegionHasher,
+    StreamChecker,
+    multipart_etag_bytes,
+    multipart_etag_file,
+)
 
 log = structlog.get_logger("s3sync.sync.transfer")
 T = TypeVar("T")
 
 SMALL_BODY = 8 * 1024 * 1024
-CHUNK = 1024 * 1024
-_MD5_RE = re.compile(r"^[0-9a-f]{32}$")
-_MULTI_RE = re.compile(r"^[0-9a-f]{32}-(\d+)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,102 +60,6 @@ class Downloaded:
     bytes: int
     not_modified: bool = False
     attempts: int = 1
-
-
-@dataclass(slots=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter; ``sleep`` and ``rand`` are injectable for tests."""
-
-    attempts: int = 4
-    base: float = 0.2
-    cap: float = 10.0
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    rand: Callable[[], float] = random.random
-
-    def delay(self, attempt: int) -> float:
-        ceiling: float = min(self.cap, self.base * (2**attempt))
-        return float(self.rand()) * ceiling
-
-    async def run(
-        self, fn: Callable[[], Awaitable[T]], on_retry: Callable[[S3SyncError], None] | None = None
-    ) -> T:
-        last: S3SyncError | None = None
-        for attempt in range(self.attempts):
-            try:
-                return await fn()
-            except (RetryableError, IntegrityError) as exc:
-                last = exc
-                if on_retry is not None:
-                    on_retry(exc)
-                if attempt + 1 < self.attempts:
-                    await self.sleep(self.delay(attempt))
-            except S3SyncError:
-                raise
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                mapped = classify(exc)
-                # a checksum mismatch found by botocore (FlexibleChecksumError) is as retryable
-                # as one found by us: the bytes were damaged on the way
-                if not isinstance(mapped, RetryableError | IntegrityError):
-                    raise mapped from exc
-                last = mapped
-                if on_retry is not None:
-                    on_retry(mapped)
-                if attempt + 1 < self.attempts:
-                    await self.sleep(self.delay(attempt))
-        assert last is not None
-        raise RetriesExceededError(last, self.attempts) from last
-
-
-class _Checker:
-    """Incremental verification against whatever S3 gave us to verify with."""
-
-    def __init__(
-        self, headers: dict[str, str] | Any, etag: str | None, sse: str | None, enabled: bool
-    ) -> None:
-        self.kind: str | None = None
-        self.expected: str | None = None
-        self._h: Any = None
-        if not enabled:
-            return
-        for name, algo in (("x-amz-checksum-sha256", "sha256"), ("x-amz-checksum-sha1", "sha1")):
-            if headers.get(name):
-                self.kind, self.expected, self._h = algo, headers[name], hashlib.new(algo)
-                return
-        if (
-            headers.get("x-amz-checksum-crc32")
-            and headers.get("x-amz-checksum-type", "FULL_OBJECT") != "COMPOSITE"
-        ):
-            self.kind, self.expected, self._h = "crc32", headers["x-amz-checksum-crc32"], 0
-            return
-        if (
-            etag
-            and _MD5_RE.match(etag)
-            and sse != "aws:kms"
-            and not headers.get("x-amz-server-side-encryption-customer-algorithm")
-        ):
-            self.kind, self.expected, self._h = "md5", etag, hashlib.md5(usedforsecurity=False)
-
-    def update(self, data: bytes | memoryview) -> None:
-        if self.kind is None:
-            return
-        if self.kind == "crc32":
-            self._h = zlib.crc32(data, self._h)
-        else:
-            self._h.update(data)
-
-    def verify(self, key: str) -> None:
-        if self.kind is None:
-            return
-        if self.kind == "crc32":
-            got = base64.b64encode(int(self._h).to_bytes(4, "big")).decode()
-        elif self.kind == "md5":
-            got = self._h.hexdigest()
-        else:
-            got = base64.b64encode(self._h.digest()).decode()
-        if got != self.expected:
-            raise IntegrityError(f"{key}: {self.kind} mismatch (expected {self.expected}, got {got})")
 
 
 class Transfer:
@@ -219,7 +123,7 @@ class Transfer:
             if expected is None and meta.size >= self.multipart_threshold:
                 res.close()
                 return await self._ranged(key, meta)
-            checker = _Checker(
+            checker = StreamChecker(
                 res.headers, meta.etag, res.headers.get("x-amz-server-side-encryption"), self.verify
             )
             if meta.size <= SMALL_BODY:
@@ -237,10 +141,10 @@ class Transfer:
             res.close()
         return Downloaded(meta, written)
 
-    def _needs_multipart_check(self, meta: ObjectMeta, checker: _Checker) -> bool:
-        return bool(self.verify and checker.kind is None and meta.etag and _MULTI_RE.match(meta.etag))
+    def _needs_multipart_check(self, meta: ObjectMeta, checker: StreamChecker) -> bool:
+        return bool(self.verify and checker.kind is None and meta.etag and MULTI_RE.match(meta.etag))
 
-    async def _stream(self, key: str, res: GetResult, meta: ObjectMeta, checker: _Checker) -> int:
+    async def _stream(self, key: str, res: GetResult, meta: ObjectMeta, checker: StreamChecker) -> int:
         assert res.body is not None
         final, temp, fd = await asyncio.to_thread(self.mirror.new_temp, key)
         os.close(fd)
@@ -279,13 +183,13 @@ class Transfer:
                 raise NotFoundError(f"{key}: gone before download")
             meta = head
         size = meta.size
-        hasher: _RegionHasher | None = None
-        if self.verify and meta.etag and _MD5_RE.match(meta.etag):
-            hasher = _RegionHasher(None)
-        elif self.verify and meta.etag and _MULTI_RE.match(meta.etag):
+        hasher: RegionHasher | None = None
+        if self.verify and meta.etag and MD5_RE.match(meta.etag):
+            hasher = RegionHasher(None)
+        elif self.verify and meta.etag and MULTI_RE.match(meta.etag):
             part1 = await self.bucket.head(key, part_number=1)
             if part1 is not None and part1.size > 0:
-                hasher = _RegionHasher(part1.size)
+                hasher = RegionHasher(part1.size)
         final, temp, fd = await asyncio.to_thread(self.mirror.new_temp, key)
         try:
             if size:
@@ -354,9 +258,9 @@ class Transfer:
         if part1 is None or part1.size <= 0:
             return  # cannot learn the part size; the size check already passed
         if isinstance(source, bytes):
-            etag = _multipart_etag_bytes(source, part1.size)
+            etag = multipart_etag_bytes(source, part1.size)
         else:
-            etag = await asyncio.to_thread(_multipart_etag_file, source, part1.size)
+            etag = await asyncio.to_thread(multipart_etag_file, source, part1.size)
         if etag != meta.etag:
             raise IntegrityError(f"{key}: multipart ETag mismatch (expected {meta.etag}, got {etag})")
 
@@ -377,66 +281,11 @@ def _pwrite_all(fd: int, data: bytearray, offset: int) -> None:
         offset += n
 
 
-class _RegionHasher:
-    """MD5 (or multipart ETag) over a file, fed region by region in order."""
-
-    def __init__(self, part_size: int | None) -> None:
-        self.part_size = part_size
-        self.done = 0
-        self._whole = hashlib.md5(usedforsecurity=False)
-        self._part = hashlib.md5(usedforsecurity=False)
-        self._in_part = 0
-        self._digests: list[bytes] = []
-
-    def feed(self, fd: int, upto: int) -> None:
-        while self.done < upto:
-            n = min(CHUNK * 8, upto - self.done)
-            if self.part_size is not None:
-                n = min(n, self.part_size - self._in_part)
-            data = os.pread(fd, n, self.done)
-            if not data:
-                raise RetryableError("temp file shorter than written frontier")
-            if self.part_size is None:
-                self._whole.update(data)
-            else:
-                self._part.update(data)
-                self._in_part += len(data)
-                if self._in_part == self.part_size:
-                    self._digests.append(self._part.digest())
-                    self._part, self._in_part = hashlib.md5(usedforsecurity=False), 0
-            self.done += len(data)
-
-    def etag(self) -> str:
-        if self.part_size is None:
-            return self._whole.hexdigest()
-        digests = self._digests + ([self._part.digest()] if self._in_part else [])
-        return hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest() + f"-{len(digests)}"
-
-
 def _preallocate(fd: int, size: int) -> None:
     try:
         os.posix_fallocate(fd, 0, size)
     except (OSError, AttributeError):
         os.ftruncate(fd, size)
-
-
-def _multipart_etag_file(path: Path, part_size: int) -> str:
-    """The multipart ETag of a whole file, via the same hasher the ranged path uses."""
-    hasher = _RegionHasher(part_size)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        hasher.feed(fd, os.fstat(fd).st_size)
-    finally:
-        os.close(fd)
-    return hasher.etag()
-
-
-def _multipart_etag_bytes(data: bytes, part_size: int) -> str:
-    digests = [
-        hashlib.md5(data[i : i + part_size], usedforsecurity=False).digest()
-        for i in range(0, len(data), part_size)
-    ]
-    return hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest() + f"-{len(digests)}"
 
 
 async def _gather_cancel_on_error(coros: Sequence[Awaitable[None]]) -> None:

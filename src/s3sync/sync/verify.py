@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from s3sync.s3.bucket import Bucket
 from s3sync.errors import UnsafeKeyError
 from s3sync.local.keys import KeyFilter, check_key, is_directory_marker
 from s3sync.local.mirror import Mirror
 from s3sync.model import ObjectMeta
+from s3sync.s3.bucket import Bucket
 from s3sync.sync.plan import flag_conflicts
 
 

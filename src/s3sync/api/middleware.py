@@ -1,0 +1,135 @@
+"""Middlewares, outermost first: request context (request id in every log line), errors, auth.
+
+The error middleware is the one place where an exception becomes a response:
+:class:`~s3sync.api.errors.ApiError` as itself, aiohttp's HTTP errors as JSON,
+:class:`~s3sync.errors.S3SyncError` as 502, anything else as a 500 with no trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from s3sync.api import keys as K
+from s3sync.api.auth import bearer_ok, hmac_problem
+from s3sync.api.errors import ApiError, error_body
+from s3sync.errors import S3SyncError
+
+log = structlog.get_logger("s3sync.app")
+
+PUBLIC_PATHS = frozenset({"/ping", "/api/v1/health"})
+NOTIFICATION_PATH = "/api/v1/s3-notification"
+
+
+def _client(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return web.json_response(error_body(exc.code, exc.message), status=exc.status, headers=exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+            416: "range_not_satisfiable",
+        }.get(exc.status, "http_error")
+        msg = exc.reason
+        if exc.status == 413:
+            msg = f"request body exceeds the limit of {request.app[K.SETTINGS].api.max_body_bytes} bytes"
+        kept = ("allow", "content-range", "retry-after")
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in kept}
+        return web.json_response(error_body(code, msg), status=exc.status, headers=headers)
+    except S3SyncError as exc:
+        log.warning("request failed", path=request.path, error=str(exc))
+        return web.json_response(error_body(exc.code, str(exc)), status=502)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("unhandled error", path=request.path)
+        return web.json_response(error_body("internal", f"internal error ({type(exc).__name__})"), status=500)
+
+
+@web.middleware
+async def auth_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Who may call what (docs/security.md has the full matrix).
+
+    - ``/ping`` and ``/api/v1/health`` are always open (load balancers, systemd).
+    - ``api.token`` set: everything else needs ``Authorization: Bearer <token>``.
+    - ``api.notification_secret`` set: the notification endpoint also accepts a
+      fresh HMAC signature; when no token is set, the signature is the *only* way
+      in there, and the other endpoints stay open (loopback-only, enforced by
+      ``check_serving``).
+    - A client with too many recent failures gets 429 before its credentials are
+      even looked at; open endpoints never touch its failure count.
+    """
+    settings = request.app[K.SETTINGS].api
+    path = request.path
+    token, secret = settings.token, settings.notification_secret
+    is_notification = path == NOTIFICATION_PATH
+    if path in PUBLIC_PATHS or (token is None and (secret is None or not is_notification)):
+        return await handler(request)
+    limiter = request.app[K.LIMITER]
+    client = _client(request)
+    wait = limiter.blocked_for(client)
+    if wait:
+        raise ApiError(
+            429,
+            "too_many_attempts",
+            f"too many failed authentication attempts from {client}; retry in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+    ok = token is not None and bearer_ok(request.headers.get("Authorization"), token)
+    if token is None:
+        problem = "missing X-S3Sync-Timestamp or X-S3Sync-Signature"
+    elif is_notification and secret is not None:
+        problem = "missing or invalid bearer token (or HMAC signature)"
+    else:
+        problem = "missing or invalid bearer token"
+    if not ok and is_notification and secret is not None and "X-S3Sync-Signature" in request.headers:
+        body = await request.read()  # bounded by client_max_size: 413 past api.max_body_bytes
+        hp = hmac_problem(
+            secret, request.headers.get("X-S3Sync-Timestamp"), request.headers.get("X-S3Sync-Signature"), body
+        )
+        ok = hp is None
+        problem = hp or problem
+    if not ok:
+        limiter.failure(client)
+        request.app[K.STATS].auth_failures += 1
+        log.warning("authentication failed", path=path, client=client, reason=problem)
+        raise ApiError(401, "unauthorized", problem, headers={"WWW-Authenticate": 'Bearer realm="s3sync"'})
+    limiter.success(client)
+    return await handler(request)
+
+
+@web.middleware
+async def context_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    rid = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
+    structlog.contextvars.bind_contextvars(request_id=rid)
+    started = time.monotonic()
+    try:
+        resp = await handler(request)
+        resp.headers["X-Request-Id"] = rid
+        return resp
+    finally:
+        log.debug(
+            "request", method=request.method, path=request.path, duration=round(time.monotonic() - started, 4)
+        )
+        structlog.contextvars.unbind_contextvars("request_id")

@@ -1,0 +1,249 @@
+"""The services container: everything the handlers reach, with its lifecycle.
+
+The engine is opened in the background: the API answers (health says 503 with
+the reason) while S3 is unreachable, credentials are wrong or the bucket is
+missing, and the daemon recovers by itself when S3 comes back. Handlers get the
+container through ``app[keys.SERVICES]``; it imports no handler and no root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Coroutine
+from contextlib import AsyncExitStack
+from typing import Any
+
+import aiohttp
+import structlog
+
+from s3sync.api import schemas as s
+from s3sync.api.errors import ApiError
+from s3sync.config import Settings
+from s3sync.local.mirror import Mirror
+from s3sync.model import ChangeSource
+from s3sync.retry import Backoff
+from s3sync.runtime import open_engine
+from s3sync.sources.scheduler import Scheduler
+from s3sync.sources.sqs import SqsConsumer
+from s3sync.stats import SyncStats
+from s3sync.sync.engine import Engine
+from s3sync.systemd import Notifier
+
+log = structlog.get_logger("s3sync.app")
+
+HEALTH_CACHE_SECONDS = 2.0
+
+
+class Jobs:
+    """The last 100 background sync jobs, in memory."""
+
+    def __init__(self, keep: int = 100) -> None:
+        self.keep = keep
+        self._jobs: OrderedDict[str, s.Job] = OrderedDict()
+
+    def create(self, params: dict[str, Any]) -> s.Job:
+        job = s.Job(
+            job_id=uuid.uuid4().hex,
+            status="queued",
+            created_at=dt.datetime.now(dt.UTC).isoformat(),
+            params=params,
+        )
+        self._jobs[job.job_id] = job
+        while len(self._jobs) > self.keep:
+            self._jobs.popitem(last=False)
+        return job
+
+    def get(self, job_id: str) -> s.Job | None:
+        return self._jobs.get(job_id)
+
+
+class Services:
+    """Everything the handlers need, started and stopped by :func:`create_app`."""
+
+    def __init__(self, settings: Settings, stats: SyncStats, notifier: Notifier | None = None) -> None:
+        self.settings = settings
+        self.stats = stats
+        self.mirror = Mirror(settings.sync.local_dir, fsync=settings.sync.fsync)
+        self.jobs = Jobs()
+        self.notifier = notifier or Notifier()
+        self.scheduler: Scheduler | None = None
+        self.sqs: SqsConsumer | None = None
+        self._engine: Engine | None = None
+        self._engine_ready = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stack = AsyncExitStack()
+        self._runner: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._health_at = 0.0
+        self._health: s.Health | None = None
+        self.startup_error: str | None = None
+        self._http: aiohttp.ClientSession | None = None
+
+    # -- engine lifecycle ---------------------------------------------------
+    def engine_ready(self) -> bool:
+        return self._engine is not None
+
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise ApiError(
+                503,
+                "unavailable",
+                f"not connected to S3 yet: {self.startup_error or 'starting'}",
+                headers={"Retry-After": "5"},
+            )
+        return self._engine
+
+    async def start(self) -> None:
+        """Try once in the foreground (usually ready with the app); keep trying in the background."""
+        self._runner = asyncio.create_task(self._run_engine(), name="engine-runner")
+        await asyncio.wait({self._runner}, timeout=self.settings.s3.connect_timeout_seconds + 5)
+
+    async def wait_ready(self, timeout: float) -> bool:  # noqa: ASYNC109 - callers poll readiness
+        try:
+            await asyncio.wait_for(self._engine_ready.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _run_engine(self) -> None:
+        """Open the engine, retrying with backoff until S3 and the directory are usable."""
+        backoff = Backoff(base=0.5, cap=30.0)
+        while not self._stop.is_set():
+            try:
+                ctx = open_engine(self.settings, self.stats)
+                engine = await ctx.__aenter__()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.startup_error = str(exc)
+                delay = backoff.next_delay()
+                log.error("cannot start the sync engine; retrying", error=str(exc), retry_in=round(delay, 2))
+                self.notifier.status(f"degraded: {exc}")
+                try:
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                except TimeoutError:
+                    pass
+                continue
+            self._engine = engine
+            self.spawn(self._first_check(engine))
+            self._engine_cm = ctx
+            self.startup_error = None
+            await engine.replay_journal()
+            if self.settings.sync.periodic:
+                self.scheduler = Scheduler(engine, self.settings.sync.interval_seconds)
+                self.scheduler.start()
+            if self.settings.sqs.queue_url:
+                # After the journal replay: SQS intake lands behind the changes already accepted.
+                self.sqs = SqsConsumer(self.settings, engine, self.stats, confirm=self.confirm_subscription)
+                await self.sqs.start()
+            self._engine_ready.set()
+            self.notifier.status(f"mirroring s3://{self.settings.s3.bucket} into {self.mirror.root}")
+            return
+
+    async def _first_check(self, engine: Engine) -> None:
+        ok, reason = await engine.check_s3()
+        if not ok:
+            log.error("S3 is not usable yet; will keep trying", reason=reason)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        if self.sqs is not None:
+            # First: no new intake may race the engine's drain below.
+            await self.sqs.stop()
+            self.sqs = None
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._engine is not None:
+            self.notifier.stopping(f"draining {self._engine.queue.in_flight} transfers")
+            await self._engine_cm.__aexit__(None, None, None)
+            self._engine = None
+        if self._http is not None:
+            await self._http.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- jobs, health, misc -------------------------------------------------
+    async def run_job(self, job: s.Job) -> None:
+        job.status = "running"
+        job.started_at = dt.datetime.now(dt.UTC).isoformat()
+        try:
+            report = await self.engine().reconcile(
+                prefix=job.params.get("prefix") or None,
+                delete=job.params.get("delete"),
+                dry_run=bool(job.params.get("dry_run")),
+                source=ChangeSource.MANUAL,
+            )
+            job.result = s.SyncResponse.model_validate(report.legacy())
+            job.status = "completed" if report.ok else "failed"
+        except Exception as exc:  # the job reports it; the daemon goes on
+            job.status = "failed"
+            job.error = str(exc)
+        job.finished_at = dt.datetime.now(dt.UTC).isoformat()
+
+    async def health(self) -> s.Health:
+        now = time.monotonic()
+        if self._health is not None and now - self._health_at < HEALTH_CACHE_SECONDS:
+            return self._health
+        writable = await asyncio.to_thread(self.mirror.is_writable)
+        self.stats.directory_writable = writable
+        reason: str | None = None
+        s3_ok = False
+        if self._engine is None:
+            reason = self.startup_error or "starting"
+        else:
+            s3_ok, reason = await self._engine.check_s3()
+        if not writable:
+            reason = f"download directory {self.mirror.root} is not writable" + (
+                f"; {reason}" if reason else ""
+            )
+        disk_error = self.stats.local_io_error if writable else None
+        if disk_error:
+            # e.g. disk full: the directory is writable in principle, but the last write failed
+            reason = f"writing into the mirror failed: {disk_error}" + (f"; {reason}" if reason else "")
+        status = (
+            "healthy"
+            if (s3_ok and writable and not disk_error)
+            else ("unhealthy" if not writable and not s3_ok else "degraded")
+        )
+        report = s.Health(
+            status=status,  # type: ignore[arg-type]
+            message="S3 Sync Service is running and all connections are active"
+            if status == "healthy"
+            else f"S3 Sync Service is {status}: {reason}",
+            s3_connection=s3_ok,
+            download_directory=str(self.mirror.root),
+            directory_writable=writable,
+            timestamp=dt.datetime.now(dt.UTC).isoformat(),
+            reason=reason,
+        )
+        self._health, self._health_at = report, now
+        return report
+
+    def refresh_gauges(self) -> None:
+        if self._engine is not None:
+            self.stats.queue_depth = self._engine.queue.depth
+            self.stats.in_flight = self._engine.queue.in_flight
+
+    async def confirm_subscription(self, url: str) -> None:
+        """GET a (host-checked) SNS SubscribeURL; never follow redirects."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        try:
+            async with self._http.get(url, allow_redirects=False) as resp:
+                log.info("SNS subscription confirmation sent", status=resp.status)
+        except Exception as exc:
+            log.warning("SNS subscription confirmation failed", error=str(exc))

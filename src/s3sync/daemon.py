@@ -1,0 +1,134 @@
+"""``s3sync serve``: the process around the app — TLS, the listening socket, signals, systemd, drain.
+
+The application itself (routes, services, middlewares) is built by
+:func:`s3sync.api.app.create_app`; this module only runs it: SIGTERM/SIGINT
+drain and exit 0, SIGHUP reopens the log file, READY/STATUS/WATCHDOG go to
+systemd, and a port in use or an unloadable certificate is exit 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+import sys
+from collections.abc import Callable
+
+import structlog
+from aiohttp import web
+
+from s3sync import logs
+from s3sync.api import keys as K
+from s3sync.api.app import create_app
+from s3sync.api.services import Services
+from s3sync.config import Settings
+from s3sync.errors import ConfigError
+from s3sync.systemd import Notifier, watchdog_loop
+
+log = structlog.get_logger("s3sync.app")
+
+
+async def serve(settings: Settings, *, ready: Callable[[str], None] | None = None) -> int:
+    """Run the daemon until SIGTERM/SIGINT, then drain and exit 0."""
+    try:
+        ssl_ctx = _tls_context(settings)
+    except ConfigError as exc:
+        print(f"s3sync: {exc}", flush=True)
+        return 2
+    notifier = Notifier.from_env()
+    app = create_app(settings, notifier=notifier)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=5.0,
+        # Bounded request line and header fields (aiohttp answers 400 past them, before any
+        # handler runs); aiohttp also caps the number of header fields at 128.
+        max_line_size=settings.api.max_header_bytes,
+        max_field_size=settings.api.max_header_bytes,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.api.host, settings.api.port, ssl_context=ssl_ctx, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        print(
+            f"s3sync: cannot listen on {settings.api.host}:{settings.api.port}: {exc.strerror} "
+            f"(is another process using the port? set api.port)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 2
+    scheme = "https" if ssl_ctx else "http"
+    server = site._server
+    sockets = getattr(server, "sockets", None) or ()
+    addrs = [f"{scheme}://{a[0]}:{a[1]}" for a in (sock.getsockname() for sock in sockets)]
+    url = addrs[0] if addrs else f"{scheme}://{settings.api.host}:{settings.api.port}"
+    log.info("listening", url=url, bucket=settings.s3.bucket, mirror=str(settings.sync.local_dir))
+    services = app[K.SERVICES]
+    # READY as soon as the API answers; a degraded start says why in STATUS (systemd must not
+    # kill-loop a daemon that is waiting for S3 to come back).
+    notifier.ready(
+        f"mirroring s3://{settings.s3.bucket}"
+        if services.engine_ready()
+        else f"degraded: {services.startup_error or 'starting'}"
+    )
+    if ready is not None:
+        ready(url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, logs.reopen)
+    watchdog = asyncio.create_task(watchdog_loop(notifier))
+    status_task = asyncio.create_task(_status_loop(services, notifier))
+    await stop.wait()
+    log.info("stopping: draining in-flight transfers", timeout=settings.sync.drain_timeout_seconds)
+    notifier.stopping("draining")
+    if services.engine_ready():
+        # Drain while the API still answers: intake is closed, so notifications get
+        # 503 + Retry-After (the sender retries elsewhere or later) instead of a reset.
+        drained = await services.engine().drain(settings.sync.drain_timeout_seconds)
+        if not drained:
+            log.warning("drain timeout reached; the rest stays in the journal for the next start")
+    status_task.cancel()
+    await runner.cleanup()
+    watchdog.cancel()
+    await asyncio.gather(watchdog, status_task, return_exceptions=True)
+    notifier.close()
+    log.info("stopped")
+    return 0
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server TLS context for ``api.tls_cert``/``api.tls_key``, or None for plain HTTP.
+
+    Loaded before anything binds, so a bad path or a key that does not match the
+    certificate is a config error (exit 2) naming the keys, not a traceback.
+    TLS 1.2 is the floor; the cipher choice is OpenSSL's secure default.
+    """
+    api = settings.api
+    if api.tls_cert is None or api.tls_key is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(str(api.tls_cert), str(api.tls_key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"api.tls_cert/api.tls_key: cannot load {api.tls_cert} with {api.tls_key}: "
+            f"{getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    return ctx
+
+
+async def _status_loop(services: Services, notifier: Notifier) -> None:
+    while True:
+        await asyncio.sleep(10)
+        if services.engine_ready():
+            services.refresh_gauges()
+            st = services.stats
+            notifier.status(
+                f"queue={st.queue_depth} in_flight={st.in_flight} synced={sum(st.synced.values())}"
+            )

@@ -1,0 +1,103 @@
+"""The one backoff helper: every retry loop in s3sync waits the same way.
+
+Full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"): the n-th
+wait is ``uniform(0, min(cap, base * 2**n))``. It spreads a crowd of clients
+that failed together (a throttled bucket, an SQS outage) better than equal or
+decorrelated jitter, and it is one formula with two knobs, so every loop reads
+the same. Two shapes use it:
+
+- :class:`RetryPolicy` — a bounded number of attempts around one call (a GET,
+  a listing page, a HEAD), raising :class:`~s3sync.errors.RetriesExceededError`
+  with the last error when they run out;
+- :class:`Backoff` — the delay sequence alone, for the loops that retry forever
+  and do their own waiting (the SQS consumer, the engine start, the journal
+  requeue), with :meth:`Backoff.reset` after a success.
+
+``sleep`` and ``rand`` are injectable so tests run backoff without waiting.
+
+Why not ``tenacity``/``stamina``: both fit, but the call sites need the
+classified error (``on_retry`` counts it in the stats) and a per-key attempt
+count that outlives one call (the journal requeue); a 60-line helper with an
+injectable clock is simpler than adapting either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from s3sync.errors import IntegrityError, RetriesExceededError, RetryableError, S3SyncError, classify
+
+T = TypeVar("T")
+
+
+def full_jitter(attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
+    """The wait before retry number ``attempt + 1`` (``attempt`` counts from 0)."""
+    ceiling: float = min(cap, base * float(2 ** min(attempt, 62)))
+    return float(rand()) * ceiling
+
+
+@dataclass(slots=True)
+class Backoff:
+    """A growing, jittered delay for loops that retry until they succeed."""
+
+    base: float = 0.5
+    cap: float = 30.0
+    rand: Callable[[], float] = random.random
+    attempt: int = 0
+
+    def next_delay(self) -> float:
+        delay = full_jitter(self.attempt, self.base, self.cap, self.rand)
+        self.attempt += 1
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+@dataclass(slots=True)
+class RetryPolicy:
+    """Bounded attempts with full-jitter backoff between them.
+
+    Retried: :class:`RetryableError` (5xx, throttling, resets, timeouts) and
+    :class:`IntegrityError` (bytes damaged on the way). Anything else that is
+    not already an :class:`S3SyncError` is classified first, once, here.
+    """
+
+    attempts: int = 4
+    base: float = 0.2
+    cap: float = 10.0
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    rand: Callable[[], float] = field(default=random.random)
+
+    def delay(self, attempt: int) -> float:
+        return full_jitter(attempt, self.base, self.cap, self.rand)
+
+    async def run(
+        self, fn: Callable[[], Awaitable[T]], on_retry: Callable[[S3SyncError], None] | None = None
+    ) -> T:
+        last: S3SyncError | None = None
+        for attempt in range(self.attempts):
+            try:
+                return await fn()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                mapped = exc if isinstance(exc, S3SyncError) else classify(exc)
+                if not isinstance(mapped, RetryableError | IntegrityError):
+                    if mapped is exc:
+                        raise
+                    raise mapped from exc
+                last = mapped
+                if on_retry is not None:
+                    on_retry(mapped)
+                if attempt + 1 < self.attempts:
+                    await self.sleep(self.delay(attempt))
+        assert last is not None
+        raise RetriesExceededError(last, self.attempts) from last
+
+
+__all__ = ["Backoff", "RetryPolicy", "full_jitter"]

@@ -1,0 +1,210 @@
+"""The aioboto3 path: botocore's full pipeline, for whatever the lean path does not do.
+
+It always serves HEAD object (rare: reconcile never HEADs) and, with
+``s3.fast_get = false``, listing and GETs too. It also owns the credential
+chain, which the lean path borrows: plain env keys are read directly (no
+botocore import for a one-shot sync), anything else goes through botocore's
+providers (profiles, SSO, instance roles).
+
+Every botocore call runs inside :func:`~s3sync.errors.map_errors`, the one
+place where its exceptions become s3sync's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any, NamedTuple
+
+from s3sync.config import S3Settings
+from s3sync.errors import FatalError, NotFoundError, classify, map_errors, wrong_region
+from s3sync.model import ObjectMeta, normalize_etag
+from s3sync.s3.meta import meta_from_headers, timestamp
+from s3sync.s3.result import GetResult
+
+
+class StaticCredentials(NamedTuple):
+    """Same fields as botocore's ReadOnlyCredentials, without importing botocore (~50 ms)."""
+
+    access_key: str
+    secret_key: str
+    token: str | None
+
+
+class _BotoBody:
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    async def iter_chunks(self, size: int) -> AsyncIterator[bytes]:
+        while True:
+            chunk = await self._stream.read(size)
+            if not chunk:
+                return
+            yield chunk
+
+    async def read(self) -> bytes:
+        data: bytes = await self._stream.read()
+        return data
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _status(exc: BaseException) -> int | None:
+    status: int | None = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status
+
+
+class BotoPath:
+    """One lazily created aioboto3 client for one bucket."""
+
+    def __init__(self, settings: S3Settings, *, timeout: float) -> None:
+        self.settings = settings
+        self.name = settings.bucket
+        self._region = settings.region
+        self._timeout = timeout
+        self._stack = AsyncExitStack()
+        self._client: Any = None
+        self._session: Any = None
+        self._client_lock = asyncio.Lock()
+        self._static_creds: Any = None
+        self._creds_provider: Any = None
+
+    async def client(self) -> Any:
+        """The aioboto3 client, created on first use.
+
+        Importing and building it costs ~0.3 s, which a one-shot ``sync`` on the
+        lean path never needs (listing and GETs go through :mod:`s3sync.s3.lean`).
+        """
+        if self._client is not None:
+            return self._client
+        async with self._client_lock:
+            if self._client is None:
+                import aioboto3
+                from aiobotocore.config import AioConfig
+
+                self._session = self._session or aioboto3.Session(region_name=self.settings.region)
+                cfg = AioConfig(
+                    max_pool_connections=self.settings.max_pool_connections,
+                    connect_timeout=self.settings.connect_timeout_seconds,
+                    read_timeout=self._timeout,
+                    parameter_validation=False,
+                    retries={"mode": "standard", "max_attempts": 3},
+                    s3={"addressing_style": "path" if self.settings.endpoint_url else "auto"},
+                    tcp_keepalive=True,
+                )
+                self._client = await self._stack.enter_async_context(
+                    self._session.client(
+                        "s3",
+                        endpoint_url=self.settings.endpoint_url,
+                        region_name=self.settings.region,
+                        config=cfg,
+                    )
+                )
+        return self._client
+
+    async def credentials(self) -> Any:
+        """Frozen credentials: plain env keys directly, otherwise botocore's full chain."""
+        if self._static_creds is not None:
+            return self._static_creds
+        if self._creds_provider is None:
+            env = os.environ
+            if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+                self._static_creds = StaticCredentials(
+                    env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env.get("AWS_SESSION_TOKEN")
+                )
+                return self._static_creds
+            if self._session is None:
+                import aioboto3
+
+                self._session = aioboto3.Session(region_name=self.settings.region)
+            self._creds_provider = await self._session.get_credentials()
+            if self._creds_provider is None:
+                raise FatalError(
+                    "no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                    "a profile, or an instance role)"
+                )
+        return await self._creds_provider.get_frozen_credentials()
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+    async def list_page(
+        self, prefix: str, token: str | None, start_after: str | None, limit: int
+    ) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"Bucket": self.name, "MaxKeys": limit}
+        if prefix:
+            kwargs["Prefix"] = prefix
+        if token:
+            kwargs["ContinuationToken"] = token
+        elif start_after:
+            kwargs["StartAfter"] = start_after
+        with map_errors():
+            page: dict[str, Any] = await (await self.client()).list_objects_v2(**kwargs)
+        return page
+
+    async def head(self, key: str, part_number: int | None = None) -> ObjectMeta | None:
+        kwargs: dict[str, Any] = {"Bucket": self.name, "Key": key}
+        if part_number is not None:
+            kwargs["PartNumber"] = part_number
+        try:
+            with map_errors():
+                r = await (await self.client()).head_object(**kwargs)
+        except NotFoundError:
+            return None
+        return ObjectMeta(
+            key=key,
+            size=int(r.get("ContentLength", 0)),
+            etag=normalize_etag(r.get("ETag")),
+            last_modified=timestamp(r.get("LastModified")),
+            version_id=r.get("VersionId"),
+        )
+
+    async def check(self) -> None:
+        try:
+            r = await (await self.client()).head_bucket(Bucket=self.name)
+        except Exception as exc:
+            mapped = classify(exc)
+            status = _status(exc)
+            if status == 404 or isinstance(mapped, NotFoundError):
+                raise FatalError(f"bucket {self.name!r} does not exist") from exc
+            if status == 403:
+                raise FatalError(f"access denied to bucket {self.name!r} (check credentials)") from exc
+            actual = (
+                getattr(exc, "response", {})
+                .get("ResponseMetadata", {})
+                .get("HTTPHeaders", {})
+                .get("x-amz-bucket-region")
+            )
+            if status in (301, 400) and actual and actual != self._region:
+                raise wrong_region(self.name, actual, str(self._region)) from exc
+            if status == 301:
+                raise FatalError(f"bucket {self.name!r} is in another region than {self._region!r}") from exc
+            raise mapped from exc
+        actual = r.get("BucketRegion") or r.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(
+            "x-amz-bucket-region"
+        )
+        if actual and self._region and self._region != "auto" and actual != self._region:
+            raise wrong_region(self.name, actual, self._region)
+
+    async def get(self, key: str, headers: dict[str, str]) -> GetResult:
+        kwargs: dict[str, Any] = {"Bucket": self.name, "Key": key}
+        if "If-None-Match" in headers:
+            kwargs["IfNoneMatch"] = headers["If-None-Match"]
+        if "If-Match" in headers:
+            kwargs["IfMatch"] = headers["If-Match"]
+        if "Range" in headers:
+            kwargs["Range"] = headers["Range"]
+        if "x-amz-checksum-mode" in headers:
+            kwargs["ChecksumMode"] = "ENABLED"
+        try:
+            r = await (await self.client()).get_object(**kwargs)
+        except Exception as exc:
+            if _status(exc) == 304:
+                return GetResult(304, {}, None, None)
+            raise classify(exc) from exc
+        rh = {k.lower(): v for k, v in r["ResponseMetadata"].get("HTTPHeaders", {}).items()}
+        status = int(r["ResponseMetadata"].get("HTTPStatusCode", 200))
+        return GetResult(status, rh, _BotoBody(r["Body"]), meta_from_headers(key, rh))

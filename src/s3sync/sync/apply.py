@@ -1,0 +1,239 @@
+"""The apply rules: the only code that decides what an upsert or a remove means.
+
+Events are hints and S3 is the truth (DESIGN.md, decision 1):
+
+- an **upsert** fetches the object (a conditional GET with ``If-None-Match``
+  when we hold a copy), and an object S3 says is gone (404) after an event
+  said "created" is deleted locally;
+- a **remove** from a complete listing (``Change.listed``) deletes; a remove
+  from an event deletes only when a newer sequencer proves it, or a HEAD
+  confirms the key is gone — otherwise we make sure we hold the current object.
+
+What a change means is read from its fields (``kind``, ``listed``, ``meta``,
+``sequencer``), never from ``source``, which is for logs and metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+import structlog
+
+from s3sync.config import Settings
+from s3sync.errors import FatalError, LocalIOError, NotFoundError, S3SyncError, UnsafeKeyError, classify
+from s3sync.local.keys import KeyFilter
+from s3sync.local.mirror import Mirror
+from s3sync.model import Change, ChangeKind, ChangeSource, ObjectMeta, compare_sequencers
+from s3sync.retry import RetryPolicy
+from s3sync.s3.bucket import Bucket
+from s3sync.state.store import StateRow, StateStore
+from s3sync.stats import SyncStats
+from s3sync.sync.queue import Work
+from s3sync.sync.report import OpResult
+from s3sync.sync.transfer import Transfer
+
+log = structlog.get_logger("s3sync.apply")
+
+EVENT_SOURCES = (ChangeSource.NOTIFICATION, ChangeSource.SQS, ChangeSource.JOURNAL)
+
+
+class Applier:
+    """Applies one change at a time for the pool's workers (one writer per key: the queue's job)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bucket: Bucket,
+        state: StateStore,
+        mirror: Mirror,
+        stats: SyncStats,
+        *,
+        retry: RetryPolicy,
+    ) -> None:
+        self.bucket = bucket
+        self.state = state
+        self.mirror = mirror
+        self.stats = stats
+        self.retry = retry
+        sync = settings.sync
+        self.filter = KeyFilter(settings.s3.prefix, sync.include, sync.exclude, sync.max_file_size_bytes)
+        self.transfer = Transfer(
+            bucket,
+            mirror,
+            retry=retry,
+            verify=sync.verify_integrity,
+            max_size=sync.max_file_size_bytes,
+            multipart_threshold=int(sync.multipart_threshold_mb * 1024 * 1024),
+            part_size=int(sync.part_size_mb * 1024 * 1024),
+            on_retry=self.on_retry,
+        )
+
+    def on_retry(self, exc: S3SyncError) -> None:
+        self.stats.retries += 1
+        log.info("retrying", error=str(exc))
+
+    async def apply(self, work: Work) -> OpResult:
+        """Apply one change; every outcome, failures included, is an OpResult (never raises)."""
+        change = work.change
+        started = time.monotonic()
+        blog = log.bind(key=change.key, operation=change.kind.value, source=change.source.value)
+        try:
+            if change.kind is ChangeKind.UPSERT:
+                result = await self._upsert(change)
+            else:
+                result = await self._remove(change)
+        except UnsafeKeyError as exc:
+            self.stats.skipped[exc.code] += 1
+            self.stats.last_error = f"{change.key!r}: {exc}"
+            blog.warning("unsafe key skipped", error=str(exc))
+            return OpResult(change.key, "skip", "skipped", str(exc), error=exc.code)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            err = classify(exc)
+            code = err.code if not isinstance(err, FatalError) else "fatal"
+            self.stats.error(code, f"{change.key}: {err}")
+            if isinstance(err, LocalIOError):
+                self.stats.note_local_io(change.key, str(err))
+            blog.error(
+                "operation failed",
+                error=str(err),
+                error_code=code,
+                duration=round(time.monotonic() - started, 4),
+            )
+            return OpResult(
+                change.key,
+                "download" if change.kind is ChangeKind.UPSERT else "delete",
+                "failed",
+                str(err),
+                error=code,
+            )
+        self.stats.local_io_failed.pop(change.key, None)  # written, deleted or skipped: no longer failing
+        duration = time.monotonic() - started
+        if result.status == "success":
+            if result.operation == "download":
+                self.stats.transfer_seconds.observe(duration)
+            if change.source in EVENT_SOURCES:
+                self.stats.event_to_file_seconds.observe(max(0.0, time.time() - change.received_at))
+            blog.info("applied", result=result.operation, bytes=result.bytes, duration=round(duration, 4))
+        return result
+
+    async def _upsert(self, change: Change) -> OpResult:
+        key = change.key
+        self.mirror.mapper.to_path(key)
+        if not self.filter.wants(key):
+            self.stats.skipped["filtered"] += 1
+            return OpResult(key, "skip", "skipped", "excluded by prefix/include/exclude")
+        if change.meta is not None and self.filter.too_large(change.meta.size):
+            self.stats.skipped["too_large"] += 1
+            return OpResult(key, "skip", "skipped", "exceeds max_file_size_mb", error="too_large")
+        if_none_match: str | None = None
+        row: StateRow | None = None
+        if change.meta is None:
+            row = await self.state.get(key)
+            if row is not None and row.etag and await asyncio.to_thread(self.mirror.stat, key) is not None:
+                if_none_match = row.etag
+        try:
+            done = await self.transfer.download(key, expected=change.meta, if_none_match=if_none_match)
+        except NotFoundError:
+            if change.meta is None:
+                # an event said "created" but S3 says gone: S3 is the truth
+                return await self.delete_local(change, "gone from S3 (404)")
+            raise
+        if done.not_modified:
+            self.stats.skipped["unchanged"] += 1
+            if (
+                row is not None
+                and change.sequencer is not None
+                and change.etag is not None
+                and change.etag == row.etag
+                and (row.sequencer is None or compare_sequencers(change.sequencer, row.sequencer) > 0)
+            ):
+                # A newer put of the same bytes: remember its sequencer, or a remove
+                # that happened between the two puts would later "prove" itself newer.
+                self.state.record(dataclasses.replace(row, sequencer=change.sequencer))
+            return OpResult(key, "download", "unchanged", "not modified (304)")
+        meta = change.meta or done.meta
+        self.state.record(
+            StateRow(
+                key=key,
+                etag=meta.etag or done.meta.etag,
+                size=done.meta.size,
+                last_modified=meta.last_modified or done.meta.last_modified,
+                version_id=done.meta.version_id,
+                sequencer=_content_sequencer(change, done.meta),
+                synced_at=time.time(),
+            )
+        )
+        self.stats.synced[change.source.value] += 1
+        self.stats.bytes_downloaded += done.bytes
+        return OpResult(key, "download", "success", f"downloaded {done.bytes} bytes", bytes=done.bytes)
+
+    async def _remove(self, change: Change) -> OpResult:
+        key = change.key
+        if change.listed:
+            return await self.delete_local(change, "not in bucket")
+        self.mirror.mapper.to_path(key)
+        row = await self.state.get(key)
+        proven = (
+            row is not None
+            and change.sequencer is not None
+            and row.sequencer is not None
+            and compare_sequencers(change.sequencer, row.sequencer) > 0
+            # On a versioned bucket only a delete marker hides the key: permanently
+            # deleting a version (even the current one) can leave an older version
+            # current, so such removes are always confirmed with a HEAD.
+            and (change.delete_marker or change.version_id is None)
+        )
+        if not proven:
+            meta = await self.retry.run(lambda: self.bucket.head(key), self.on_retry)
+            if meta is not None:
+                # still there (old version removed, or re-created): make sure we hold the current one
+                held = await asyncio.to_thread(self.mirror.stat, key) if row is not None else None
+                if row is not None and row.etag == meta.etag and held is not None:
+                    return OpResult(key, "delete", "unchanged", "object still exists in S3")
+                if not self.filter.wants(key):
+                    return OpResult(key, "skip", "skipped", "excluded")
+                up = Change(
+                    key,
+                    ChangeKind.UPSERT,
+                    change.source,
+                    sequencer=None,
+                    meta=meta,
+                    received_at=change.received_at,
+                )
+                return await self._upsert(up)
+        return await self.delete_local(change, "deleted in S3")
+
+    async def delete_local(self, change: Change, why: str) -> OpResult:
+        key = change.key
+        existed = await asyncio.to_thread(self.mirror.delete, key)
+        self.state.forget(key)
+        if existed:
+            self.stats.deleted[change.source.value] += 1
+            return OpResult(key, "delete", "success", why)
+        return OpResult(key, "delete", "unchanged", f"{why}; no local file")
+
+
+def _content_sequencer(change: Change, got: ObjectMeta) -> str | None:
+    """The sequencer to remember for the bytes just written, or None when unknown.
+
+    An event is only a hint: by the time we GET, the key may hold a newer object
+    than the event described. Remembering the event's sequencer for newer bytes
+    would let a later remove whose sequencer falls between the two "prove" itself
+    newer and delete a live file. So the sequencer is kept only when the object
+    fetched is the one the event named (same version id, else same ETag);
+    otherwise the next remove is confirmed with S3.
+    """
+    if change.sequencer is None:
+        return None
+    if change.version_id is not None and got.version_id is not None:
+        return change.sequencer if change.version_id == got.version_id else None
+    if change.etag is not None and got.etag is not None:
+        return change.sequencer if change.etag == got.etag else None
+    return None
+
+
+__all__ = ["EVENT_SOURCES", "Applier"]

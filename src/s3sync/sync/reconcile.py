@@ -1,0 +1,240 @@
+"""One reconcile pass: plan by sorted merge, download what differs, then (maybe) delete.
+
+The plan (:mod:`s3sync.sync.plan`) streams the listing against the state store;
+fetches go through the pool's queue like any other change, so one writer per
+key holds. Deletes are the dangerous operation, so they wait for the end of
+the pass and pass a guard: nothing is deleted after any error of the pass, and
+never more than ``max_delete`` (a count or a percentage of tracked files).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable
+
+import structlog
+
+from s3sync.config import Settings
+from s3sync.errors import S3SyncError, UnsafeKeyError
+from s3sync.local.keys import KeyFilter
+from s3sync.local.mirror import Mirror
+from s3sync.model import Change, ChangeKind, ChangeSource, ObjectMeta
+from s3sync.s3.bucket import Bucket
+from s3sync.state.store import StateRow, StateStore
+from s3sync.stats import SyncStats
+from s3sync.sync.apply import Applier
+from s3sync.sync.plan import Adopt, Fetch, Remove, Skip, Unchanged, plan
+from s3sync.sync.pool import TransferPool
+from s3sync.sync.report import OpResult, SyncReport
+
+log = structlog.get_logger("s3sync.reconcile")
+
+
+class Reconciler:
+    """Runs reconcile passes, one at a time."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bucket: Bucket,
+        state: StateStore,
+        mirror: Mirror,
+        stats: SyncStats,
+        pool: TransferPool,
+        applier: Applier,
+    ) -> None:
+        self.settings = settings
+        self.bucket = bucket
+        self.state = state
+        self.mirror = mirror
+        self.stats = stats
+        self.pool = pool
+        self.applier = applier
+        self._lock = asyncio.Lock()
+
+    async def reconcile(
+        self,
+        *,
+        prefix: str | None = None,
+        delete: bool | None = None,
+        dry_run: bool = False,
+        checksum: bool | None = None,
+        progress: Callable[[SyncReport], None] | None = None,
+        source: ChangeSource = ChangeSource.RECONCILE,
+    ) -> SyncReport:
+        """One full pass: plan by sorted merge, download, then (maybe) delete."""
+        async with self._lock:
+            self.stats.reconcile_running = True
+            self.stats.last_reconcile_at = time.time()
+            try:
+                report = await self._reconcile(prefix, delete, dry_run, checksum, progress, source)
+            except S3SyncError as exc:
+                report = SyncReport(dry_run=dry_run)
+                report.aborted = f"listing failed: {exc}"
+                report.failed += 1
+                report.errors.append({"key": "", "error": exc.code, "message": str(exc)})
+                self.stats.error(exc.code, f"reconcile: {exc}")
+            finally:
+                self.stats.reconcile_running = False
+            report.finish()
+            self.stats.last_reconcile_duration = report.seconds
+            outcome = "success" if report.ok else ("aborted" if report.aborted else "failed")
+            self.stats.reconcile_runs[outcome] += 1
+            if report.ok and not dry_run:
+                self.stats.last_reconcile_success_at = time.time()
+            log.info("reconcile finished", **report.as_json() | {"errors": len(report.errors)})
+            return report
+
+    async def _reconcile(
+        self,
+        prefix: str | None,
+        delete: bool | None,
+        dry_run: bool,
+        checksum: bool | None,
+        progress: Callable[[SyncReport], None] | None,
+        source: ChangeSource,
+    ) -> SyncReport:
+        sync = self.settings.sync
+        delete = sync.delete if delete is None else delete
+        checksum = sync.checksum if checksum is None else checksum
+        scope = self.settings.s3.prefix + (prefix or "")
+        filt = KeyFilter(scope, sync.include, sync.exclude, sync.max_file_size_bytes)
+        report = SyncReport(dry_run=dry_run)
+        removes: list[str] = []
+        pending: set[asyncio.Future[OpResult]] = set()
+
+        def collect(fut: asyncio.Future[OpResult]) -> None:
+            pending.discard(fut)
+            report.add(fut.result())
+            if progress:
+                progress(report)
+
+        await asyncio.to_thread(self.mirror.ensure_root)
+        content = self._content_matches if checksum else None
+        async for item in plan(
+            self.bucket.list(scope),
+            self.state.iter_sorted(scope),
+            filt,
+            self.mirror.stat_many,
+            skip_existing=sync.skip_existing,
+            content_matches=content,
+        ):
+            if isinstance(item, Fetch):
+                report.planned += 1
+                if dry_run:
+                    report.add(
+                        OpResult(item.meta.key, "download", "dry_run", f"would download ({item.reason})")
+                    )
+                    self.stats.skipped["dry_run"] += 1
+                    continue
+                fut: asyncio.Future[OpResult] = asyncio.get_running_loop().create_future()
+                pending.add(fut)
+                fut.add_done_callback(collect)
+                await self.pool.put(
+                    Change(
+                        item.meta.key,
+                        ChangeKind.UPSERT,
+                        source,
+                        etag=item.meta.etag,
+                        size=item.meta.size,
+                        meta=item.meta,
+                        listed=True,
+                    ),
+                    fut,
+                )
+            elif isinstance(item, Unchanged):
+                report.unchanged += 1
+                self.stats.skipped["unchanged"] += 1
+            elif isinstance(item, Adopt):
+                report.unchanged += 1
+                report.adopted += 1
+                if not dry_run:
+                    m = item.meta
+                    self.state.record(StateRow(m.key, m.etag, m.size, m.last_modified, synced_at=time.time()))
+            elif isinstance(item, Remove):
+                removes.append(item.key)
+            elif isinstance(item, Skip):
+                self.stats.skipped[item.reason] += 1
+                report.add(OpResult(item.key, "skip", "skipped", item.message, error=item.reason))
+                log.warning("key skipped", key=item.key, reason=item.reason, message=item.message)
+                if item.tracked and item.reason == "key_conflict" and not dry_run:
+                    # the directory wins: drop our old file so the children can be written
+                    await self.applier.delete_local(
+                        Change(item.key, ChangeKind.REMOVE, source, listed=True), "key conflict"
+                    )
+            if progress and not isinstance(item, Fetch):
+                progress(report)
+        if pending:
+            await asyncio.gather(*list(pending), return_exceptions=True)
+        await self.state.flush()
+        if delete:
+            await self._reconcile_deletes(report, removes, scope, filt, dry_run, source)
+        elif removes:
+            log.info("keys gone from the bucket kept locally (delete is off)", count=len(removes))
+        return report
+
+    async def _reconcile_deletes(
+        self,
+        report: SyncReport,
+        removes: list[str],
+        scope: str,
+        filt: KeyFilter,
+        dry_run: bool,
+        source: ChangeSource,
+    ) -> None:
+        if report.failed:
+            report.aborted = "deletions skipped because the pass had errors"
+            return
+        extras = await self._untracked_local_files(scope, filt)
+        victims = removes + extras
+        if not victims:
+            return
+        tracked = await self.state.count(scope)
+        limit = self.settings.sync.delete_limit(tracked + len(extras))
+        if limit is not None and len(victims) > limit:
+            report.aborted = (
+                f"max_delete guard: would delete {len(victims)} files, limit is {limit}; nothing deleted"
+            )
+            report.failed += 1
+            report.errors.append({"key": "", "error": "max_delete", "message": report.aborted})
+            self.stats.error("max_delete", report.aborted)
+            log.error("max_delete guard tripped", would_delete=len(victims), limit=limit)
+            return
+        if dry_run:
+            for key in victims:
+                report.add(OpResult(key, "delete", "dry_run", "would delete"))
+            return
+        futs = [self.pool.submit(Change(k, ChangeKind.REMOVE, source, listed=True)) for k in victims]
+        for r in await asyncio.gather(*futs):
+            report.add(r)
+
+    async def _untracked_local_files(self, scope: str, filt: KeyFilter) -> list[str]:
+        """Local files that are neither tracked nor bucket objects (after a clean pass)."""
+
+        def walk() -> list[str]:
+            return [k for k, _ in self.mirror.walk_sorted(scope) if filt.wants(k)]
+
+        local = await asyncio.to_thread(walk)
+        if not local:
+            return []
+        known = await self.state.contains_many(local)
+        return [k for k in local if k not in known]
+
+    def _content_matches(self, meta: ObjectMeta) -> bool:
+        """--checksum: compare local bytes with a single-part MD5 ETag (blocking; worker thread)."""
+        etag = meta.etag or ""
+        if len(etag) != 32:
+            return True  # multipart/unknown ETag: size+mtime is all we can compare cheaply
+        h = hashlib.md5(usedforsecurity=False)
+        try:
+            with open(self.mirror.mapper.to_path(meta.key), "rb") as fh:
+                for chunk in iter(lambda: fh.read(1024 * 1024), b""):
+                    h.update(chunk)
+        except (OSError, UnsafeKeyError):
+            return False
+        return h.hexdigest() == etag
+
+
+__all__ = ["Reconciler"]

@@ -1,0 +1,128 @@
+"""What one applied change and one reconcile pass report.
+
+:class:`OpResult` is what a worker hands back for one change; :class:`SyncReport`
+aggregates a pass for the CLI summary, ``--json``, and the earlier service's
+``/sync`` response shape (legacy-service.md), which :meth:`SyncReport.legacy` keeps.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_DETAILS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class OpResult:
+    """The outcome of one applied change."""
+
+    key: str
+    operation: str  # download | delete | skip | none
+    status: str  # success | failed | skipped | unchanged | dry_run
+    message: str = ""
+    bytes: int = 0
+    error: str | None = None
+
+
+@dataclass
+class SyncReport:
+    """Aggregate of one reconcile pass (CLI summary and the legacy /sync response)."""
+
+    dry_run: bool = False
+    downloaded: int = 0
+    deleted: int = 0
+    failed: int = 0
+    skipped: int = 0
+    unchanged: int = 0
+    adopted: int = 0
+    bytes: int = 0
+    started: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0
+    details: list[dict[str, str]] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    aborted: str | None = None
+    planned: int = 0
+
+    def add(self, r: OpResult) -> None:
+        if r.status in ("success", "dry_run"):
+            if r.operation == "download":
+                self.downloaded += 1
+                self.bytes += r.bytes
+            elif r.operation == "delete":
+                self.deleted += 1
+        elif r.status == "failed":
+            self.failed += 1
+            if len(self.errors) < MAX_DETAILS:
+                self.errors.append({"key": r.key, "error": r.error or "failed", "message": r.message})
+        elif r.status == "skipped":
+            self.skipped += 1
+            if r.error and len(self.errors) < MAX_DETAILS:
+                self.errors.append({"key": r.key, "error": r.error, "message": r.message})
+        elif r.status == "unchanged":
+            self.unchanged += 1
+        if r.status != "unchanged" and len(self.details) < MAX_DETAILS:
+            self.details.append(
+                {"operation": r.operation, "file_key": r.key, "status": r.status, "message": r.message}
+            )
+
+    def finish(self) -> SyncReport:
+        self.seconds = time.monotonic() - self.started
+        return self
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.aborted is None
+
+    def summary_line(self) -> str:
+        prefix = "dry run: would have " if self.dry_run else ""
+        line = (
+            f"{prefix}downloaded {self.downloaded}, deleted {self.deleted}, failed {self.failed}, "
+            f"skipped {self.skipped}, unchanged {self.unchanged}, {self.bytes} bytes in {self.seconds:.2f}s"
+        )
+        if self.aborted:
+            line += f" ({self.aborted})"
+        return line
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "downloaded": self.downloaded,
+            "deleted": self.deleted,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "unchanged": self.unchanged,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "dry_run": self.dry_run,
+            "aborted": self.aborted,
+            "errors": self.errors,
+        }
+
+    def legacy(self) -> dict[str, Any]:
+        """The earlier FastAPI service's /sync response shape (plus our extras)."""
+        processed = self.downloaded + self.deleted + self.failed + self.skipped + self.unchanged
+        ok = self.downloaded + self.deleted + self.unchanged
+        if self.aborted or (self.failed and not ok):
+            status = "failed"
+        elif self.failed:
+            status = "partial"
+        else:
+            status = "success"
+        msg = f"Synced {ok} of {processed} files in {self.seconds:.2f} seconds"
+        if self.dry_run:
+            msg = "Dry run: " + msg
+        if self.aborted:
+            msg += f"; {self.aborted}"
+        return {
+            "status": status,
+            "message": msg,
+            "processed_files": processed,
+            "successful_operations": ok,
+            "failed_operations": self.failed,
+            "sync_details": self.details,
+            **self.as_json(),
+        }
+
+
+__all__ = ["MAX_DETAILS", "OpResult", "SyncReport"]
