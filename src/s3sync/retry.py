@@ -86,7 +86,7 @@ class RetryPolicy:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                mapped = exc if isinstance(exc, S3SyncError) else classify(exc)
+                mapped = classify(exc)
                 if not isinstance(mapped, RetryableError | IntegrityError):
                     if mapped is exc:
                         raise

@@ -36,11 +36,17 @@ def tune_malloc() -> None:
 
 
 @asynccontextmanager
-async def open_engine(settings: Settings, stats: SyncStats | None = None) -> AsyncIterator[Engine]:
-    """Open state, mirror and bucket, start the workers; unwind in reverse order."""
+async def open_engine(
+    settings: Settings, stats: SyncStats | None = None, mirror: Mirror | None = None
+) -> AsyncIterator[Engine]:
+    """Open state, mirror and bucket, start the workers; unwind in reverse order.
+
+    The daemon passes the one :class:`Mirror` its API also reads (one instance per
+    process, so its directory cache and its checks are shared).
+    """
     tune_malloc()
     stats = stats or SyncStats()
-    mirror = Mirror(settings.sync.local_dir, fsync=settings.sync.fsync)
+    mirror = mirror or Mirror(settings.sync.local_dir, fsync=settings.sync.fsync)
     try:
         mirror.ensure_root()
     except OSError as exc:

@@ -114,7 +114,7 @@ class Services:
         backoff = Backoff(base=0.5, cap=30.0)
         while not self._stop.is_set():
             try:
-                ctx = open_engine(self.settings, self.stats)
+                ctx = open_engine(self.settings, self.stats, self.mirror)
                 engine = await ctx.__aenter__()
             except asyncio.CancelledError:
                 raise

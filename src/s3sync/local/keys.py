@@ -85,17 +85,6 @@ class KeyMapper:
             raise UnsafeKeyError("key resolves outside the mirror directory")
         return Path(path)
 
-    def to_key(self, path: Path) -> str | None:
-        """The key for a local file path, or None when it is not a mirror file."""
-        try:
-            rel = Path(os.path.abspath(path)).relative_to(self.root)
-        except ValueError:
-            return None
-        parts = rel.parts
-        if not parts or parts[0] == STATE_DIR_NAME or is_temp_name(parts[-1]):
-            return None
-        return "/".join(parts)
-
 
 class KeyFilter:
     """Prefix, include/exclude globs (fnmatch against the whole key), size limit.

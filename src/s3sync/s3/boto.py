@@ -18,11 +18,11 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any, NamedTuple
 
-from s3sync.config import S3Settings
 from s3sync.errors import FatalError, NotFoundError, classify, map_errors, wrong_region
 from s3sync.model import ObjectMeta, normalize_etag
 from s3sync.s3.meta import meta_from_headers, timestamp
 from s3sync.s3.result import GetResult
+from s3sync.sections import S3Settings
 
 
 class StaticCredentials(NamedTuple):

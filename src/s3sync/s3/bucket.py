@@ -20,7 +20,6 @@ import builtins
 from collections.abc import AsyncIterator
 from typing import Any
 
-from s3sync.config import S3Settings
 from s3sync.errors import RetriesExceededError
 from s3sync.model import ObjectMeta
 from s3sync.retry import RetryPolicy
@@ -28,6 +27,7 @@ from s3sync.s3.boto import BotoPath
 from s3sync.s3.lean import LeanPath
 from s3sync.s3.listing import meta_from_listing
 from s3sync.s3.result import Body, GetResult
+from s3sync.sections import S3Settings
 
 #: A reconcile aborts on a listing error and deletes nothing, so one throttled page must
 #: not cost a whole pass: the lean path retries a page as often as botocore's standard

@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from s3sync.config import S3Settings
 from s3sync.errors import FatalError, S3SyncError, classify_status, map_errors, wrong_region
 from s3sync.s3.http import HttpPool
 from s3sync.s3.listing import parse_list_page, xml_field
 from s3sync.s3.meta import meta_from_headers
 from s3sync.s3.result import GetResult
 from s3sync.s3.sigv4 import SigV4Signer
+from s3sync.sections import S3Settings
 
 CredentialsFn = Callable[[], Awaitable[Any]]
 

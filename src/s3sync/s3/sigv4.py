@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from urllib.parse import quote
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -99,8 +98,3 @@ def _canonical_query(query: str) -> str:
         pairs.append((k, v))
     pairs.sort()
     return "&".join(f"{k}={v}" for k, v in pairs)
-
-
-def encode_path(path: str) -> str:
-    """URI-encode a key path the way S3 signs it (slashes kept)."""
-    return quote(path, safe="/~")

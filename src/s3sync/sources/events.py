@@ -31,9 +31,21 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, unquote_plus, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from s3sync.model import Change, ChangeKind, ChangeSource, normalize_etag
+from s3sync.sources.fields import (
+    EventParseError,
+    decode_key,
+    join,
+    json_type,
+    opt_sequencer,
+    opt_size,
+    opt_str,
+    req_dict,
+    req_key,
+    req_str,
+)
 
 __all__ = [
     "MAX_NESTING",
@@ -54,16 +66,6 @@ MAX_RECORDS = 10_000
 #: one payload may stack. The deepest real chain is batch → SQS body → SNS → S3.
 MAX_NESTING = 4
 
-# SQLite INTEGER is a signed 64-bit value; a larger "size" would blow up in the
-# state store far from here, so refuse it at the edge.
-_MAX_SIZE = 2**63 - 1
-
-# S3 sequencers are hex strings. A non-hex one cannot be compared the way AWS
-# documents, and a forged "ZZZ" would sort above every real sequencer and could
-# "prove" a remove is newer; such values are dropped (``None``), which makes the
-# consumer confirm with S3 instead.
-_SEQUENCER_RE = re.compile(r"[0-9A-Fa-f]{1,64}")
-
 # Public SNS endpoints, including GovCloud (us-gov-*), ISO partitions and China
 # (amazonaws.com.cn). Anything else -- a look-alike suffix, an IP, localhost -- is
 # refused so that a forged SubscriptionConfirmation cannot make us GET an
@@ -72,10 +74,6 @@ _SNS_HOST_RE = re.compile(r"sns\.[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d\.amazonaws
 
 _S3_EVENT_SOURCE_SUFFIX = ":s3"  # aws:s3, and S3-compatible servers: minio:s3, ceph:s3
 _SNS_TYPES = frozenset({"Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"})
-
-
-class EventParseError(ValueError):
-    """The payload is malformed; ``str(exc)`` is safe to return to the sender (HTTP 400)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,25 +170,6 @@ def parse_payload(
     )
 
 
-def decode_key(raw: str) -> str:
-    """Undo the form-style URL encoding S3 applies to keys in notifications.
-
-    AWS documents ``"red flower.jpg"`` → ``"red+flower.jpg"``; a literal ``+``
-    arrives as ``%2B``. So ``+`` becomes a space first, then ``%XX`` sequences are
-    decoded as UTF-8 (``unquote_plus``). Invalid UTF-8 after decoding, or a key
-    that could never be sent back to S3 (lone surrogates), is an error rather
-    than a silently mangled key.
-    """
-    if not isinstance(raw, str):
-        raise EventParseError(f"key: expected a string, got {_json_type(raw)}")
-    try:
-        key = unquote_plus(raw, encoding="utf-8", errors="strict")
-        key.encode("utf-8")
-    except (UnicodeDecodeError, UnicodeEncodeError) as exc:
-        raise EventParseError(f"key is not valid URL-encoded UTF-8 ({exc.reason})") from None
-    return key
-
-
 def is_trusted_sns_url(url: str) -> bool:
     """True only for ``https://sns.<region>.amazonaws.com[.cn]`` URLs.
 
@@ -239,12 +218,12 @@ def _walk(value: object, path: str, depth: int, acc: _Acc) -> None:
 def _walk_object(value: object, path: str, depth: int, acc: _Acc) -> None:
     where = path or "payload"
     if not isinstance(value, dict):
-        raise EventParseError(f"{where}: expected a JSON object, got {_json_type(value)}")
+        raise EventParseError(f"{where}: expected a JSON object, got {json_type(value)}")
     if depth > MAX_NESTING:
         raise EventParseError(f"{where}: nested too deeply (more than {MAX_NESTING} envelopes)")
 
     if "Records" in value:
-        _walk_records(value["Records"], _join(path, "Records"), depth, acc)
+        _walk_records(value["Records"], join(path, "Records"), depth, acc)
         return
     if value.get("Event") == "s3:TestEvent":
         acc.count(1, path)
@@ -259,7 +238,7 @@ def _walk_object(value: object, path: str, depth: int, acc: _Acc) -> None:
         _walk_eventbridge(value, path, acc)
         return
     if "Type" in value:
-        raise EventParseError(f"{_join(path, 'Type')}: unrecognised SNS message type")
+        raise EventParseError(f"{join(path, 'Type')}: unrecognised SNS message type")
     raise EventParseError(
         f"{where}: unrecognised payload (expected S3 Records, an s3:TestEvent, "
         "an SNS envelope or an EventBridge event)"
@@ -268,22 +247,22 @@ def _walk_object(value: object, path: str, depth: int, acc: _Acc) -> None:
 
 def _walk_records(records: object, path: str, depth: int, acc: _Acc) -> None:
     if not isinstance(records, list):
-        raise EventParseError(f"{path}: expected an array, got {_json_type(records)}")
+        raise EventParseError(f"{path}: expected an array, got {json_type(records)}")
     acc.count(len(records), path)
     for i, record in enumerate(records):
         rpath = f"{path}[{i}]"
         if not isinstance(record, dict):
-            raise EventParseError(f"{rpath}: expected a JSON object, got {_json_type(record)}")
+            raise EventParseError(f"{rpath}: expected a JSON object, got {json_type(record)}")
         # S3 and SQS spell it eventSource, SNS-to-Lambda spells it EventSource.
         event_source = record.get("eventSource", record.get("EventSource"))
         if event_source is not None and not isinstance(event_source, str):
-            raise EventParseError(f"{rpath}.eventSource: expected a string, got {_json_type(event_source)}")
+            raise EventParseError(f"{rpath}.eventSource: expected a string, got {json_type(event_source)}")
         if event_source == "aws:sns" or (event_source is None and "Sns" in record):
-            sns = _req_dict(record, "Sns", rpath)
-            _walk_sns(sns, _join(rpath, "Sns"), depth + 1, acc)
+            sns = req_dict(record, "Sns", rpath)
+            _walk_sns(sns, join(rpath, "Sns"), depth + 1, acc)
         elif event_source == "aws:sqs" or (event_source is None and "body" in record):
-            body = _req_str(record, "body", rpath)
-            _walk_json_text(body, _join(rpath, "body"), depth + 1, acc)
+            body = req_str(record, "body", rpath)
+            _walk_json_text(body, join(rpath, "body"), depth + 1, acc)
         elif (event_source is None and "s3" in record) or (
             event_source is not None and event_source.endswith(_S3_EVENT_SOURCE_SUFFIX)
         ):
@@ -293,7 +272,7 @@ def _walk_records(records: object, path: str, depth: int, acc: _Acc) -> None:
 
 
 def _walk_s3_record(record: dict[object, object], path: str, acc: _Acc) -> None:
-    event_name = _req_str(record, "eventName", path)
+    event_name = req_str(record, "eventName", path)
     if event_name.startswith("s3:"):  # MinIO and some docs prefix it; S3 itself does not
         event_name = event_name[3:]
     category, _, action = event_name.partition(":")
@@ -307,24 +286,24 @@ def _walk_s3_record(record: dict[object, object], path: str, acc: _Acc) -> None:
         acc.ignored += 1
         return
 
-    s3 = _req_dict(record, "s3", path)
-    s3_path = _join(path, "s3")
+    s3 = req_dict(record, "s3", path)
+    s3_path = join(path, "s3")
     if "bucket" in s3 and s3["bucket"] is not None:
-        bucket_name = _opt_str(_req_dict(s3, "bucket", s3_path), "name", _join(s3_path, "bucket"))
+        bucket_name = opt_str(req_dict(s3, "bucket", s3_path), "name", join(s3_path, "bucket"))
         if acc.bucket is not None and bucket_name is not None and bucket_name != acc.bucket:
             acc.ignored += 1
             return
-    obj = _req_dict(s3, "object", s3_path)
-    obj_path = _join(s3_path, "object")
+    obj = req_dict(s3, "object", s3_path)
+    obj_path = join(s3_path, "object")
     acc.changes.append(
         Change(
-            key=_req_key(obj, "key", obj_path),
+            key=req_key(obj, "key", obj_path),
             kind=kind,
             source=acc.source,
-            etag=normalize_etag(_opt_str(obj, "eTag", obj_path)),
-            size=_opt_size(obj, "size", obj_path),
-            sequencer=_opt_sequencer(obj, "sequencer", obj_path),
-            version_id=_opt_str(obj, "versionId", obj_path),
+            etag=normalize_etag(opt_str(obj, "eTag", obj_path)),
+            size=opt_size(obj, "size", obj_path),
+            sequencer=opt_sequencer(obj, "sequencer", obj_path),
+            version_id=opt_str(obj, "versionId", obj_path),
             delete_marker=action == "DeleteMarkerCreated",
             received_at=acc.received_at,
         )
@@ -335,12 +314,12 @@ def _walk_sns(envelope: dict[object, object], path: str, depth: int, acc: _Acc) 
     # Inside a Lambda "Sns" record Type is always present, but be lenient there.
     sns_type = envelope.get("Type", "Notification")
     if sns_type == "Notification":
-        message = _req_str(envelope, "Message", path)
-        _walk_json_text(message, _join(path, "Message"), depth + 1, acc)
+        message = req_str(envelope, "Message", path)
+        _walk_json_text(message, join(path, "Message"), depth + 1, acc)
     elif sns_type == "SubscriptionConfirmation":
         acc.count(1, path)
         acc.ignored += 1
-        url = _req_str(envelope, "SubscribeURL", path)
+        url = req_str(envelope, "SubscribeURL", path)
         if _is_confirm_url(url):
             if acc.subscribe_url is None:
                 acc.subscribe_url = url
@@ -350,7 +329,7 @@ def _walk_sns(envelope: dict[object, object], path: str, depth: int, acc: _Acc) 
         acc.count(1, path)
         acc.ignored += 1
     else:
-        raise EventParseError(f"{_join(path, 'Type')}: unrecognised SNS message type")
+        raise EventParseError(f"{join(path, 'Type')}: unrecognised SNS message type")
 
 
 def _walk_json_text(text: str, path: str, depth: int, acc: _Acc) -> None:
@@ -377,25 +356,25 @@ def _walk_eventbridge(event: dict[object, object], path: str, acc: _Acc) -> None
     if event.get("source") != "aws.s3":
         acc.ignored += 1  # a broad EventBridge rule may forward other services too
         return
-    detail_type = _req_str(event, "detail-type", path)
+    detail_type = req_str(event, "detail-type", path)
     kind = _EVENTBRIDGE_KINDS.get(detail_type)
     if kind is None:
         acc.ignored += 1  # tags, ACL, storage class, restore initiated/expired...
         return
-    detail = _req_dict(event, "detail", path)
-    dpath = _join(path, "detail")
+    detail = req_dict(event, "detail", path)
+    dpath = join(path, "detail")
     if "bucket" in detail and detail["bucket"] is not None:
-        bucket_name = _opt_str(_req_dict(detail, "bucket", dpath), "name", _join(dpath, "bucket"))
+        bucket_name = opt_str(req_dict(detail, "bucket", dpath), "name", join(dpath, "bucket"))
         if acc.bucket is not None and bucket_name is not None and bucket_name != acc.bucket:
             acc.ignored += 1
             return
-    obj = _req_dict(detail, "object", dpath)
-    opath = _join(dpath, "object")
-    deletion_type = _opt_str(detail, "deletion-type", dpath)
+    obj = req_dict(detail, "object", dpath)
+    opath = join(dpath, "object")
+    deletion_type = opt_str(detail, "deletion-type", dpath)
     # AWS documents "etag" and "version-id"; moto emits "eTag". Accept both spellings.
-    etag = _opt_str(obj, "etag", opath) if "etag" in obj else _opt_str(obj, "eTag", opath)
+    etag = opt_str(obj, "etag", opath) if "etag" in obj else opt_str(obj, "eTag", opath)
     version_id = (
-        _opt_str(obj, "version-id", opath) if "version-id" in obj else _opt_str(obj, "versionId", opath)
+        opt_str(obj, "version-id", opath) if "version-id" in obj else opt_str(obj, "versionId", opath)
     )
     acc.changes.append(
         Change(
@@ -406,12 +385,12 @@ def _walk_eventbridge(event: dict[object, object], path: str, acc: _Acc) -> None
             # decode differently are those containing "+" or "%XX"; such a hint then
             # names a key that does not exist, S3 says 404, nothing is written or
             # deleted wrongly, and the periodic reconcile fetches the real key.
-            key=_req_key(obj, "key", opath),
+            key=req_key(obj, "key", opath),
             kind=kind,
             source=acc.source,
             etag=normalize_etag(etag),
-            size=_opt_size(obj, "size", opath),
-            sequencer=_opt_sequencer(obj, "sequencer", opath),
+            size=opt_size(obj, "size", opath),
+            sequencer=opt_sequencer(obj, "sequencer", opath),
             version_id=version_id,
             delete_marker=kind is ChangeKind.REMOVE and deletion_type == "Delete Marker Created",
             received_at=acc.received_at,
@@ -428,85 +407,3 @@ def _is_confirm_url(url: str) -> bool:
     except ValueError:
         return False
     return action == ["ConfirmSubscription"]
-
-
-# --------------------------------------------------------------------------- field helpers
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def _req_dict(obj: dict[object, object], name: str, path: str) -> dict[object, object]:
-    if name not in obj:
-        raise EventParseError(f"{_join(path, name)}: missing")
-    value = obj[name]
-    if not isinstance(value, dict):
-        raise EventParseError(f"{_join(path, name)}: expected an object, got {_json_type(value)}")
-    return value
-
-
-def _req_str(obj: dict[object, object], name: str, path: str) -> str:
-    if name not in obj:
-        raise EventParseError(f"{_join(path, name)}: missing")
-    value = obj[name]
-    if not isinstance(value, str):
-        raise EventParseError(f"{_join(path, name)}: expected a string, got {_json_type(value)}")
-    return value
-
-
-def _opt_str(obj: dict[object, object], name: str, path: str) -> str | None:
-    value = obj.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise EventParseError(f"{_join(path, name)}: expected a string, got {_json_type(value)}")
-    return value
-
-
-def _req_key(obj: dict[object, object], name: str, path: str) -> str:
-    raw = _req_str(obj, name, path)
-    try:
-        key = decode_key(raw)
-    except EventParseError as exc:
-        raise EventParseError(f"{_join(path, name)}: {exc}") from None
-    if not key:
-        raise EventParseError(f"{_join(path, name)}: empty")
-    return key
-
-
-def _opt_size(obj: dict[object, object], name: str, path: str) -> int | None:
-    value = obj.get(name)
-    if value is None:
-        return None
-    # bool is an int subclass in Python; JSON true is not a size.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise EventParseError(
-            f"{_join(path, name)}: expected a non-negative integer, got {_json_type(value)}"
-        )
-    if not 0 <= value <= _MAX_SIZE:
-        raise EventParseError(f"{_join(path, name)}: expected a non-negative integer in range")
-    return value
-
-
-def _opt_sequencer(obj: dict[object, object], name: str, path: str) -> str | None:
-    value = _opt_str(obj, name, path)
-    if value is None or not _SEQUENCER_RE.fullmatch(value):
-        return None
-    return value

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from s3sync.model import Change, ChangeKind, ChangeSource
+from s3sync.model import Change
+from s3sync.state import journal
 
 T = TypeVar("T")
 
@@ -258,74 +259,15 @@ class StateStore:
         items = list(changes)
         if not items:
             return []
-        return await self._run(self._journal_append_sync, items)
-
-    def _journal_append_sync(self, items: list[Change]) -> list[int]:
-        conn = self.conn
-        ids: list[int] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for c in items:
-                cur = conn.execute(
-                    "INSERT INTO journal (key, kind, source, etag, size, sequencer, version_id,"
-                    " delete_marker, received_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (
-                        c.key,
-                        c.kind.value,
-                        c.source.value,
-                        c.etag,
-                        c.size,
-                        c.sequencer,
-                        c.version_id,
-                        int(c.delete_marker),
-                        c.received_at,
-                    ),
-                )
-                ids.append(int(cur.lastrowid or 0))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return ids
+        return await self._run(journal.append, self.conn, items)
 
     async def journal_remove(self, ids: Iterable[int]) -> None:
         items = [(i,) for i in ids]
         if items:
-            await self._run(self._journal_remove_sync, items)
-
-    def _journal_remove_sync(self, items: list[tuple[int]]) -> None:
-        self.conn.executemany("DELETE FROM journal WHERE id = ?", items)
+            await self._run(journal.remove, self.conn, items)
 
     async def journal_pending(self) -> list[tuple[int, Change]]:
-        return await self._run(self._journal_pending_sync)
-
-    def _journal_pending_sync(self) -> list[tuple[int, Change]]:
-        cur = self.conn.execute(
-            "SELECT id, key, kind, source, etag, size, sequencer, version_id, delete_marker,"
-            " received_at FROM journal ORDER BY id"
-        )
-        out = []
-        for r in cur.fetchall():
-            out.append(
-                (
-                    int(r[0]),
-                    Change(
-                        key=r[1],
-                        kind=ChangeKind(r[2]),
-                        source=ChangeSource(r[3]),
-                        etag=r[4],
-                        size=r[5],
-                        sequencer=r[6],
-                        version_id=r[7],
-                        delete_marker=bool(r[8]),
-                        received_at=float(r[9]),
-                    ),
-                )
-            )
-        return out
-
-    async def journal_count(self) -> int:
-        return await self._run(lambda: int(self.conn.execute("SELECT COUNT(*) FROM journal").fetchone()[0]))
+        return await self._run(journal.pending, self.conn)
 
 
 def _prefix_upper_bound(prefix: str) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import structlog
 
 from s3sync.config import Settings
-from s3sync.errors import S3SyncError, classify
+from s3sync.errors import classify
 from s3sync.local.mirror import Mirror
 from s3sync.model import Change, ChangeSource
 from s3sync.retry import RetryPolicy
@@ -112,7 +112,7 @@ class Engine:
         try:
             await self.bucket.check()
         except Exception as exc:
-            err = exc if isinstance(exc, S3SyncError) else classify(exc)
+            err = classify(exc)
             self.stats.s3_reachable, self.stats.s3_error = False, str(err)
             return False, str(err)
         self.stats.s3_reachable, self.stats.s3_error = True, None

@@ -21,6 +21,7 @@ from s3sync.local.keys import KeyFilter, check_key, is_directory_marker
 from s3sync.local.mirror import LocalStat
 from s3sync.model import ObjectMeta
 from s3sync.state.store import StateRow
+from s3sync.sync.march import march, only
 
 MTIME_SLACK = 1.0
 BATCH = 256
@@ -115,8 +116,6 @@ async def plan(
     ``content_matches`` (the ``--checksum`` mode) is called in a worker thread
     for files whose size and mtime match, to compare their bytes with the ETag.
     """
-    rows = tracked.__aiter__()
-    row: StateRow | None = await _next(rows, filt)
     batch: list[tuple[ObjectMeta, StateRow | None]] = []
 
     async def flush() -> AsyncIterator[PlanItem]:
@@ -140,18 +139,16 @@ async def plan(
                 yield Fetch(meta, "new" if r is None else "changed")
         batch.clear()
 
-    async for meta, conflict in flag_conflicts(listing):
-        key = meta.key
-        if not filt.wants(key):
+    listed = only(flag_conflicts(listing), lambda item: filt.wants(item[0].key))
+    rows = only(tracked, lambda r: filt.wants(r.key))
+    async for item, row in march(listed, rows, lambda i: i[0].key, lambda r: r.key):
+        if item is None:
+            assert row is not None
+            yield Remove(row.key)  # tracked, and gone from the bucket
             continue
-        # state rows that sort before this key are gone from the bucket
-        while row is not None and row.key < key:
-            yield Remove(row.key)
-            row = await _next(rows, filt)
-        is_tracked = row is not None and row.key == key
-        current = row if is_tracked else None
-        if is_tracked:
-            row = await _next(rows, filt)
+        meta, conflict = item
+        key = meta.key
+        is_tracked = row is not None
         if is_directory_marker(key):
             if is_tracked:
                 yield Remove(key)
@@ -172,20 +169,10 @@ async def plan(
         if filt.too_large(meta.size):
             yield Skip(key, "too_large", f"{meta.size} bytes exceeds max_file_size_mb", is_tracked)
             continue
-        batch.append((meta, current))
+        batch.append((meta, row))
         if len(batch) >= BATCH:
-            async for item in flush():
-                yield item
+            async for out in flush():
+                yield out
     if batch:
-        async for item in flush():
-            yield item
-    while row is not None:
-        yield Remove(row.key)
-        row = await _next(rows, filt)
-
-
-async def _next(rows: AsyncIterator[StateRow], filt: KeyFilter) -> StateRow | None:
-    async for r in rows:
-        if filt.wants(r.key):
-            return r
-    return None
+        async for out in flush():
+            yield out

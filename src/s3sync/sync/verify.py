@@ -19,6 +19,7 @@ from s3sync.local.keys import KeyFilter, check_key, is_directory_marker
 from s3sync.local.mirror import Mirror
 from s3sync.model import ObjectMeta
 from s3sync.s3.bucket import Bucket
+from s3sync.sync.march import march, only
 from s3sync.sync.plan import flag_conflicts
 
 
@@ -59,16 +60,8 @@ async def _local_iter(mirror: Mirror, prefix: str) -> AsyncIterator[tuple[str, i
 
 
 async def verify(bucket: Bucket, mirror: Mirror, filt: KeyFilter, checksum: bool = True) -> VerifyReport:
+    """Merge the listing with the local walk; every difference is one :class:`Drift`."""
     report = VerifyReport()
-    local = _local_iter(mirror, filt.prefix).__aiter__()
-
-    async def next_local() -> tuple[str, int] | None:
-        async for item in local:
-            if filt.wants(item[0]):
-                return item
-        return None
-
-    cur = await next_local()
     to_hash: list[ObjectMeta] = []
 
     async def hash_batch() -> None:
@@ -87,36 +80,39 @@ async def verify(bucket: Bucket, mirror: Mirror, filt: KeyFilter, checksum: bool
                 report.drift.append(Drift(m.key, "checksum", f"md5 {digest} != etag {m.etag}"))
         to_hash.clear()
 
-    async for meta, conflict in flag_conflicts(bucket.list(filt.prefix)):
-        key = meta.key
-        if not filt.wants(key) or is_directory_marker(key):
-            continue
+    def comparable(item: tuple[ObjectMeta, bool]) -> bool:
+        """The listed keys the mirror should hold; the others are counted and left out of the merge."""
+        meta, conflict = item
+        if not filt.wants(meta.key) or is_directory_marker(meta.key):
+            return False
         try:
-            check_key(key)
+            check_key(meta.key)
         except UnsafeKeyError:
             report.skipped_unsafe += 1
-            continue
+            return False
         if conflict or filt.too_large(meta.size):
             report.skipped_unsafe += int(conflict)
+            return False
+        return True
+
+    listed = only(flag_conflicts(bucket.list(filt.prefix)), comparable)
+    local = only(_local_iter(mirror, filt.prefix), lambda item: filt.wants(item[0]))
+    async for item, held in march(listed, local, lambda i: i[0].key, lambda h: h[0]):
+        if item is None:
+            assert held is not None
+            report.drift.append(Drift(held[0], "extra", "not in bucket"))
             continue
-        while cur is not None and cur[0] < key:
-            report.drift.append(Drift(cur[0], "extra", "not in bucket"))
-            cur = await next_local()
+        meta = item[0]
         report.checked += 1
-        if cur is None or cur[0] != key:
-            report.drift.append(Drift(key, "missing", "not in mirror"))
-            continue
-        if cur[1] != meta.size:
-            report.drift.append(Drift(key, "size", f"local {cur[1]} bytes, bucket {meta.size}"))
+        if held is None:
+            report.drift.append(Drift(meta.key, "missing", "not in mirror"))
+        elif held[1] != meta.size:
+            report.drift.append(Drift(meta.key, "size", f"local {held[1]} bytes, bucket {meta.size}"))
         elif checksum and meta.etag and len(meta.etag) == 32:
             to_hash.append(meta)
             if len(to_hash) >= 64:
                 await hash_batch()
-        cur = await next_local()
     if to_hash:
         await hash_batch()
-    while cur is not None:
-        report.drift.append(Drift(cur[0], "extra", "not in bucket"))
-        cur = await next_local()
     report.drift.sort(key=lambda d: d.key)
     return report

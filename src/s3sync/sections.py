@@ -1,0 +1,200 @@
+"""The sections of the configuration, one pydantic model each: [s3], [sync], [api], [sqs], [log].
+
+Each field carries its default and its validation; a bad value is rejected with
+the dotted key named (:func:`s3sync.config.format_validation_error`). Loading,
+sources and precedence live in :mod:`s3sync.config`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import NoDecode
+
+_section = ConfigDict(extra="forbid", frozen=True)
+
+
+class S3Settings(BaseModel):
+    """Where the bucket lives."""
+
+    model_config = _section
+
+    bucket: str = ""
+    prefix: str = ""
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    max_pool_connections: int = Field(default=128, ge=1, le=4096)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    fast_get: bool = True
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[a-z0-9][a-z0-9.\-_]{1,254}", v):
+            raise ValueError(f"{v!r} is not a valid S3 bucket name")
+        return v
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        assert v is not None
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"{v!r} is not an http(s) URL")
+        return v.rstrip("/")
+
+
+class SyncSettings(BaseModel):
+    """How the mirror is kept."""
+
+    model_config = _section
+
+    local_dir: Path = Path("downloaded_files")
+    state_path: Path | None = None
+    interval_seconds: float = Field(default=3600.0, gt=0)
+    periodic: bool = True
+    delete: bool = False
+    max_delete: int | str = -1
+    concurrency: int = Field(default=32, ge=1, le=1024)
+    max_file_size_mb: float = Field(default=1000.0, ge=0)
+    # NoDecode: an env value reaches _globs as a plain string (comma list or JSON list)
+    # instead of failing pydantic-settings' JSON decoding with a message naming no key.
+    include: Annotated[tuple[str, ...], NoDecode] = ()
+    exclude: Annotated[tuple[str, ...], NoDecode] = ()
+    verify_integrity: bool = True
+    skip_existing: bool = True
+    checksum: bool = False
+    download_timeout_seconds: float = Field(default=300.0, gt=0)
+    retry_attempts: int = Field(default=3, ge=0, le=100)
+    multipart_threshold_mb: float = Field(default=64.0, gt=0)
+    part_size_mb: float = Field(default=16.0, ge=5)
+    fsync: bool = True
+    drain_timeout_seconds: float = Field(default=30.0, ge=0)
+    journal_high_water: int = Field(default=100_000, ge=1)
+
+    @field_validator("max_delete")
+    @classmethod
+    def _max_delete(cls, v: int | str) -> int | str:
+        if isinstance(v, int):
+            if v < -1:
+                raise ValueError("must be -1 (no limit), a count >= 0, or a percentage like '10%'")
+            return v
+        text = v.strip()
+        if re.fullmatch(r"-?\d+", text):
+            return cls._max_delete(int(text))
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", text)
+        if not m or float(m.group(1)) > 100:
+            raise ValueError("must be -1 (no limit), a count >= 0, or a percentage like '10%'")
+        return f"{m.group(1)}%"
+
+    @field_validator("include", "exclude", mode="before")
+    @classmethod
+    def _globs(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            if v.strip().startswith("["):
+                return json.loads(v)
+            return tuple(p.strip() for p in v.split(",") if p.strip())
+        return v
+
+    def delete_limit(self, tracked: int) -> int | None:
+        """How many deletions one reconcile may make, or None for no limit."""
+        if isinstance(self.max_delete, int):
+            return None if self.max_delete < 0 else self.max_delete
+        pct = float(self.max_delete.rstrip("%"))
+        return int(tracked * pct / 100.0)
+
+    @property
+    def resolved_state_path(self) -> Path:
+        return self.state_path or (self.local_dir / ".s3sync" / "state.db")
+
+    @property
+    def max_file_size_bytes(self) -> int | None:
+        return None if self.max_file_size_mb == 0 else int(self.max_file_size_mb * 1024 * 1024)
+
+
+class ApiSettings(BaseModel):
+    """The HTTP API."""
+
+    model_config = _section
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8888, ge=0, le=65535)
+    token: SecretStr | None = None
+    notification_secret: SecretStr | None = None
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=8190, ge=1024)
+    auth_failures_per_minute: int = Field(default=20, ge=1)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @field_validator("token", "notification_secret", mode="before")
+    @classmethod
+    def _empty_secret(cls, v: Any) -> Any:
+        return None if v in ("", None) else v
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ApiSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be set together")
+        return self
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host in ("localhost", "localhost.localdomain"):
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+class SqsSettings(BaseModel):
+    """Optional SQS consumer."""
+
+    model_config = _section
+
+    queue_url: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+    wait_time_seconds: int = Field(default=20, ge=0, le=20)
+    visibility_timeout_seconds: int = Field(default=60, ge=1, le=43200)
+    max_messages: int = Field(default=10, ge=1, le=10)
+
+    @field_validator("endpoint_url", mode="before")
+    @classmethod
+    def _empty_url(cls, v: Any) -> Any:
+        return None if v == "" else v
+
+
+class LogSettings(BaseModel):
+    """Logging."""
+
+    model_config = _section
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+    file: Path | None = None
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+    @field_validator("file", mode="before")
+    @classmethod
+    def _empty_file(cls, v: Any) -> Any:
+        return None if v == "" else v

@@ -1,0 +1,71 @@
+"""The journal: changes accepted from events, kept until applied (202 means durable).
+
+An accepted notification or SQS message is appended here, committed, and only
+then acknowledged; its row is removed once the change is applied (or it stays
+for a later retry, and is replayed at the next start). These functions run on
+the state store's one SQLite thread, on its connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from s3sync.model import Change, ChangeKind, ChangeSource
+
+
+def append(conn: sqlite3.Connection, items: list[Change]) -> list[int]:
+    """Insert ``items`` in one committed transaction; their journal ids in order."""
+    ids: list[int] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for c in items:
+            cur = conn.execute(
+                "INSERT INTO journal (key, kind, source, etag, size, sequencer, version_id,"
+                " delete_marker, received_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    c.key,
+                    c.kind.value,
+                    c.source.value,
+                    c.etag,
+                    c.size,
+                    c.sequencer,
+                    c.version_id,
+                    int(c.delete_marker),
+                    c.received_at,
+                ),
+            )
+            ids.append(int(cur.lastrowid or 0))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return ids
+
+
+def remove(conn: sqlite3.Connection, items: list[tuple[int]]) -> None:
+    conn.executemany("DELETE FROM journal WHERE id = ?", items)
+
+
+def pending(conn: sqlite3.Connection) -> list[tuple[int, Change]]:
+    """Every row still in the journal, oldest first, as (id, change)."""
+    cur = conn.execute(
+        "SELECT id, key, kind, source, etag, size, sequencer, version_id, delete_marker,"
+        " received_at FROM journal ORDER BY id"
+    )
+    return [
+        (
+            int(r[0]),
+            Change(
+                key=r[1],
+                kind=ChangeKind(r[2]),
+                source=ChangeSource(r[3]),
+                etag=r[4],
+                size=r[5],
+                sequencer=r[6],
+                version_id=r[7],
+                delete_marker=bool(r[8]),
+                received_at=float(r[9]),
+            ),
+        )
+        for r in cur.fetchall()
+    ]
