@@ -1,0 +1,501 @@
+"""File operations below ``local_dir`` that never follow a symlink.
+
+Why directory fds: a path string that was checked is not the path the kernel
+walks later. ``local_dir/sub/x`` with ``sub`` a symlink to ``/etc`` passes every
+textual check and still writes ``/etc/x``. So every operation here starts at an
+fd for ``local_dir`` and walks down one component at a time with
+``openat(name, O_DIRECTORY | O_NOFOLLOW)``: a component that is a symlink ends
+the walk with :class:`SymlinkError` (reason ``symlink``) and nothing is touched
+beyond it. Leaves are created with ``O_CREAT | O_EXCL | O_NOFOLLOW``, renamed
+with ``renameat``, removed with ``unlinkat`` and stat'ed without following.
+``local_dir`` itself is the operator's choice and may be reached through links.
+
+Directory fds are opened per operation, never cached: a cached fd would keep
+pointing at a directory someone moved out of the mirror (and replaced with a
+link), which widens a microsecond race to forever. The walk costs one
+``openat`` per path component, small next to an HTTP request.
+
+Names are measured in bytes against ``os.pathconf(local_dir, "PC_NAME_MAX")``,
+and :func:`temp_name` always fits: the stem is cut on a UTF-8 boundary.
+
+Everything here blocks; call it from a worker thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat as stat_mod
+import threading
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from s3sync.errors import KeyConflictError, LocalIOError, UnsafeKeyError
+from s3sync.keys import STATE_DIR_NAME, TEMP_MARKER, is_temp_name
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_TEMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FALLBACK_NAME_MAX = 255
+_TOKEN_BYTES = 4
+
+
+class SymlinkError(UnsafeKeyError):
+    """The key's path passes through (or ends at) a symlink: refused, never followed."""
+
+    code = "symlink"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseProbe:
+    """What ``local_dir``'s filesystem considers the same name."""
+
+    case_sensitive: bool
+    normalization_sensitive: bool
+
+    @property
+    def folds(self) -> bool:
+        """True when two different keys can land on one file."""
+        return not (self.case_sensitive and self.normalization_sensitive)
+
+
+def name_bytes(name: str) -> int:
+    """Length of ``name`` as the kernel sees it (UTF-8, surrogateescape like ``os``)."""
+    return len(os.fsencode(name))
+
+
+def temp_name(final_name: str, token: str, name_max: int) -> str:
+    """A temporary sibling name for ``final_name`` that fits ``name_max`` bytes.
+
+    The stem is cut by bytes, then decoded dropping a split trailing character, so
+    ``'漢' * 80 + '.txt'`` (244 bytes) gets a temp name of at most 255 bytes instead
+    of failing with ENAMETOOLONG on every attempt. The name still matches the temp
+    pattern, so a crash leaves something the start-up sweep recognises.
+    """
+    budget = max(0, name_max - 1 - len(TEMP_MARKER) - len(token))
+    stem = os.fsencode(final_name)[:budget].decode("utf-8", "ignore")
+    return f".{stem}{TEMP_MARKER}{token}"
+
+
+class DirSync:
+    """Directories whose entries changed but are not durable yet; each fsynced once.
+
+    A rename is durable only once its directory is fsynced. Committing one file
+    and fsyncing its directory is the simple case (:meth:`SafeFS.fsync_dir`).
+    For group durability a caller committing many files passes one ``DirSync``
+    to every commit, which only records the directory (by device and inode, an
+    ``fstat`` and a ``dup``), then calls :meth:`flush` once: N renames into one
+    directory cost one directory fsync. Thread-safe, so the workers of a batch
+    may share one. Use as a context manager to flush on exit.
+    """
+
+    def __init__(self) -> None:
+        self._fds: dict[tuple[int, int], int] = {}
+        self._lock = threading.Lock()
+
+    def add(self, dirfd: int) -> None:
+        st = os.fstat(dirfd)
+        ident = (st.st_dev, st.st_ino)
+        with self._lock:
+            if ident not in self._fds:
+                self._fds[ident] = os.dup(dirfd)
+
+    def __len__(self) -> int:
+        return len(self._fds)
+
+    def flush(self) -> None:
+        """fsync every recorded directory; all fds are closed even if one fsync fails."""
+        with self._lock:
+            fds, self._fds = list(self._fds.values()), {}
+        first: OSError | None = None
+        for fd in fds:
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                first = first or exc
+            finally:
+                os.close(fd)
+        if first is not None:
+            raise LocalIOError(f"directory fsync failed: {first.strerror or first}") from first
+
+    def __enter__(self) -> DirSync:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+
+class SafeFS:
+    """Blocking dirfd-relative operations under one root; see the module docstring."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(os.path.abspath(root))
+        self._name_max: int | None = None
+
+    # -- the root ------------------------------------------------------------
+    def ensure_root(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def name_max(self) -> int:
+        """The filesystem's name limit in bytes (of the root, or its nearest existing parent)."""
+        if self._name_max is None:
+            probe = self.root
+            while True:
+                try:
+                    self._name_max = int(os.pathconf(probe, "PC_NAME_MAX"))
+                    break
+                except (OSError, ValueError):
+                    if probe.parent == probe:
+                        self._name_max = _FALLBACK_NAME_MAX
+                        break
+                    probe = probe.parent
+        return self._name_max
+
+    def open_root(self) -> int:
+        return os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def probe_case(self) -> CaseProbe:
+        """Create a probe file and stat its case-swapped and NFD twins (both absent = sensitive)."""
+        token = secrets.token_hex(_TOKEN_BYTES)
+        name = f".Probe-Ab\u00e9{TEMP_MARKER}{token}"  # é precomposed (NFC)
+        root = self.open_root()
+        try:
+            os.close(os.open(name, _TEMP_FLAGS, 0o600, dir_fd=root))
+            try:
+                mine = os.stat(name, dir_fd=root, follow_symlinks=False)
+                case = _same_file(root, name.swapcase(), mine)
+                norm = _same_file(root, unicodedata.normalize("NFD", name), mine)
+            finally:
+                os.unlink(name, dir_fd=root)
+        finally:
+            os.close(root)
+        return CaseProbe(case_sensitive=not case, normalization_sensitive=not norm)
+
+    # -- walking down ------------------------------------------------------
+    def _step(self, dirfd: int, name: str, *, create: bool, key: str) -> int:
+        """Open ``name`` in ``dirfd`` as a real directory (creating it if asked)."""
+        for _ in range(3):  # a concurrent mkdir/rmdir of the same name is retried
+            try:
+                return os.open(name, _DIR_FLAGS, dir_fd=dirfd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:
+                    os.mkdir(name, 0o755, dir_fd=dirfd)
+                except FileExistsError:
+                    pass
+                except OSError as exc:
+                    raise LocalIOError(f"cannot create directory for {key!r}: {exc.strerror}") from exc
+            except OSError as exc:
+                raise _component_error(dirfd, name, exc, key) from exc
+        raise LocalIOError(f"cannot create directory for {key!r}: it keeps disappearing")
+
+    def _chain(self, parts: Sequence[str], *, create: bool, key: str) -> list[int]:
+        """fds of the root and of every directory in ``parts``, outermost first."""
+        fds = [self.open_root()]
+        try:
+            for part in parts:
+                fds.append(self._step(fds[-1], part, create=create, key=key))
+        except BaseException:
+            _close_all(fds)
+            raise
+        return fds
+
+    def open_dir(self, parts: Sequence[str], *, create: bool = False, key: str = "") -> int:
+        """An fd of ``local_dir/parts...`` reached without following links; caller closes it.
+
+        Raises FileNotFoundError (absent, ``create`` false), :class:`SymlinkError`
+        or :class:`KeyConflictError` (a component is a file).
+        """
+        fd = self.open_root()
+        try:
+            for part in parts:
+                nxt = self._step(fd, part, create=create, key=key)
+                os.close(fd)
+                fd = nxt
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    @contextmanager
+    def directory(self, parts: Sequence[str], *, create: bool = False, key: str = "") -> Iterator[int]:
+        fd = self.open_dir(parts, create=create, key=key)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    # -- leaves (relative to an open directory) ------------------------------
+    def create_temp(self, dirfd: int, final_name: str) -> tuple[str, int]:
+        """Create a fresh temp sibling of ``final_name`` in ``dirfd``: (name, O_RDWR fd)."""
+        for _ in range(8):
+            name = temp_name(final_name, secrets.token_hex(_TOKEN_BYTES), self.name_max)
+            try:
+                return name, os.open(name, _TEMP_FLAGS, 0o644, dir_fd=dirfd)
+            except FileExistsError:
+                continue
+        raise LocalIOError(f"cannot create a temporary file for {final_name!r}")
+
+    def leaf_stat(self, dirfd: int, name: str) -> os.stat_result | None:
+        try:
+            return os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def check_replaceable(self, dirfd: int, name: str, key: str) -> os.stat_result | None:
+        """What sits at the final name, if it may be replaced by a file; raises otherwise."""
+        st = self.leaf_stat(dirfd, name)
+        if st is None or stat_mod.S_ISREG(st.st_mode):
+            return st
+        if stat_mod.S_ISLNK(st.st_mode):
+            raise SymlinkError(f"{key!r}: the local path is a symlink; not replaced")
+        if stat_mod.S_ISDIR(st.st_mode):
+            raise KeyConflictError(f"{key!r} exists locally as a directory (a/ next to a/b)")
+        raise LocalIOError(f"{key!r}: the local path is not a regular file")
+
+    def replace(self, dirfd: int, src: str, dst: str, *, key: str) -> None:
+        """renameat within one directory (atomic); refuses to replace a link or a directory."""
+        self.check_replaceable(dirfd, dst, key)
+        try:
+            os.replace(src, dst, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        except OSError as exc:
+            if exc.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
+                raise KeyConflictError(f"{key!r} exists locally as a directory") from exc
+            raise LocalIOError(f"{key!r}: {exc.strerror or exc}") from exc
+
+    def unlink_quiet(self, dirfd: int, name: str) -> None:
+        try:
+            os.unlink(name, dir_fd=dirfd)
+        except OSError:
+            pass
+
+    @staticmethod
+    def fsync_dir(dirfd: int) -> None:
+        """Make the renames and unlinks in this directory durable (one fsync)."""
+        os.fsync(dirfd)
+
+    # -- whole keys ----------------------------------------------------------
+    def stat(self, parts: Sequence[str]) -> os.stat_result | None:
+        """lstat of ``local_dir/parts``; None when absent or reached only through a link."""
+        return self.stat_many([parts])[0]
+
+    def stat_many(self, many: Sequence[Sequence[str] | None]) -> list[os.stat_result | None]:
+        """Like :meth:`stat` for many keys; consecutive keys of one directory share its fd."""
+        out: list[os.stat_result | None] = []
+        cur_dir: tuple[str, ...] | None = None
+        cur_fd = -1
+        try:
+            for parts in many:
+                if not parts:
+                    out.append(None)
+                    continue
+                parent = tuple(parts[:-1])
+                if parent != cur_dir:
+                    if cur_fd >= 0:
+                        os.close(cur_fd)
+                    cur_dir, cur_fd = parent, -1
+                    try:
+                        cur_fd = self.open_dir(parent)
+                    except (OSError, UnsafeKeyError):
+                        cur_fd = -1
+                out.append(self.leaf_stat(cur_fd, parts[-1]) if cur_fd >= 0 else None)
+        finally:
+            if cur_fd >= 0:
+                os.close(cur_fd)
+        return out
+
+    def open_file(self, parts: Sequence[str], *, key: str = "") -> int:
+        """A read-only fd of the regular file at ``parts`` (the download endpoint, --checksum).
+
+        Raises FileNotFoundError when there is no regular file there, and
+        :class:`SymlinkError` when the path passes through or ends at a link.
+        """
+        if not parts:
+            raise FileNotFoundError(errno.ENOENT, "empty key")
+        try:
+            parent = self.open_dir(parts[:-1], key=key)
+        except (KeyConflictError, NotADirectoryError) as exc:
+            raise FileNotFoundError(errno.ENOENT, str(exc)) from exc
+        try:
+            try:
+                fd = os.open(parts[-1], _READ_FLAGS, dir_fd=parent)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise SymlinkError(f"{key!r}: the local path is a symlink; not followed") from exc
+                raise
+        finally:
+            os.close(parent)
+        if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise FileNotFoundError(errno.ENOENT, f"{key!r} is not a regular file")
+        return fd
+
+    def remove(self, parts: Sequence[str], *, key: str = "", prune: bool = True) -> bool:
+        """Unlink the regular file at ``parts`` and rmdir now-empty parents; True if it existed.
+
+        A link (anywhere on the path or at the end) raises :class:`SymlinkError`
+        and a directory :class:`KeyConflictError`: neither is ever removed.
+        """
+        try:
+            fds = self._chain(parts[:-1], create=False, key=key)
+        except (FileNotFoundError, KeyConflictError, NotADirectoryError):
+            return False
+        try:
+            st = self.leaf_stat(fds[-1], parts[-1])
+            if st is None:
+                return False
+            if stat_mod.S_ISLNK(st.st_mode):
+                raise SymlinkError(f"{key!r}: the local path is a symlink; not deleted")
+            if stat_mod.S_ISDIR(st.st_mode):
+                raise KeyConflictError(f"{key!r} is a directory locally; not deleting it")
+            try:
+                os.unlink(parts[-1], dir_fd=fds[-1])
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                raise LocalIOError(f"{key!r}: {exc.strerror or exc}") from exc
+            if prune:
+                for i in range(len(parts) - 2, -1, -1):
+                    try:
+                        os.rmdir(parts[i], dir_fd=fds[i])
+                    except OSError:
+                        break
+            return True
+        finally:
+            _close_all(fds)
+
+    # -- walks ---------------------------------------------------------------
+    def walk_sorted(self, prefix: str = "", after: str | None = None) -> Iterator[tuple[str, os.stat_result]]:
+        """Regular files as (key, lstat) in S3 key order, never entering a symlink.
+
+        Skips the state directory and temporaries. Entries are ordered by
+        ``name + "/"`` for directories so the recursion yields keys in plain
+        string order (``a-b`` < ``a/b``); subtrees wholly before ``after`` or
+        outside ``prefix`` are not entered.
+        """
+        try:
+            fd = self.open_root()
+        except OSError:
+            return
+        yield from self._walk(fd, "", prefix, after)
+
+    def _walk(
+        self, fd: int, rel: str, prefix: str, after: str | None
+    ) -> Iterator[tuple[str, os.stat_result]]:
+        try:
+            items = self._sorted_entries(fd, top=not rel)
+            for sort_name, entry, is_dir in items:
+                key = rel + sort_name
+                if is_dir:
+                    if prefix and not (key.startswith(prefix) or prefix.startswith(key)):
+                        continue
+                    if after is not None and key < after and not after.startswith(key):
+                        continue
+                    try:
+                        child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+                    except OSError:
+                        continue  # replaced by a link (or removed) since the scan
+                    yield from self._walk(child, key, prefix, after)
+                    continue
+                if (prefix and not key.startswith(prefix)) or (after is not None and key <= after):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat_mod.S_ISREG(st.st_mode):
+                    yield key, st
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _sorted_entries(fd: int, *, top: bool) -> list[tuple[str, os.DirEntry[str], bool]]:
+        items: list[tuple[str, os.DirEntry[str], bool]] = []
+        try:
+            with os.scandir(fd) as it:
+                entries = list(it)
+        except OSError:
+            return items
+        for e in entries:
+            if (top and e.name == STATE_DIR_NAME) or is_temp_name(e.name):
+                continue
+            try:
+                is_dir = e.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            items.append((e.name + "/" if is_dir else e.name, e, is_dir))
+        items.sort(key=lambda t: t[0])
+        return items
+
+    def sweep(self, doomed: Callable[[str], bool] = is_temp_name) -> int:
+        """Unlink every regular file whose name is ``doomed`` (crash leftovers); returns how many."""
+        try:
+            fd = self.open_root()
+        except OSError:
+            return 0
+        return self._sweep(fd, doomed, top=True)
+
+    def _sweep(self, fd: int, doomed: Callable[[str], bool], *, top: bool) -> int:
+        removed = 0
+        try:
+            with os.scandir(fd) as it:
+                entries = list(it)
+            for e in entries:
+                if top and e.name == STATE_DIR_NAME:
+                    continue
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        child = os.open(e.name, _DIR_FLAGS, dir_fd=fd)
+                        removed += self._sweep(child, doomed, top=False)
+                    elif e.is_file(follow_symlinks=False) and doomed(e.name):
+                        os.unlink(e.name, dir_fd=fd)
+                        removed += 1
+                except OSError:
+                    continue
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        return removed
+
+
+def _same_file(dirfd: int, name: str, mine: os.stat_result) -> bool:
+    try:
+        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _component_error(dirfd: int, name: str, exc: OSError, key: str) -> Exception:
+    """Why ``name`` could not be opened as a directory: a link, a file, or I/O."""
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+        try:
+            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        except OSError:
+            st = None
+        if st is not None and stat_mod.S_ISLNK(st.st_mode):
+            return SymlinkError(f"{key!r}: {name!r} on its local path is a symlink; not followed")
+        return KeyConflictError(
+            f"a parent of {key!r} exists locally as a file (key collides with a directory)"
+        )
+    if exc.errno == errno.ENAMETOOLONG:
+        return UnsafeKeyError(f"{key!r}: path segment longer than the filesystem's name limit")
+    return LocalIOError(f"{key!r}: {exc.strerror or exc}")
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in reversed(fds):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+__all__ = ["CaseProbe", "DirSync", "SafeFS", "SymlinkError", "name_bytes", "temp_name"]
