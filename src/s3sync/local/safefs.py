@@ -28,16 +28,16 @@ import os
 import secrets
 import stat as stat_mod
 import threading
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from s3sync.errors import KeyConflictError, LocalIOError, UnsafeKeyError
-from s3sync.keys import STATE_DIR_NAME, TEMP_MARKER, is_temp_name
+from s3sync.keys import TEMP_MARKER, is_temp_name
+from s3sync.local import fstree
+from s3sync.local.fstree import DIR_FLAGS as _DIR_FLAGS
+from s3sync.local.fstree import CaseProbe
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _TEMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FALLBACK_NAME_MAX = 255
@@ -48,19 +48,6 @@ class SymlinkError(UnsafeKeyError):
     """The key's path passes through (or ends at) a symlink: refused, never followed."""
 
     code = "symlink"
-
-
-@dataclass(frozen=True, slots=True)
-class CaseProbe:
-    """What ``local_dir``'s filesystem considers the same name."""
-
-    case_sensitive: bool
-    normalization_sensitive: bool
-
-    @property
-    def folds(self) -> bool:
-        """True when two different keys can land on one file."""
-        return not (self.case_sensitive and self.normalization_sensitive)
 
 
 def name_bytes(name: str) -> int:
@@ -160,21 +147,8 @@ class SafeFS:
         return os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def probe_case(self) -> CaseProbe:
-        """Create a probe file and stat its case-swapped and NFD twins (both absent = sensitive)."""
-        token = secrets.token_hex(_TOKEN_BYTES)
-        name = f".Probe-Ab\u00e9{TEMP_MARKER}{token}"  # é precomposed (NFC)
-        root = self.open_root()
-        try:
-            os.close(os.open(name, _TEMP_FLAGS, 0o600, dir_fd=root))
-            try:
-                mine = os.stat(name, dir_fd=root, follow_symlinks=False)
-                case = _same_file(root, name.swapcase(), mine)
-                norm = _same_file(root, unicodedata.normalize("NFD", name), mine)
-            finally:
-                os.unlink(name, dir_fd=root)
-        finally:
-            os.close(root)
-        return CaseProbe(case_sensitive=not case, normalization_sensitive=not norm)
+        """Is ``local_dir`` case- and normalisation-sensitive? (a real file, removed again)"""
+        return fstree.probe_case(self.open_root())
 
     # -- walking down ------------------------------------------------------
     def _step(self, dirfd: int, name: str, *, create: bool, key: str) -> int:
@@ -370,107 +344,22 @@ class SafeFS:
         finally:
             _close_all(fds)
 
-    # -- walks ---------------------------------------------------------------
+    # -- whole tree (fstree owns the recursion) -----------------------------
     def walk_sorted(self, prefix: str = "", after: str | None = None) -> Iterator[tuple[str, os.stat_result]]:
-        """Regular files as (key, lstat) in S3 key order, never entering a symlink.
-
-        Skips the state directory and temporaries. Entries are ordered by
-        ``name + "/"`` for directories so the recursion yields keys in plain
-        string order (``a-b`` < ``a/b``); subtrees wholly before ``after`` or
-        outside ``prefix`` are not entered.
-        """
+        """Regular files as (key, lstat) in key order; never enters a link (see fstree)."""
         try:
             fd = self.open_root()
         except OSError:
             return
-        yield from self._walk(fd, "", prefix, after)
-
-    def _walk(
-        self, fd: int, rel: str, prefix: str, after: str | None
-    ) -> Iterator[tuple[str, os.stat_result]]:
-        try:
-            items = self._sorted_entries(fd, top=not rel)
-            for sort_name, entry, is_dir in items:
-                key = rel + sort_name
-                if is_dir:
-                    if prefix and not (key.startswith(prefix) or prefix.startswith(key)):
-                        continue
-                    if after is not None and key < after and not after.startswith(key):
-                        continue
-                    try:
-                        child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
-                    except OSError:
-                        continue  # replaced by a link (or removed) since the scan
-                    yield from self._walk(child, key, prefix, after)
-                    continue
-                if (prefix and not key.startswith(prefix)) or (after is not None and key <= after):
-                    continue
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if stat_mod.S_ISREG(st.st_mode):
-                    yield key, st
-        finally:
-            os.close(fd)
-
-    @staticmethod
-    def _sorted_entries(fd: int, *, top: bool) -> list[tuple[str, os.DirEntry[str], bool]]:
-        items: list[tuple[str, os.DirEntry[str], bool]] = []
-        try:
-            with os.scandir(fd) as it:
-                entries = list(it)
-        except OSError:
-            return items
-        for e in entries:
-            if (top and e.name == STATE_DIR_NAME) or is_temp_name(e.name):
-                continue
-            try:
-                is_dir = e.is_dir(follow_symlinks=False)
-            except OSError:
-                continue
-            items.append((e.name + "/" if is_dir else e.name, e, is_dir))
-        items.sort(key=lambda t: t[0])
-        return items
+        yield from fstree.walk_sorted(fd, "", prefix, after)
 
     def sweep(self, doomed: Callable[[str], bool] = is_temp_name) -> int:
-        """Unlink every regular file whose name is ``doomed`` (crash leftovers); returns how many."""
+        """Unlink crash leftovers (temp names by default) anywhere below the root."""
         try:
             fd = self.open_root()
         except OSError:
             return 0
-        return self._sweep(fd, doomed, top=True)
-
-    def _sweep(self, fd: int, doomed: Callable[[str], bool], *, top: bool) -> int:
-        removed = 0
-        try:
-            with os.scandir(fd) as it:
-                entries = list(it)
-            for e in entries:
-                if top and e.name == STATE_DIR_NAME:
-                    continue
-                try:
-                    if e.is_dir(follow_symlinks=False):
-                        child = os.open(e.name, _DIR_FLAGS, dir_fd=fd)
-                        removed += self._sweep(child, doomed, top=False)
-                    elif e.is_file(follow_symlinks=False) and doomed(e.name):
-                        os.unlink(e.name, dir_fd=fd)
-                        removed += 1
-                except OSError:
-                    continue
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-        return removed
-
-
-def _same_file(dirfd: int, name: str, mine: os.stat_result) -> bool:
-    try:
-        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
-    except OSError:
-        return False
-    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+        return fstree.sweep(fd, doomed)
 
 
 def _component_error(dirfd: int, name: str, exc: OSError, key: str) -> Exception:
