@@ -10,10 +10,8 @@ beyond it. Leaves are created with ``O_CREAT | O_EXCL | O_NOFOLLOW``, renamed
 with ``renameat``, removed with ``unlinkat`` and stat'ed without following.
 ``local_dir`` itself is the operator's choice and may be reached through links.
 
-Directory fds are opened per operation, never cached: a cached fd would keep
-pointing at a directory someone moved out of the mirror (and replaced with a
-link), which widens a microsecond race to forever. The walk costs one
-``openat`` per path component, small next to an HTTP request.
+Directory fds are opened per operation, never cached (a cached fd keeps pointing
+at a directory moved out of the mirror): one ``openat`` per path component.
 
 Names are measured in bytes against ``os.pathconf(local_dir, "PC_NAME_MAX")``,
 and :func:`temp_name` always fits: the stem is cut on a UTF-8 boundary.
@@ -142,6 +140,10 @@ class SafeFS:
                         break
                     probe = probe.parent
         return self._name_max
+
+    def reset_name_max(self) -> None:
+        """Forget the cached limit (the root was just created, maybe on another filesystem)."""
+        self._name_max = None
 
     def open_root(self) -> int:
         return os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -310,11 +312,19 @@ class SafeFS:
             raise FileNotFoundError(errno.ENOENT, f"{key!r} is not a regular file")
         return fd
 
-    def remove(self, parts: Sequence[str], *, key: str = "", prune: bool = True) -> bool:
+    def remove(
+        self,
+        parts: Sequence[str],
+        *,
+        key: str = "",
+        prune: bool = True,
+        move_away: Callable[[int, str], None] | None = None,
+    ) -> bool:
         """Unlink the regular file at ``parts`` and rmdir now-empty parents; True if it existed.
 
         A link (anywhere on the path or at the end) raises :class:`SymlinkError`
         and a directory :class:`KeyConflictError`: neither is ever removed.
+        ``move_away(dirfd, name)`` replaces the unlink (``--backup-dir``).
         """
         try:
             fds = self._chain(parts[:-1], create=False, key=key)
@@ -329,7 +339,10 @@ class SafeFS:
             if stat_mod.S_ISDIR(st.st_mode):
                 raise KeyConflictError(f"{key!r} is a directory locally; not deleting it")
             try:
-                os.unlink(parts[-1], dir_fd=fds[-1])
+                if move_away is not None:
+                    move_away(fds[-1], parts[-1])
+                else:
+                    os.unlink(parts[-1], dir_fd=fds[-1])
             except FileNotFoundError:
                 return False
             except OSError as exc:
