@@ -257,12 +257,11 @@ class SafeFS:
         os.fsync(dirfd)
 
     # -- whole keys ----------------------------------------------------------
-    def stat(self, parts: Sequence[str]) -> os.stat_result | None:
-        """lstat of ``local_dir/parts``; None when absent or reached only through a link."""
-        return self.stat_many([parts])[0]
-
     def stat_many(self, many: Sequence[Sequence[str] | None]) -> list[os.stat_result | None]:
-        """Like :meth:`stat` for many keys; consecutive keys of one directory share its fd."""
+        """lstat of each ``local_dir/parts`` (None: absent or only through a link).
+
+        Consecutive keys of one directory share its fd (reconcile stats in key order).
+        """
         out: list[os.stat_result | None] = []
         cur_dir: tuple[str, ...] | None = None
         cur_fd = -1
