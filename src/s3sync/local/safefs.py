@@ -25,7 +25,6 @@ import errno
 import os
 import secrets
 import stat as stat_mod
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 from s3sync.errors import KeyConflictError, LocalIOError, UnsafeKeyError
 from s3sync.keys import TEMP_MARKER, is_temp_name
 from s3sync.local import fstree
+from s3sync.local.dirsync import DirSync
 from s3sync.local.fstree import DIR_FLAGS as _DIR_FLAGS
 from s3sync.local.fstree import CaseProbe
 
@@ -64,54 +64,6 @@ def temp_name(final_name: str, token: str, name_max: int) -> str:
     budget = max(0, name_max - 1 - len(TEMP_MARKER) - len(token))
     stem = os.fsencode(final_name)[:budget].decode("utf-8", "ignore")
     return f".{stem}{TEMP_MARKER}{token}"
-
-
-class DirSync:
-    """Directories whose entries changed but are not durable yet; each fsynced once.
-
-    A rename is durable only once its directory is fsynced. Committing one file
-    and fsyncing its directory is the simple case (:meth:`SafeFS.fsync_dir`).
-    For group durability a caller committing many files passes one ``DirSync``
-    to every commit, which only records the directory (by device and inode, an
-    ``fstat`` and a ``dup``), then calls :meth:`flush` once: N renames into one
-    directory cost one directory fsync. Thread-safe, so the workers of a batch
-    may share one. Use as a context manager to flush on exit.
-    """
-
-    def __init__(self) -> None:
-        self._fds: dict[tuple[int, int], int] = {}
-        self._lock = threading.Lock()
-
-    def add(self, dirfd: int) -> None:
-        st = os.fstat(dirfd)
-        ident = (st.st_dev, st.st_ino)
-        with self._lock:
-            if ident not in self._fds:
-                self._fds[ident] = os.dup(dirfd)
-
-    def __len__(self) -> int:
-        return len(self._fds)
-
-    def flush(self) -> None:
-        """fsync every recorded directory; all fds are closed even if one fsync fails."""
-        with self._lock:
-            fds, self._fds = list(self._fds.values()), {}
-        first: OSError | None = None
-        for fd in fds:
-            try:
-                os.fsync(fd)
-            except OSError as exc:
-                first = first or exc
-            finally:
-                os.close(fd)
-        if first is not None:
-            raise LocalIOError(f"directory fsync failed: {first.strerror or first}") from first
-
-    def __enter__(self) -> DirSync:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.flush()
 
 
 class SafeFS:
