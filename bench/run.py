@@ -46,10 +46,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peers
 from peers import BENCH_DIR, REPO_DIR, Tool
+from proxy import DelayProxy, find_haproxy, haproxy_supports_lua, haproxy_version
 from server import RcloneServer, S3Client, free_port, wait_http
 
 PEER_NAMES = ("aws", "s5cmd", "rclone")
-ALL_WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6")
+ALL_WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7")
+# W7 reuses W1's data set before W3 changes it, so it runs right after W1.
+RUN_ORDER = ("W1", "W7", "W2", "W3", "W4", "W5", "W6")
 STATE_DIR_NAME = ".s3sync"  # s3sync keeps its state DB here inside --dest by default
 
 TARGETS = {
@@ -61,6 +64,7 @@ TARGETS = {
 W5_P99_TARGET_MS = 50.0
 W6_GROWTH_TARGET = 1.25
 W6_RSS_CAP_MB = 250.0
+W7_OWN_W1_TARGET = 1.2  # s3sync's W7 (20 ms per request) ÷ s3sync's own W1 (loopback)
 
 
 def log(msg: str) -> None:
@@ -225,6 +229,7 @@ class Bench:
         self.extra: dict[str, Any] = {}
         self.notes: list[str] = []
         self.mirrors: dict[str, Path] = {}
+        self.proxy: DelayProxy | None = None
 
     # -- helpers
 
@@ -237,11 +242,17 @@ class Bench:
         dest: Path,
         delete: bool,
         expected: Manifest,
+        via_proxy_ms: int | None = None,
     ) -> Pass:
         self.server.restart()
         if workload == "W4":
             self.warm_big(bucket)
-        argv = tool.sync_argv(self.server.url, bucket, dest, delete)
+        url = self.server.url
+        if via_proxy_ms is not None:
+            assert self.proxy is not None
+            self.proxy.restart(via_proxy_ms)
+            url = self.proxy.url
+        argv = tool.sync_argv(url, bucket, dest, delete)
         logp = self.work / "logs" / f"{workload}-{tool.name}-{repeat}.log"
         rc, wall, cpu, rss = run_child(argv, {**self.env, **tool.extra_env}, logp, self.args.timeout)
         reason = f"exit {rc}: {tail(logp)}" if rc != 0 else check_mirror(dest, expected)
@@ -313,6 +324,36 @@ class Bench:
                     self.mirrors[tool.name] = final
                 else:
                     rmtree(dest)
+
+    def w7(self) -> None:
+        """W1's data set, cold, with every request held ``--w7-delay-ms`` by HAProxy.
+
+        First each tool runs once through the proxy at 0 ms: against that tool's
+        direct W1 it shows what the proxy itself costs (it must be small, or W7
+        would measure the proxy). Then the timed W7 repeats at the full delay.
+        """
+        binary, why = find_haproxy(log)
+        if binary is None or not haproxy_supports_lua(binary):
+            why = why or f"{binary} was built without Lua"
+            log(f"W7 skipped: {why}")
+            self.notes.append(f"W7 skipped: {why}")
+            return
+        self.extra["haproxy"] = haproxy_version(binary)
+        self.proxy = DelayProxy(binary, self.work, self.server.port, self.work / "haproxy.log")
+        bucket, expected = self.small_bucket()
+        delay = self.args.w7_delay_ms
+        try:
+            plan = [("W7-0ms", 0, r) for r in range(self.args.w7_zero_repeats)]
+            plan += [("W7", delay, r) for r in range(self.args.repeats)]
+            for workload, ms, r in plan:
+                for tool in self.tools.values():
+                    dest = self.work / tool.name / f"w7-{r}"
+                    rmtree(dest)
+                    dest.mkdir(parents=True)
+                    self.timed_pass(tool, workload, r, bucket, dest, False, expected, via_proxy_ms=ms)
+                    rmtree(dest)
+        finally:
+            self.proxy.stop()
 
     def w2(self) -> None:
         bucket, expected = self.small_bucket()
@@ -644,7 +685,7 @@ def summarise(bench: Bench) -> dict[str, Any]:
     """Medians per (workload, tool), ratio to the best peer and PASS/MISS per target."""
     cells: dict[str, dict[str, dict[str, Any]]] = {}
     for p in bench.passes:
-        if not p.workload.startswith(("W1", "W2", "W3", "W4")) or p.workload.startswith("W6"):
+        if p.workload not in ("W1", "W2", "W3", "W4", "W7", "W7-0ms"):
             continue
         cells.setdefault(p.workload, {}).setdefault(p.tool, {"runs": []})["runs"].append(p)
     rows: dict[str, Any] = {}
@@ -670,11 +711,18 @@ def summarise(bench: Bench) -> dict[str, Any]:
         if best and ours and ours["status"] == "ok":
             ratio = ours["median_s"] / valid_peers[best]
         verdict = "—"
-        if ours is not None:
+        if ours is not None and wl in TARGETS:
             verdict = "MISS" if ratio is None or ratio > TARGETS[wl] else "PASS"
-        rows[wl] = {"tools": row, "best_peer": best, "ratio": ratio, "target": TARGETS[wl], "result": verdict}
+        rows[wl] = {
+            "tools": row,
+            "best_peer": best,
+            "ratio": ratio,
+            "target": TARGETS.get(wl),
+            "result": verdict,
+        }
         if wl == "W4" and "cp" in row and row["cp"]["status"] == "ok" and ours and ours["status"] == "ok":
             rows[wl]["ratio_to_cp"] = ours["median_s"] / row["cp"]["median_s"]
+    _w7_against_w1(rows)
     out: dict[str, Any] = {"rows": rows}
     w5 = bench.extra.get("w5")
     if w5 is not None:
@@ -695,12 +743,77 @@ def summarise(bench: Bench) -> dict[str, Any]:
     return out
 
 
+def _ok_median(rows: dict[str, Any], wl: str, tool: str) -> float | None:
+    c = rows.get(wl, {}).get("tools", {}).get(tool)
+    return c["median_s"] if c is not None and c["status"] == "ok" else None
+
+
+def _w7_against_w1(rows: dict[str, Any]) -> None:
+    """W7's target is s3sync's own W1 (latency hidden); W7-0ms shows the proxy's own cost."""
+    w7 = rows.get("W7")
+    if w7 is not None:
+        ours, own_w1 = _ok_median(rows, "W7", "s3sync"), _ok_median(rows, "W1", "s3sync")
+        w7["target"] = W7_OWN_W1_TARGET
+        w7["ratio_to_own_w1"] = None if ours is None or own_w1 is None else ours / own_w1
+        if ours is not None or "s3sync" in w7["tools"]:
+            r = w7["ratio_to_own_w1"]
+            w7["result"] = "PASS" if r is not None and r <= W7_OWN_W1_TARGET else "MISS"
+    zero = rows.get("W7-0ms")
+    if zero is not None:
+        overhead = {}
+        for tool in zero["tools"]:
+            z, direct = _ok_median(rows, "W7-0ms", tool), _ok_median(rows, "W1", tool)
+            if z is not None and direct:
+                overhead[tool] = z / direct
+        zero["proxy_overhead_vs_w1"] = overhead
+
+
 WL_TITLES = {
     "W1": "W1 cold sync, {n} x {kib} KiB / {p} prefixes",
     "W2": "W2 re-sync, nothing changed",
     "W3": "W3 re-sync, 1% overwritten + 1% deleted (--delete)",
     "W4": "W4 one {mib} MiB object, cold",
+    "W7": "W7 = W1 behind HAProxy holding each request {ms} ms",
 }
+
+
+def _w7_lines(summary: dict[str, Any], args: argparse.Namespace, cols: list[str]) -> list[str]:
+    """The W7 row (ratio to s3sync's own W1) and the proxy-at-0-ms row (proxy cost per tool)."""
+    out = []
+    zero = summary["rows"].get("W7-0ms")
+    if zero is not None:
+        cells = []
+        for t in cols:
+            c = zero["tools"].get(t)
+            if c is None:
+                cells.append("—")
+            elif c["status"] != "ok":
+                cells.append("INVALID")
+            else:
+                ov = zero.get("proxy_overhead_vs_w1", {}).get(t)
+                cells.append(fmt_s(c["median_s"]) + (f" ({ov:.2f} x W1)" if ov is not None else ""))
+        out.append(
+            "| W7 check: the same through the proxy at 0 ms (x the tool's direct W1) | "
+            + " | ".join(cells)
+            + " | — | proxy cost small | — |"
+        )
+    row = summary["rows"].get("W7")
+    if row is not None:
+        cells = []
+        for t in cols:
+            c = row["tools"].get(t)
+            cells.append("—" if c is None else ("INVALID" if c["status"] != "ok" else fmt_s(c["median_s"])))
+        own = row.get("ratio_to_own_w1")
+        ratio = "—" if own is None else f"{own:.2f} x s3sync W1"
+        if row["ratio"] is not None:
+            ratio += f"; {row['ratio']:.2f} (vs {row['best_peer']})"
+        title = WL_TITLES["W7"].format(ms=args.w7_delay_ms)
+        out.append(
+            f"| {title} | "
+            + " | ".join(cells)
+            + f" | {ratio} | ≤ {W7_OWN_W1_TARGET} x own W1 | {row['result']} |"
+        )
+    return out
 
 
 def render_markdown(
@@ -740,6 +853,7 @@ def render_markdown(
                 if "ratio_to_cp" in row:
                     ratio += f"; {row['ratio_to_cp']:.1f} x cp"
         lines.append(f"| {title} | " + " | ".join(cells) + f" | {ratio} | {target} | {row['result']} |")
+    lines += _w7_lines(summary, args, cols)
     na = "n/a (no event mode)"
     if "W5" in summary:
         w5 = summary["W5"]
@@ -773,7 +887,7 @@ def render_markdown(
     md = ["## Results", "", *lines, ""]
     # Secondary table: CPU seconds, which is what the per-object cost really is.
     cpu_lines = ["| workload | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    for wl in ("W1", "W2", "W3", "W4"):
+    for wl in ("W1", "W2", "W3", "W4", "W7-0ms", "W7"):
         row = summary["rows"].get(wl)
         if row is None:
             continue
@@ -823,6 +937,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--w5-events", type=int, default=None, help="W5 event count (default 1000)")
     ap.add_argument("--w5-rate", type=float, default=200.0, help="W5 events per second")
     ap.add_argument("--w6-sizes", default=None, help="W6 tracked-object counts (default 20000,200000)")
+    ap.add_argument("--w7-delay-ms", type=int, default=20, help="W7: ms each request is held (default 20)")
+    ap.add_argument(
+        "--w7-zero-repeats", type=int, default=1, help="W7: passes through the proxy at 0 ms (default 1)"
+    )
     ap.add_argument("--s3sync-concurrency", type=int, default=None, help="pass --concurrency to s3sync")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds before a pass is killed")
     ap.add_argument("--keep", action="store_true", help="keep bench/.data and bench/.work afterwards")
@@ -874,9 +992,10 @@ def main(argv: list[str] | None = None) -> int:
         "W4": bench.w4,
         "W5": bench.w5,
         "W6": bench.w6,
+        "W7": bench.w7,
     }
     try:
-        for wl in ALL_WORKLOADS:
+        for wl in RUN_ORDER:
             if wl in args.workloads:
                 t0 = time.monotonic()
                 try:

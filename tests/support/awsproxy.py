@@ -1,0 +1,346 @@
+"""A rewriting HTTP proxy that makes the moto server answer the way AWS S3 does.
+
+moto is kind: every ETag is an MD5, nothing is archived, nobody pays. This proxy
+sits on 127.0.0.1 between s3sync and moto, forwards each request (path, query
+and headers as sent, so SigV4 stays what the client signed; moto does not check
+signatures) and, for the keys a test configured, rewrites the answer to what
+AWS documents:
+
+* **encryption** (:meth:`AwsProxy.kms`): ``x-amz-server-side-encryption:
+  aws:kms`` / ``aws:kms:dsse`` with an ETag that is *not* the MD5 of the body
+  (same shape: 32 hex digits, ``-N`` kept for multipart), on GET, HEAD and in
+  ListObjectsV2; ``If-Match`` / ``If-None-Match`` carrying that ETag are
+  translated back before moto sees them;
+* **checksums** (:meth:`AwsProxy.checksum`): ``x-amz-checksum-<algo>`` and
+  ``x-amz-checksum-type`` only when the request carries ``x-amz-checksum-mode:
+  ENABLED`` and is not ranged, computed from the stored body (full-object, or
+  composite ``<b64>-N`` from a part size); ``ChecksumAlgorithm`` and
+  ``ChecksumType`` in the listing; ``wrong=True`` sends a bad value;
+* **storage classes** (:meth:`AwsProxy.archive`): the listing's
+  ``StorageClass``; GET answers 403 ``InvalidObjectState`` unless restored; a
+  restored object carries ``x-amz-restore: ongoing-request="false",
+  expiry-date=...``; Intelligent-Tiering archive tiers as ``x-amz-archive-status``;
+* **requester pays** (:attr:`AwsProxy.requester_pays`): every request without
+  ``x-amz-request-payer: requester`` is 403 ``AccessDenied``;
+* **SSE-C** (:meth:`AwsProxy.sse_c`): GET/HEAD without the three
+  ``x-amz-server-side-encryption-customer-*`` headers is 400, a key whose MD5
+  header does not match is 400, a wrong key 403;
+* **an object replaced between listing and GET** (:meth:`AwsProxy.replace_on_get`):
+  the proxy overwrites the object in moto just before forwarding the GET, so a
+  GET pinned with the old ETag gets moto's own 412 (``force_412`` answers 412
+  even to an unconditional GET).
+
+Every request is recorded (:attr:`AwsProxy.seen`: method, operation, key,
+query, headers, status) so a test asserts on what s3sync *sent* as well as on
+the mirror. Like the fault proxy it runs its own loop in a daemon thread, so
+in-process engines and subprocess daemons can both use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from typing import Any
+from urllib.parse import parse_qsl
+
+import aiohttp
+from aiohttp import web
+from support.awsrules import (
+    SSE_C_HEADERS,
+    Etags,
+    ObjectRule,
+    Seen,
+    classify,
+    dress,
+    error_xml,
+    opaque_etag,
+    refusal,
+    rewrite_listing,
+    rule_checksum,
+    s3_checksum,
+)
+from support.s3kit import AWS_ENV
+from yarl import URL
+
+_HOP = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+)
+
+
+class AwsProxy:
+    """See the module docstring. ``with AwsProxy(moto_endpoint) as p: p.url``."""
+
+    def __init__(self, upstream: str) -> None:
+        import boto3
+
+        self.upstream = upstream.rstrip("/")
+        self.requester_pays = False
+        self.seen: list[Seen] = []
+        self._rules: dict[str, ObjectRule] = {}
+        self._lock = threading.Lock()
+        self._etags = Etags()
+        self._bodies: dict[tuple[str, str, str], bytes] = {}
+        # the proxy's own reads and writes of moto (checksums, replacements) go straight to it
+        self._s3 = boto3.client(
+            "s3",
+            endpoint_url=self.upstream,
+            region_name="us-east-1",
+            aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._started = threading.Event()
+        self._startup_error: BaseException | None = None
+        self.port = 0
+
+    # -- configuration (any thread) -----------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def configure(self, key: str, **fields: Any) -> ObjectRule:
+        """Set fields of ``key``'s rule (created on first use)."""
+        with self._lock:
+            rule = self._rules.setdefault(key, ObjectRule())
+            for name, value in fields.items():
+                if not hasattr(rule, name):
+                    raise TypeError(f"no rule field {name!r}")
+                setattr(rule, name, value)
+            return rule
+
+    def kms(self, key: str, *, dsse: bool = False) -> ObjectRule:
+        return self.configure(key, encryption="aws:kms:dsse" if dsse else "aws:kms")
+
+    def checksum(
+        self, key: str, algorithm: str, *, composite_part_size: int | None = None, wrong: bool = False
+    ) -> ObjectRule:
+        return self.configure(
+            key,
+            checksum=algorithm.upper(),
+            checksum_type="COMPOSITE" if composite_part_size else "FULL_OBJECT",
+            part_size=composite_part_size,
+            wrong_checksum=wrong,
+        )
+
+    def archive(
+        self,
+        key: str,
+        storage_class: str = "GLACIER",
+        *,
+        restore: str | None = None,
+        tier: str | None = None,
+    ) -> ObjectRule:
+        return self.configure(key, storage_class=storage_class, restore=restore, archive_status=tier)
+
+    def sse_c(self, key: str, customer_key: bytes) -> ObjectRule:
+        return self.configure(key, sse_c_key=customer_key)
+
+    def replace_on_get(self, key: str, new_body: bytes, *, force_412: bool = False) -> ObjectRule:
+        """Overwrite ``key`` in moto right before its next GET reaches moto (once)."""
+        with self._lock:
+            rule = self._rules.setdefault(key, ObjectRule())
+            rule.replacements.append((new_body, force_412))
+            return rule
+
+    def requests(self, op: str | None = None, key: str | None = None) -> list[Seen]:
+        """What was seen, optionally only one operation (``GET`` includes ranged GETs) / key."""
+        with self._lock:
+            out = list(self.seen)
+        if op is not None:
+            out = [s for s in out if s.op == op or (op == "GET" and s.op == "RANGE")]
+        if key is not None:
+            out = [s for s in out if s.key == key]
+        return out
+
+    def count(self, op: str, key: str | None = None) -> int:
+        return len(self.requests(op, key))
+
+    def etag_seen_by_clients(self, real: str, key: str) -> str:
+        """The ETag clients see for a stored (real) ETag of ``key``."""
+        rule = self._rule(key)
+        return opaque_etag(real) if rule is not None and rule.opaque_etag else real
+
+    def _rule(self, key: str) -> ObjectRule | None:
+        with self._lock:
+            return self._rules.get(key)
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> AwsProxy:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, args=(sock,), name="awsproxy", daemon=True)
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("aws proxy did not start")
+        if self._startup_error is not None:
+            raise RuntimeError(f"aws proxy failed: {self._startup_error!r}")
+        return self
+
+    def stop(self) -> None:
+        loop = self._loop
+        if loop is None or self._thread is None:
+            return
+        fut = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+        try:
+            fut.result(10)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            self._thread.join(10)
+            self._loop = None
+
+    def __enter__(self) -> AwsProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _serve(self, sock: Any) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._startup(sock))
+        except BaseException as exc:  # reported to start()
+            self._startup_error = exc
+            self._started.set()
+            return
+        self._started.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    async def _startup(self, sock: Any) -> None:
+        self._session = aiohttp.ClientSession(
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=120),
+            connector=aiohttp.TCPConnector(limit=256),
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+        )
+        app = web.Application(client_max_size=1024**3)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+
+    async def _shutdown(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    # -- the proxy -------------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in _HOP}
+        query = dict(parse_qsl(request.query_string, keep_blank_values=True))
+        op = classify(request.method, request.path, query, headers)
+        bucket, _, key = request.path.lstrip("/").partition("/")  # request.path is percent-decoded
+        seen = Seen(request.method, op, key, query, dict(headers))
+        with self._lock:
+            self.seen.append(seen)
+        resp = await self._answer(request, seen, bucket, headers)
+        seen.status = resp.status
+        return resp
+
+    async def _answer(
+        self, request: web.Request, seen: Seen, bucket: str, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        extra: dict[str, str] = {}
+        if self.requester_pays:
+            if headers.get("x-amz-request-payer") != "requester":
+                return _error(request, 403, "AccessDenied", "Access Denied")
+            extra["x-amz-request-charged"] = "requester"
+        body = await request.read()
+        rule = self._rule(seen.key) if seen.op in ("GET", "RANGE", "HEAD") else None
+        if rule is not None:
+            refused = refusal(rule, seen.op, headers)
+            if refused is not None:
+                status, code, message, fields = refused
+                return _error(request, status, code, message, **fields)
+            for name in SSE_C_HEADERS:
+                headers.pop(name, None)
+            for name in ("if-match", "if-none-match"):
+                if name in headers:
+                    headers[name] = self._etags.for_moto(headers[name], rule.opaque_etag)
+            if seen.op != "HEAD":
+                forced = await self._maybe_replace(bucket, seen.key, rule)
+                if forced:
+                    return _error(
+                        request,
+                        412,
+                        "PreconditionFailed",
+                        "At least one of the pre-conditions you specified did not hold",
+                        Condition="If-Match",
+                    )
+        assert self._session is not None
+        # raw_path keeps the client's exact percent-encoding (it is what SigV4 signed)
+        url = URL(self.upstream + request.raw_path, encoded=True)
+        async with self._session.request(
+            request.method, url, headers=headers, data=body or None, allow_redirects=False
+        ) as up:
+            out = {k: v for k, v in up.headers.items() if k.lower() not in _HOP}
+            out.update(extra)
+            if seen.op == "LIST" and up.status == 200 and self._has_rules():
+                xml = rewrite_listing(await up.read(), headers, self._rule, self._etags)
+                out.pop("Content-Length", None)
+                return web.Response(status=200, body=xml, headers=out)
+            if rule is not None and up.status in (200, 206, 304, 412):
+                real = dress(out, rule, up.status, self._etags)
+                wants = headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
+                if rule.checksum and wants and seen.op != "RANGE" and up.status == 200 and real:
+                    value = rule_checksum(rule, await self._body(bucket, seen.key, real))
+                    out[f"x-amz-checksum-{rule.checksum.lower()}"] = value
+                    out["x-amz-checksum-type"] = rule.checksum_type
+            seen.status = up.status  # before the body: the client may look as soon as it has it
+            return await _relay(request, up, out)
+
+    async def _maybe_replace(self, bucket: str, key: str, rule: ObjectRule) -> bool:
+        with self._lock:
+            if not rule.replacements:
+                return False
+            new_body, force = rule.replacements.pop(0)
+        await asyncio.to_thread(self._s3.put_object, Bucket=bucket, Key=key, Body=new_body)
+        return force
+
+    async def _body(self, bucket: str, key: str, real_etag: str) -> bytes:
+        cache_key = (bucket, key, real_etag)
+        with self._lock:
+            cached = self._bodies.get(cache_key)
+        if cached is None:
+            got = await asyncio.to_thread(self._s3.get_object, Bucket=bucket, Key=key, IfMatch=real_etag)
+            cached = got["Body"].read()
+            with self._lock:
+                self._bodies[cache_key] = cached
+        return cached
+
+    def _has_rules(self) -> bool:
+        with self._lock:
+            return bool(self._rules)
+
+
+def _error(request: web.Request, status: int, code: str, message: str, **extra: str) -> web.Response:
+    return web.Response(
+        status=status,
+        body=b"" if request.method == "HEAD" else error_xml(code, message, **extra),
+        headers={"Content-Type": "application/xml", "x-amz-request-id": "awsproxy"},
+    )
+
+
+async def _relay(request: web.Request, up: aiohttp.ClientResponse, out: dict[str, str]) -> web.StreamResponse:
+    resp = web.StreamResponse(status=up.status, reason=up.reason, headers=out)
+    if up.content_length is not None:
+        resp.content_length = up.content_length
+    await resp.prepare(request)
+    if request.method != "HEAD" and up.status not in (204, 304):
+        async for chunk in up.content.iter_chunked(64 * 1024):
+            await resp.write(chunk)
+    await resp.write_eof()
+    return resp
+
+
+__all__ = ["AwsProxy", "ObjectRule", "Seen", "opaque_etag", "s3_checksum"]

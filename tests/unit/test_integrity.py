@@ -1,0 +1,292 @@
+"""How s3sync verifies a download: check values, the composite rule, the KMS rule.
+
+The CRCs are checked three ways: against the published check values for
+``b"123456789"``, against botocore's own serialisation (big-endian, base64,
+what S3 sends), and against a slow bit-by-bit reference written here from the
+polynomial, over arbitrary chunkings (a streaming hasher must not depend on
+how the body was cut).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import zlib
+
+import pytest
+from botocore import httpchecksum
+from hypothesis import given
+from hypothesis import strategies as st
+
+from s3sync.errors import IntegrityError
+from s3sync.sync.integrity import (
+    Facts,
+    Method,
+    check,
+    checksum_from_headers,
+    checksum_hasher,
+    choose,
+    etag_is_content_md5,
+    multipart_etag_hasher,
+    new_hasher,
+    part_layout_ok,
+)
+
+CHECK_INPUT = b"123456789"
+CHECK_VALUES = {"CRC64NVME": 0xAE8B14860A799888, "CRC32C": 0xE3069283, "CRC32": 0xCBF43926}
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def _reference_crc64nvme(data: bytes) -> int:
+    """CRC-64/NVME bit by bit: reflected polynomial 0x9A6C9329AC4BC9B5, init and xorout all ones."""
+    crc = 0xFFFFFFFFFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x9A6C9329AC4BC9B5 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFFFFFFFFFF
+
+
+def _reference_crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def _feed(algorithm: str, data: bytes, cuts: list[int]) -> str:
+    h = checksum_hasher(algorithm)
+    start = 0
+    for cut in sorted({c % (len(data) + 1) for c in cuts}):
+        h.update(memoryview(data)[start:cut])
+        start = cut
+    h.update(data[start:])
+    return h.result()
+
+
+class TestCheckValues:
+    """Each algorithm gives S3's value: published check values, botocore's encoding, the polynomial."""
+
+    @pytest.mark.parametrize("algorithm", sorted(CHECK_VALUES))
+    def test_published_check_value(self, algorithm: str) -> None:
+        """CRC of b"123456789" is the catalogue check value, sent big-endian in base64."""
+        width = 8 if algorithm == "CRC64NVME" else 4
+        h = checksum_hasher(algorithm)
+        h.update(CHECK_INPUT)
+        assert h.result() == _b64(CHECK_VALUES[algorithm].to_bytes(width, "big"))
+
+    def test_crc64nvme_check_value_literally(self) -> None:
+        """The value the issue names: 0xae8b14860a799888."""
+        h = checksum_hasher("crc64nvme")
+        h.update(CHECK_INPUT)
+        assert base64.b64decode(h.result()).hex() == "ae8b14860a799888"
+
+    @pytest.mark.parametrize(
+        ("algorithm", "botocore_cls"),
+        [
+            ("CRC64NVME", httpchecksum.CrtCrc64NvmeChecksum),
+            ("CRC32C", httpchecksum.CrtCrc32cChecksum),
+            ("CRC32", httpchecksum.Crc32Checksum),
+            ("SHA1", httpchecksum.Sha1Checksum),
+            ("SHA256", httpchecksum.Sha256Checksum),
+        ],
+    )
+    def test_same_as_botocore(self, algorithm: str, botocore_cls: type) -> None:
+        """Our serialisation equals the one botocore validates S3 responses with."""
+        data = bytes(range(256)) * 1000
+        theirs = botocore_cls()
+        theirs.update(data)
+        ours = checksum_hasher(algorithm)
+        ours.update(data)
+        assert ours.result() == theirs.b64digest()
+
+    @given(st.binary(max_size=300), st.lists(st.integers(min_value=0, max_value=300), max_size=6))
+    def test_streaming_matches_reference(self, data: bytes, cuts: list[int]) -> None:
+        """However the body is chunked, the result equals a one-shot reference computation."""
+        assert _feed("CRC64NVME", data, cuts) == _b64(_reference_crc64nvme(data).to_bytes(8, "big"))
+        assert _feed("CRC32C", data, cuts) == _b64(_reference_crc32c(data).to_bytes(4, "big"))
+        assert _feed("CRC32", data, cuts) == _b64(zlib.crc32(data).to_bytes(4, "big"))
+        assert _feed("SHA256", data, cuts) == _b64(hashlib.sha256(data).digest())
+
+    def test_unknown_algorithm_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="unknown checksum"):
+            checksum_hasher("MD4")
+
+
+class TestParted:
+    """Multipart ETags and composite checksums are hashes of per-part hashes, ``-N`` suffixed."""
+
+    @given(st.binary(max_size=200), st.integers(min_value=1, max_value=64), st.integers(0, 200))
+    def test_multipart_etag(self, data: bytes, part_size: int, cut: int) -> None:
+        """The S3 multipart ETag formula, whatever the chunking of the stream."""
+        parts = [data[i : i + part_size] for i in range(0, len(data), part_size)] or [b""]
+        expected = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest()
+        h = multipart_etag_hasher(part_size)
+        h.update(data[:cut])
+        h.update(data[cut:])
+        assert h.result() == f"{expected}-{len(parts)}"
+
+    def test_composite_crc32c(self) -> None:
+        """A composite CRC32C is the CRC32C of the big-endian part CRCs, then ``-N``."""
+        data = bytes(range(256)) * 40  # 10240 bytes, 3 parts of 4096 (last 2048)
+        part_crcs = b"".join(
+            _reference_crc32c(data[i : i + 4096]).to_bytes(4, "big") for i in range(0, len(data), 4096)
+        )
+        expected = f"{_b64(_reference_crc32c(part_crcs).to_bytes(4, 'big'))}-3"
+        facts = Facts(
+            "e" * 32 + "-3",
+            len(data),
+            "aws:kms",
+            checksum_algorithm="CRC32C",
+            checksum_value=expected,
+            checksum_type="COMPOSITE",
+        )
+        v = choose(facts)
+        assert (v.method, v.parts) == (Method.COMPOSITE, 3)
+        h = new_hasher(v, part_size=4096)
+        assert h is not None
+        h.update(data)
+        check("k", v, h)  # no exception
+
+    def test_part_layout(self) -> None:
+        """Only a size that N parts of the given size can make is recomputed."""
+        assert part_layout_ok(10, 4, 3)
+        assert part_layout_ok(12, 4, 3)
+        assert not part_layout_ok(13, 4, 3)
+        assert not part_layout_ok(8, 4, 3)  # two parts would do: the upload's parts varied
+        assert not part_layout_ok(10, 0, 3)
+        assert not part_layout_ok(10, 4, None)
+
+
+class TestChoice:
+    """``choose`` never picks a check that a correct download could fail."""
+
+    def test_full_object_checksum_first(self) -> None:
+        v = choose(
+            Facts(
+                "a" * 32,
+                9,
+                checksum_algorithm="CRC64NVME",
+                checksum_value="rosUhgp5mIg=",
+                checksum_type="FULL_OBJECT",
+            )
+        )
+        assert (v.method, v.algorithm, v.expected) == (Method.CHECKSUM, "CRC64NVME", "rosUhgp5mIg=")
+
+    @pytest.mark.parametrize("encryption", ["aws:kms", "aws:kms:dsse"])
+    def test_kms_with_checksum_uses_checksum(self, encryption: str) -> None:
+        v = choose(Facts("a" * 32, 9, encryption, checksum_algorithm="CRC32", checksum_value="yfQ5Jg=="))
+        assert v.method is Method.CHECKSUM
+
+    @pytest.mark.parametrize("encryption", ["aws:kms", "aws:kms:dsse", "aws:some-future-kind"])
+    @pytest.mark.parametrize(
+        "etag", ["0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef-4"]
+    )
+    def test_kms_etag_never_compared(self, encryption: str, etag: str) -> None:
+        """A KMS/DSSE (or unknown) ETag looks like an MD5 and is not one: size only."""
+        facts = Facts(etag, 100, encryption)
+        assert not etag_is_content_md5(facts)
+        v = choose(facts)
+        assert v.method is Method.SIZE and v.expected is None
+        assert new_hasher(v) is None
+
+    def test_sse_c_etag_never_compared(self) -> None:
+        assert choose(Facts("0" * 32, 5, "AES256", sse_customer=True)).method is Method.SIZE
+
+    @pytest.mark.parametrize("encryption", [None, "AES256"])
+    def test_plain_and_sse_s3_use_md5(self, encryption: str | None) -> None:
+        v = choose(Facts("0123456789abcdef0123456789abcdef", 5, encryption))
+        assert (v.method, v.expected) == (Method.MD5, "0123456789abcdef0123456789abcdef")
+        v = choose(Facts("0123456789abcdef0123456789abcdef-7", 5, encryption))
+        assert (v.method, v.parts) == (Method.MULTIPART_ETAG, 7)
+        assert v.needs_part_size
+
+    @pytest.mark.parametrize("typed", ["COMPOSITE", None])
+    def test_composite_never_compared_as_full(self, typed: str | None) -> None:
+        """A ``-N`` value (typed COMPOSITE, or untyped as older objects are) is not a full checksum."""
+        facts = Facts(
+            "0123456789abcdef0123456789abcdef-2",
+            10,
+            checksum_algorithm="CRC32",
+            checksum_value="AAAAAA==-2",
+            checksum_type=typed,
+        )
+        v = choose(facts)
+        assert v.method is Method.MULTIPART_ETAG  # the ETag still works for a plain object
+        kms = choose(
+            Facts(
+                "f" * 32 + "-2",
+                10,
+                "aws:kms",
+                checksum_algorithm="CRC32",
+                checksum_value="AAAAAA==-2",
+                checksum_type=typed,
+            )
+        )
+        assert (kms.method, kms.parts) == (Method.COMPOSITE, 2)
+        assert new_hasher(kms) is None  # without a part size there is nothing to compare
+
+    def test_disabled(self) -> None:
+        assert choose(Facts("0" * 32, 1), enabled=False).method is Method.SIZE
+
+    def test_no_etag_no_checksum(self) -> None:
+        assert choose(Facts(None, 1)).method is Method.SIZE
+
+
+class TestHeaders:
+    """Headers as both GET paths give them (lower-case names) become facts."""
+
+    def test_from_headers(self) -> None:
+        facts = Facts.from_headers(
+            {
+                "x-amz-server-side-encryption": "aws:kms:dsse",
+                "x-amz-checksum-crc64nvme": "rosUhgp5mIg=",
+                "x-amz-checksum-type": "FULL_OBJECT",
+            },
+            etag="a" * 32,
+            size=9,
+        )
+        assert facts.encryption == "aws:kms:dsse"
+        assert (facts.checksum_algorithm, facts.checksum_value, facts.checksum_type) == (
+            "CRC64NVME",
+            "rosUhgp5mIg=",
+            "FULL_OBJECT",
+        )
+        assert not facts.sse_customer
+
+    def test_sse_customer(self) -> None:
+        facts = Facts.from_headers(
+            {"x-amz-server-side-encryption-customer-algorithm": "AES256"}, etag="a" * 32, size=1
+        )
+        assert facts.sse_customer and choose(facts).method is Method.SIZE
+
+    def test_no_checksum(self) -> None:
+        assert checksum_from_headers({"etag": '"x"'}) == (None, None, None)
+
+
+class TestCheck:
+    """A mismatch is an IntegrityError naming the key and both values."""
+
+    def test_mismatch(self) -> None:
+        v = choose(Facts(hashlib.md5(b"right").hexdigest(), 5))
+        h = new_hasher(v)
+        assert h is not None
+        h.update(b"wrong")
+        with pytest.raises(IntegrityError, match="k: md5 mismatch"):
+            check("k", v, h)
+
+    def test_checksum_match(self) -> None:
+        value = _b64(CHECK_VALUES["CRC64NVME"].to_bytes(8, "big"))
+        v = choose(Facts("a" * 32, 9, "aws:kms", checksum_algorithm="CRC64NVME", checksum_value=value))
+        h = new_hasher(v)
+        assert h is not None
+        h.update(CHECK_INPUT)
+        check("k", v, h)
+        h.update(b"x")
+        with pytest.raises(IntegrityError, match="CRC64NVME mismatch"):
+            check("k", v, h)
