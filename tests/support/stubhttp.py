@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from s3sync.fasthttp import HttpPool, Response
+from s3sync.s3.http import HttpPool, Response
 
 DEADLINE = 10.0
 LAST_CHUNK = b"0\r\n\r\n"

@@ -39,7 +39,7 @@ from s3sync.errors import (
     classify,
     classify_status,
 )
-from s3sync.fasthttp import HttpError
+from s3sync.s3.http import HttpError
 
 
 def client_error(

@@ -21,7 +21,7 @@ from s3sync.sync.filters import (
 try:  # the key filter moves to s3sync.local.keys with the package refactor
     from s3sync.local.keys import KeyFilter  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # pragma: no cover - before the refactor
-    from s3sync.keys import KeyFilter  # type: ignore[no-redef,unused-ignore]
+    from s3sync.local.keys import KeyFilter  # type: ignore[no-redef,unused-ignore]
 
 NOW = 1_700_000_000.0
 MIB = 1024 * 1024

@@ -33,7 +33,7 @@ from support.stubhttp import (
     splits,
 )
 
-from s3sync.fasthttp import HttpError, HttpPool
+from s3sync.s3.http import HttpError, HttpPool
 
 
 @pytest.fixture

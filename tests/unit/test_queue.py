@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from s3sync.model import Change, ChangeKind, ChangeSource, compare_sequencers
-from s3sync.queue import KeyedCoalescingQueue
+from s3sync.sync.queue import KeyedCoalescingQueue
 
 
 def change(key: str, seq: str | None = None, kind: ChangeKind = ChangeKind.UPSERT, etag: str = "") -> Change:

@@ -15,7 +15,7 @@ from s3sync.sync.resume import InvalidSidecar, ResumeRecord, ResumeStore, sync_a
 try:  # the key helpers move to s3sync.local.keys with the package refactor
     from s3sync.local.keys import temp_name_for  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # pragma: no cover - before the refactor
-    from s3sync.keys import temp_name_for  # type: ignore[no-redef,unused-ignore]
+    from s3sync.local.keys import temp_name_for  # type: ignore[no-redef,unused-ignore]
 
 MIB = 1024 * 1024
 SIZE = 10 * MIB

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from s3sync.errors import KeyConflictError
-from s3sync.keys import is_temp_name
+from s3sync.local.keys import is_temp_name
 from s3sync.local.safefs import DirSync, SafeFS, SymlinkError, name_bytes, temp_name
 
 

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3sync.model import Change, ChangeKind, ChangeSource
-from s3sync.state import StateRow, StateStore
+from s3sync.state.store import StateRow, StateStore
 
 # characters where byte order, code point order and naive "+1" upper bounds part ways
 _EDGE = [

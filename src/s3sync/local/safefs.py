@@ -30,11 +30,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from s3sync.errors import KeyConflictError, LocalIOError, UnsafeKeyError
-from s3sync.keys import TEMP_MARKER, is_temp_name
 from s3sync.local import fstree
 from s3sync.local.dirsync import DirSync
 from s3sync.local.fstree import DIR_FLAGS as _DIR_FLAGS
 from s3sync.local.fstree import CaseProbe
+from s3sync.local.keys import TEMP_MARKER, is_temp_name
 
 _TEMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -51,7 +51,7 @@ try:  # the key helpers move to s3sync.local.keys with the package refactor
         is_temp_name,
     )
 except ImportError:  # pragma: no cover - before the refactor
-    from s3sync.keys import STATE_DIR_NAME, check_key, is_temp_name  # type: ignore[no-redef,unused-ignore]
+    from s3sync.local.keys import STATE_DIR_NAME, check_key, is_temp_name  # type: ignore[no-redef,unused-ignore]
 
 FORMAT = 1
 RESUME_DIR = "resume"

@@ -1,10 +1,11 @@
 """Download one object into the mirror, verified, with bounded retries.
 
-Integrity, strongest first: an S3 additional checksum returned by the GET
-(SHA-256, SHA-1, CRC32; CRC32C/CRC64NVME only when a library for them is
-importable), else MD5 when the ETag is a single-part MD5, else the multipart
-ETag recomputed from the part size that ``HEAD ?partNumber=1`` reveals. A
-body that fails its check never reaches its final name.
+Integrity (:mod:`s3sync.sync.hashing`), strongest first: an S3 additional
+checksum returned by the GET (SHA-256, SHA-1, or a full-object CRC32; other
+algorithms are not verified yet), else MD5 when the ETag is a single-part MD5,
+else the multipart ETag recomputed from the part size that
+``HEAD ?partNumber=1`` reveals. A body that fails its check never reaches its
+final name.
 
 Objects at or above ``multipart_threshold_mb`` are fetched as parallel ranged
 GETs pinned with ``If-Match`` (an object replaced mid-download fails with 412
