@@ -15,13 +15,17 @@ import random
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote_plus, unquote_plus
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from support.inventorykit import VERSIONED_SCHEMA, Obj, Report, build_report
 
 from s3sync.model import ObjectMeta
 from s3sync.s3.extsort import ExternalSorter
 from s3sync.s3.inventory import InventoryError, InventoryReader, parse_location
+from s3sync.s3.inventory_formats import KeyDecoder
 
 T0 = dt.datetime(2026, 11, 30, 0, 0, tzinfo=dt.UTC)
 SRC = "photos-src"
@@ -67,7 +71,7 @@ TRICKY = ["a b/with space.txt", "plus+sign", "100%/done", "ünïcode/ключ/�
 
 
 class TestExternalSorter:
-    """Bounded memory, same answer as sorted(): runs spill and merge, levels when over fan_in."""
+    """Bounded memory, same answer as sorted(): runs spill and merge, in levels when over fan_in."""
 
     def test_matches_sorted_with_many_levels(self, tmp_path: Path) -> None:
         rng = random.Random(5)
@@ -76,7 +80,7 @@ class TestExternalSorter:
             s.extend(items)
             assert s.runs == 5000 // 37
             out = list(s.sorted())
-        assert out == sorted(items, key=lambda t: t[0])  # stable: equal keys keep insertion order
+        assert out == sorted(items)
         assert list(tmp_path.iterdir()) == []  # temp dir removed
 
     def test_in_memory_when_small(self, tmp_path: Path) -> None:
@@ -85,11 +89,12 @@ class TestExternalSorter:
             assert list(s.sorted()) == [("a", 2), ("b", 1)]
             assert s.runs == 0
 
-    def test_order_is_utf8_byte_order(self, tmp_path: Path) -> None:
-        keys = ["é", "z", "\U0001f389", "a/b", "a", "\uffff", "~"]
+    def test_rows_sort_in_utf8_byte_order_of_their_keys(self, tmp_path: Path) -> None:
+        """NUL-joined rows (key first) sort as their keys do, even when one key prefixes another."""
+        keys = ["é", "z", "\U0001f389", "a/b", "a", "a b", "\uffff", "~", "a0"]
         with ExternalSorter(tmp_path, run_size=2, fan_in=2) as s:
-            s.extend((k,) for k in keys)
-            out = [t[0] for t in s.sorted()]
+            s.extend(f"{k}\0{len(keys) - i}\0etag" for i, k in enumerate(keys))
+            out = [row.split("\0")[0] for row in s.sorted()]
         assert out == sorted(keys, key=lambda k: k.encode("utf-8"))
 
 
@@ -282,3 +287,14 @@ class TestBrokenReports:
     def test_location_gets_trailing_slash(self) -> None:
         assert parse_location("s3://inv/a/src/cfg") == ("inv", "a/src/cfg/")
         assert parse_location("s3://inv") == ("inv", "")
+
+
+class TestKeyDecoder:
+    """The memoised decoder gives exactly ``unquote_plus``, whatever the key."""
+
+    @given(st.text(max_size=60))
+    def test_same_as_unquote_plus(self, key: str) -> None:
+        decode = KeyDecoder(limit=4)
+        for encoded in (quote_plus(key, safe=""), quote_plus(key, safe="/"), quote_plus(f"d/{key}", safe="")):
+            assert decode(encoded) == unquote_plus(encoded)
+            assert decode(encoded) == unquote_plus(encoded)  # second time from the memo

@@ -34,29 +34,32 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from s3sync.model import ObjectMeta
 from s3sync.s3.extsort import ExternalSorter
 from s3sync.s3.inventory_formats import (
     Accept,
     CsvRows,
+    Fields,
     InventoryError,
     Row,
     column_index,
     columnar_rows,
     md5_file,
+    split_row,
 )
 
 __all__ = ["DataFile", "InventoryError", "InventoryObject", "InventoryReader", "Manifest", "parse_location"]
 
+T = TypeVar("T")
 ListKeys = Callable[[str, str], AsyncIterator[str]]
 GetObject = Callable[[str, str], AsyncIterator[bytes]]
 
 _REPORT = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z)/(manifest\.json|manifest\.checksum)")
 _FORMATS = {"csv": "csv", "parquet": "parquet", "orc": "orc"}
-_FEED_BYTES = 1 << 20  # hand the parser ~1 MiB at a time: few thread hops, small buffers
-_BATCH = 2000
+_FEED_BYTES = 1 << 18  # hand the parser 256 KiB of gzip (~1 MiB of text) per thread hop
+_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,25 +165,37 @@ async def _aclose(it: AsyncIterator[Any]) -> None:
         await aclose()
 
 
-def _dedupe(rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+def _dedupe(rows: Iterator[Row]) -> Iterator[Fields]:
     """One row per key: a report should not repeat a key, but if it does the newest wins."""
-    prev: tuple[Any, ...] | None = None
+    prev: Fields | None = None
     for row in rows:
-        if prev is not None and row[0] == prev[0]:
-            if row[3] >= prev[3]:
-                prev = row
+        cur = split_row(row)
+        if prev is not None and cur[0] == prev[0]:
+            if cur[3] >= prev[3]:
+                prev = cur
             continue
         if prev is not None:
             yield prev
-        prev = row
+        prev = cur
     if prev is not None:
         yield prev
 
 
-def _take(it: Iterator[tuple[Any, ...]], n: int) -> list[tuple[Any, ...]]:
+def _take_entries(it: Iterator[Fields], n: int) -> list[InventoryObject]:
     out = []
-    for row in it:
-        out.append(row)
+    for key, size, etag, modified, version_id, algo, storage_class in it:
+        out.append(
+            InventoryObject(ObjectMeta(key, size, etag, modified, None, algo), storage_class, version_id)
+        )
+        if len(out) >= n:
+            break
+    return out
+
+
+def _take_metas(it: Iterator[Fields], n: int) -> list[ObjectMeta]:
+    out = []
+    for key, size, etag, modified, _version_id, algo, _storage_class in it:
+        out.append(ObjectMeta(key, size, etag, modified, None, algo))
         if len(out) >= n:
             break
     return out
@@ -310,32 +325,36 @@ class InventoryReader:
         self.stats["kept"] += kept
         path.unlink()
 
-    async def entries(self) -> AsyncIterator[InventoryObject]:
-        """Every live object of the report in key order, after every data file checked out."""
+    async def _load(self, sorter: ExternalSorter) -> None:
         manifest = await self.load_manifest()
+        with tempfile.TemporaryDirectory(prefix="s3sync-inv-", dir=self._tmpdir) as spool:
+            for f in manifest.files:
+                if manifest.file_format == "csv":
+                    await self._load_csv(f, manifest, sorter)
+                else:
+                    await self._load_columnar(f, manifest, sorter, Path(spool))
+                self.stats["data_files"] += 1
+        self.stats["runs"] = sorter.runs
+
+    async def _batches(self, take: Callable[[Iterator[Fields], int], list[T]]) -> AsyncIterator[list[T]]:
+        """Read and verify every data file, then yield the merged rows in batches built off the loop."""
         sorter = ExternalSorter(self._tmpdir, run_size=self._run_size)
         try:
-            with tempfile.TemporaryDirectory(prefix="s3sync-inv-", dir=self._tmpdir) as spool:
-                for f in manifest.files:
-                    if manifest.file_format == "csv":
-                        await self._load_csv(f, manifest, sorter)
-                    else:
-                        await self._load_columnar(f, manifest, sorter, Path(spool))
-                    self.stats["data_files"] += 1
-            self.stats["runs"] = sorter.runs
+            await self._load(sorter)
             it = _dedupe(sorter.sorted())
-            while batch := await asyncio.to_thread(_take, it, _BATCH):
-                for row in batch:
-                    yield _entry(row)
+            while batch := await asyncio.to_thread(take, it, _BATCH):
+                yield batch
         finally:
             await asyncio.to_thread(sorter.close)
 
+    async def entries(self) -> AsyncIterator[InventoryObject]:
+        """Every live object of the report in key order, with what only the report says."""
+        async for batch in self._batches(_take_entries):
+            for entry in batch:
+                yield entry
+
     async def objects(self) -> AsyncIterator[ObjectMeta]:
         """The listing's stream: ``ObjectMeta`` in UTF-8 key order."""
-        async for entry in self.entries():
-            yield entry.meta
-
-
-def _entry(row: Row) -> InventoryObject:
-    key, size, etag, modified, version_id, algo, storage_class = row
-    return InventoryObject(ObjectMeta(key, size, etag, modified, None, algo), storage_class, version_id)
+        async for batch in self._batches(_take_metas):
+            for meta in batch:
+                yield meta

@@ -1,9 +1,12 @@
 """Rows out of S3 Inventory data files: gzip CSV streamed, Parquet and ORC via pyarrow.
 
-Every format ends in the same row tuple, handed to a sink (the external
-sorter), so the reader above never cares which format a report uses::
+Every format ends in the same row, handed to a sink (the external sorter), so
+the reader above never cares which format a report uses: one ``str``, the
+fields joined by NUL, key first (see :mod:`s3sync.s3.extsort` for why)::
 
-    (key, size, etag, last_modified, version_id, checksum_algorithm, storage_class)
+    key \0 size \0 etag \0 last_modified \0 version_id \0 checksum_algorithm \0 storage_class
+
+:func:`split_row` turns it back into typed fields.
 
 Columns are matched by name, whatever the spelling: the CSV ``fileSchema`` says
 ``LastModifiedDate``, Parquet and ORC say ``last_modified_date``; both fold to
@@ -19,7 +22,6 @@ import csv
 import datetime as dt
 import hashlib
 import importlib
-import io
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,7 +31,8 @@ from urllib.parse import unquote_plus
 from s3sync.errors import S3SyncError
 from s3sync.model import normalize_etag
 
-Row = tuple[str, int, str | None, float, str | None, str | None, str | None]
+Row = str
+Fields = tuple[str, int, str | None, float, str | None, str | None, str | None]
 Sink = Callable[[Row], None]
 Accept = Callable[[str], bool]
 
@@ -59,6 +62,38 @@ def column_index(columns: Sequence[str], where: str) -> dict[str, int]:
     return {c: idx[c] for c in (*REQUIRED, *OPTIONAL) if c in idx}
 
 
+def make_row(
+    key: str,
+    size: int,
+    etag: str | None,
+    modified: float,
+    version_id: str | None,
+    algo: str | None,
+    storage_class: str | None,
+) -> Row:
+    return (
+        f"{key}\0{size}\0{etag or ''}\0{modified!r}\0{version_id or ''}\0{algo or ''}\0{storage_class or ''}"
+    )
+
+
+def split_row(row: Row) -> Fields:
+    """The typed fields of a row (the key may itself hold a NUL: split from the right)."""
+    key, size, etag, modified, version_id, algo, storage_class = row.rsplit("\0", 6)
+    return (
+        key,
+        int(size),
+        etag or None,
+        float(modified),
+        version_id or None,
+        algo or None,
+        storage_class or None,
+    )
+
+
+def row_key(row: Row) -> str:
+    return row.rsplit("\0", 6)[0]
+
+
 def _iso_ts(value: str) -> float:
     if not value:
         return 0.0
@@ -68,10 +103,38 @@ def _iso_ts(value: str) -> float:
     return parsed.timestamp()
 
 
-def _decode_key(raw: str) -> str:
-    if "%" in raw or "+" in raw:
+def _plain(raw: str) -> str:
+    if "%" in raw:
         return unquote_plus(raw, errors="strict")
-    return raw
+    return raw.replace("+", " ") if "+" in raw else raw
+
+
+class KeyDecoder:
+    """``unquote_plus`` for report keys, with the directory part memoised.
+
+    ``unquote_plus`` costs several microseconds a key in pure Python, the
+    largest single cost of reading a report; keys of one directory share their
+    encoded prefix (up to the last ``%2F``), so that part is decoded once.
+    Splitting at an encoded ``/`` never cuts a multi-byte sequence, so the
+    result is exactly ``unquote_plus(raw)``.
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._dirs: dict[str, str] = {}
+        self._limit = limit
+
+    def __call__(self, raw: str) -> str:
+        if "%" not in raw:
+            return raw.replace("+", " ") if "+" in raw else raw
+        head, sep, tail = raw.rpartition("%2F")
+        if not sep:
+            return _plain(raw)
+        d = self._dirs.get(head)
+        if d is None:
+            if len(self._dirs) >= self._limit:
+                self._dirs.clear()
+            d = self._dirs[head] = _plain(head)
+        return f"{d}/{_plain(tail)}"
 
 
 class CsvRows:
@@ -90,6 +153,7 @@ class CsvRows:
         self._accept = accept
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._z = zlib.decompressobj(wbits=47)
+        self._decode_key = KeyDecoder()
         self._rest = b""
         self._broken: InventoryError | None = None
         self.line = 0
@@ -151,11 +215,11 @@ class CsvRows:
             text = data[:cut].decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InventoryError(f"{self.name}: not UTF-8 near line {self.line + 1}") from exc
-        idx, width, sink, accept = self._idx, self._width, self._sink, self._accept
+        idx, width, sink, accept, decode = self._idx, self._width, self._sink, self._accept, self._decode_key
         ki, si, li, ei = idx["key"], idx["size"], idx["lastmodifieddate"], idx["etag"]
         vi, lat, dm = idx.get("versionid"), idx.get("islatest"), idx.get("isdeletemarker")
         ci, sci = idx.get("checksumalgorithm"), idx.get("storageclass")
-        for row in csv.reader(io.StringIO(text)):
+        for row in csv.reader(text.splitlines()):
             self.line += 1
             if not row:
                 continue
@@ -169,18 +233,17 @@ class CsvRows:
             if dm is not None and row[dm].lower() == "true":
                 continue
             try:
-                key = _decode_key(row[ki])
+                key = decode(row[ki])
                 if accept is not None and not accept(key):
                     continue
-                size = int(row[si]) if row[si] else 0
-                item: Row = (
+                item = make_row(
                     key,
-                    size,
+                    int(row[si]) if row[si] else 0,
                     normalize_etag(row[ei]),
                     _iso_ts(row[li]),
-                    (row[vi] or None) if vi is not None else None,
-                    (row[ci] or None) if ci is not None else None,
-                    (row[sci] or None) if sci is not None else None,
+                    row[vi] if vi is not None else None,
+                    row[ci] if ci is not None else None,
+                    row[sci] if sci is not None else None,
                 )
             except ValueError as exc:  # bad int, bad date, bad percent-encoding
                 raise InventoryError(f"{self.name}: line {self.line}: {exc}") from exc
@@ -248,7 +311,7 @@ def columnar_rows(
                 continue
             kept += 1
             sink(
-                (
+                make_row(
                     key,
                     int(sizes[i] or 0),
                     normalize_etag(etags[i]),
