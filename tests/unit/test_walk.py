@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3sync.keys import temp_name_for
-from s3sync.mirror import Mirror
+from s3sync.local.keys import temp_name_for
+from s3sync.local.mirror import Mirror
 
 
 def build(root: Path, keys: Iterable[str]) -> None:
