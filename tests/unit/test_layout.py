@@ -24,7 +24,7 @@ LAYERS = {
     "s3sync.sync": 3,
     "s3sync.s3": 2,
     "s3sync.local": 2,
-    "s3sync.state.store": 2,
+    "s3sync.state": 2,
 }
 
 

@@ -29,7 +29,7 @@ from s3sync.sync.queue import KeyedCoalescingQueue
 from s3sync.sync.reconcile import Reconciler
 from s3sync.sync.report import OpResult, SyncReport
 
-log = structlog.get_logger("s3sync.sync.engine")
+log = structlog.get_logger("s3sync.engine")
 
 
 class Engine:

@@ -29,7 +29,7 @@ from s3sync.sync.plan import Adopt, Fetch, Remove, Skip, Unchanged, plan
 from s3sync.sync.pool import TransferPool
 from s3sync.sync.report import OpResult, SyncReport
 
-log = structlog.get_logger("s3sync.sync.plan")
+log = structlog.get_logger("s3sync.reconcile")
 
 
 class Reconciler:
