@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from s3sync.errors import ConfigError
+from s3sync.local.keys import KeyFilter
 from s3sync.model import ObjectMeta
 from s3sync.sync.filters import (
     ObjectFilter,
@@ -17,11 +18,6 @@ from s3sync.sync.filters import (
     parse_size,
     read_files_from,
 )
-
-try:  # the key filter moves to s3sync.local.keys with the package refactor
-    from s3sync.local.keys import KeyFilter  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - before the refactor
-    from s3sync.local.keys import KeyFilter  # type: ignore[no-redef,unused-ignore]
 
 NOW = 1_700_000_000.0
 MIB = 1024 * 1024

@@ -10,12 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from s3sync.local.keys import temp_name_for
 from s3sync.sync.resume import InvalidSidecar, ResumeRecord, ResumeStore, sync_and_save
-
-try:  # the key helpers move to s3sync.local.keys with the package refactor
-    from s3sync.local.keys import temp_name_for  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - before the refactor
-    from s3sync.local.keys import temp_name_for  # type: ignore[no-redef,unused-ignore]
 
 MIB = 1024 * 1024
 SIZE = 10 * MIB
@@ -33,7 +29,7 @@ class Clock:
 def make_temp(root: Path, key: str, size: int = SIZE, token: str = "ab12cd34") -> Path:
     final = root.joinpath(*key.split("/"))
     final.parent.mkdir(parents=True, exist_ok=True)
-    temp: Path = final.parent / str(temp_name_for(final.name, token))
+    temp = final.parent / temp_name_for(final.name, token)
     with open(temp, "wb") as fh:
         fh.truncate(size)
     return temp

@@ -42,16 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from s3sync.errors import UnsafeKeyError
+from s3sync.local.keys import STATE_DIR_NAME, check_key, is_temp_name
 from s3sync.model import normalize_etag
-
-try:  # the key helpers move to s3sync.local.keys with the package refactor
-    from s3sync.local.keys import (  # type: ignore[import-not-found,unused-ignore]
-        STATE_DIR_NAME,
-        check_key,
-        is_temp_name,
-    )
-except ImportError:  # pragma: no cover - before the refactor
-    from s3sync.local.keys import STATE_DIR_NAME, check_key, is_temp_name  # type: ignore[no-redef,unused-ignore]
 
 FORMAT = 1
 RESUME_DIR = "resume"
@@ -156,7 +148,7 @@ class ResumeRecord:
         updated = doc.get("updated_at")
         if not etag or part <= 0 or not isinstance(updated, int | float) or isinstance(updated, bool):
             raise InvalidSidecar("empty etag, bad part_size or updated_at")
-        if "/" in temp or not bool(is_temp_name(temp)):
+        if "/" in temp or not is_temp_name(temp):
             raise InvalidSidecar(f"{temp!r} is not a temp file name")
         try:
             check_key(key)  # a tampered key must not point the temp outside the mirror
@@ -210,7 +202,7 @@ class ResumeStore:
     ) -> None:
         self.root = Path(os.path.abspath(root))
         self.bucket = bucket
-        self.dir: Path = self.root / str(STATE_DIR_NAME) / RESUME_DIR
+        self.dir: Path = self.root / STATE_DIR_NAME / RESUME_DIR
         self.fsync = fsync
         self.max_age = max_age
         self._clock = clock
