@@ -20,7 +20,7 @@ from s3sync.errors import UnsafeKeyError
 
 STATE_DIR_NAME = ".s3sync"
 TEMP_MARKER = ".s3sync-tmp-"
-_TEMP_RE = re.compile(r"^\..*\.s3sync-tmp-[0-9a-f]+$")
+_TEMP_RE = re.compile(r"^\..*\.s3sync-tmp-[0-9a-f]+$", re.DOTALL)  # keys may hold newlines
 NAME_MAX = 255
 
 
@@ -29,9 +29,15 @@ def is_temp_name(name: str) -> bool:
     return bool(_TEMP_RE.match(name))
 
 
-def temp_name_for(final_name: str, token: str) -> str:
-    """The temporary sibling of ``final_name`` (same directory → atomic rename)."""
-    stem = final_name[: NAME_MAX - len(TEMP_MARKER) - len(token) - 2]
+def temp_name_for(final_name: str, token: str, name_max: int = NAME_MAX) -> str:
+    """The temporary sibling of ``final_name`` (same directory → atomic rename).
+
+    It always fits ``name_max`` *bytes*: the stem is cut by bytes and a split
+    trailing character dropped, so a 244-byte name like ``'漢' * 80 + '.txt'``
+    gets a temp name that the filesystem accepts.
+    """
+    budget = max(0, name_max - 1 - len(TEMP_MARKER) - len(token))
+    stem = os.fsencode(final_name)[:budget].decode("utf-8", "ignore")
     return f".{stem}{TEMP_MARKER}{token}"
 
 
@@ -40,8 +46,11 @@ def is_directory_marker(key: str) -> bool:
     return key.endswith("/")
 
 
-def check_key(key: str) -> list[str]:
-    """Validate ``key`` and return its path segments, or raise :class:`UnsafeKeyError`."""
+def check_key(key: str, name_max: int = NAME_MAX) -> list[str]:
+    """Validate ``key`` and return its path segments, or raise :class:`UnsafeKeyError`.
+
+    ``name_max`` is the filesystem's limit in bytes (``os.pathconf(local_dir, "PC_NAME_MAX")``).
+    """
     if not key:
         raise UnsafeKeyError("empty key")
     if "\x00" in key:
@@ -54,8 +63,8 @@ def check_key(key: str) -> list[str]:
             raise UnsafeKeyError("empty path segment ('//' or trailing '/')")
         if part in (".", ".."):
             raise UnsafeKeyError(f"'{part}' path segment")
-        if len(part.encode("utf-8", "surrogatepass")) > NAME_MAX:
-            raise UnsafeKeyError(f"path segment longer than {NAME_MAX} bytes")
+        if len(part.encode("utf-8", "surrogatepass")) > name_max:
+            raise UnsafeKeyError(f"path segment longer than the filesystem's {name_max}-byte name limit")
         if is_temp_name(part):
             raise UnsafeKeyError("segment matches s3sync's temporary-file pattern")
     if parts[0] == STATE_DIR_NAME:
@@ -70,14 +79,19 @@ def check_key(key: str) -> list[str]:
 class KeyMapper:
     """Maps keys to paths under one root, and paths back to keys."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, name_max: int = NAME_MAX) -> None:
         self.root = Path(os.path.abspath(root))
+        self.name_max = name_max
         self._root_str = str(self.root)
         self._root_prefix = os.path.join(self._root_str, "")
 
+    def parts(self, key: str) -> list[str]:
+        """The path segments of ``key`` below the root; raises :class:`UnsafeKeyError`."""
+        return check_key(key, self.name_max)
+
     def to_path(self, key: str) -> Path:
-        """The local path of ``key``; raises :class:`UnsafeKeyError` if unmappable."""
-        parts = check_key(key)
+        """The local path of ``key`` (for messages and readers: writers use dir fds)."""
+        parts = check_key(key, self.name_max)
         path = os.path.join(self._root_str, *parts)
         # Belt and braces: the checks above already exclude every escape (no segment is
         # empty, '.', '..' or absolute), so the joined path must extend the root verbatim.

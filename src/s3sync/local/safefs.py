@@ -34,7 +34,7 @@ from s3sync.local import fstree
 from s3sync.local.dirsync import DirSync
 from s3sync.local.fstree import DIR_FLAGS as _DIR_FLAGS
 from s3sync.local.fstree import CaseProbe
-from s3sync.local.keys import TEMP_MARKER, is_temp_name
+from s3sync.local.keys import is_temp_name, temp_name_for
 
 _TEMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -54,16 +54,8 @@ def name_bytes(name: str) -> int:
 
 
 def temp_name(final_name: str, token: str, name_max: int) -> str:
-    """A temporary sibling name for ``final_name`` that fits ``name_max`` bytes.
-
-    The stem is cut by bytes, then decoded dropping a split trailing character, so
-    ``'漢' * 80 + '.txt'`` (244 bytes) gets a temp name of at most 255 bytes instead
-    of failing with ENAMETOOLONG on every attempt. The name still matches the temp
-    pattern, so a crash leaves something the start-up sweep recognises.
-    """
-    budget = max(0, name_max - 1 - len(TEMP_MARKER) - len(token))
-    stem = os.fsencode(final_name)[:budget].decode("utf-8", "ignore")
-    return f".{stem}{TEMP_MARKER}{token}"
+    """A temp sibling name that fits ``name_max`` bytes (``keys.temp_name_for``, cut by bytes)."""
+    return temp_name_for(final_name, token, name_max)
 
 
 class SafeFS:
