@@ -131,12 +131,6 @@ class TestBrokenResponses:
         with pytest.raises(HttpError):
             await get(pool)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="a negative Content-Length is accepted: fasthttp sets remaining=-5 and returns a body cut"
-        " short by 5 bytes instead of rejecting the response",
-        raises=pytest.fail.Exception,
-    )
     async def test_negative_content_length_is_an_http_error(self, env: Envs) -> None:
         """``Content-Length: -5`` is malformed, never a length to slice by."""
 
@@ -307,12 +301,6 @@ class TestFraming:
         assert (await get(pool, "/g"))[1] == b"/g"
         assert [c for c, _ in server.requests] == [0, 0]
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="fasthttp returns an interim 1xx response (e.g. 100 Continue, 103 Early Hints) as the final"
-        " response; RFC 9110 15.2 requires a client to skip 1xx and read the final response",
-        raises=AssertionError,
-    )
     async def test_interim_1xx_is_skipped(self, env: Envs) -> None:
         """An unsolicited 1xx before the final answer is skipped, not returned as the response."""
 
@@ -357,7 +345,7 @@ class TestHostileInput:
     def test_chunked_body_survives_any_split(self, pieces: list[bytes], cuts: list[int]) -> None:
         """However the writes cut head and chunks, the body and the next answer on the connection are exact.
 
-        The terminating ``0\r\n\r\n`` goes in one write here; cutting *it* is the xfail below.
+        The terminating ``0\r\n\r\n`` goes in one write here; cutting *it* is the test below.
         """
         raw = chunked([p for p in pieces if p])
         body, end = raw[: -len(LAST_CHUNK)], raw[-len(LAST_CHUNK) :]
@@ -366,13 +354,6 @@ class TestHostileInput:
         assert second == b"next"
         assert conns == 1
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="fasthttp._parse_chunks: when the last-chunk line '0\\r\\n' arrives without the blank"
-        " line (or trailers) that follows it, it returns with remaining=-1, so the next segment is"
-        " parsed as a chunk-size line: 'malformed chunk size' for a valid response",
-        raises=HttpError,
-    )
     @pytest.mark.parametrize("trailer", ["", "x-amz-checksum-crc32: AAAAAA==\r\n"], ids=["plain", "trailer"])
     def test_terminal_chunk_split_anywhere(self, trailer: str) -> None:
         """A cut anywhere inside ``0\r\n[trailers]\r\n`` (a TCP or TLS record boundary) still frames."""

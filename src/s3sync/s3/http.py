@@ -4,8 +4,10 @@ Why not aiohttp's client here: on loopback the per-request CPU of
 ``ClientSession.request`` (request/response objects, tracing hooks, timers,
 cookie handling) is ~3x what the whole job needs; for thousands of small GETs
 that CPU *is* the transfer time. This client does exactly one thing — send a
-pre-signed request on a pooled connection and parse a Content-Length, chunked
-or close-delimited response — with flow control for large bodies. Everything
+pre-signed request on a pooled connection and read the answer — with flow
+control for large bodies. Framing (Content-Length, chunked with trailers,
+interim 1xx, close-delimited, truncation) is llhttp's job, through
+:mod:`s3sync.s3.http_parse`; this module keeps the pool, flow control and timeouts. Everything
 else (listing, HEAD, SQS) stays on aioboto3; the aiohttp-free path is only
 used for S3 GETs and ListObjectsV2 pages.
 """
@@ -18,14 +20,12 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
+from s3sync.s3.http_parse import HttpError, ResponseParser
+
 _T = TypeVar("_T")
 _HIGH_WATER = 2 * 1024 * 1024
 _LOW_WATER = 512 * 1024
-_MAX_HEAD = 64 * 1024
-
-
-class HttpError(ConnectionError):
-    """Transport-level failure (reset, truncated body, malformed response): retryable."""
+_MAX_HEAD = 64 * 1024  # llhttp has no limit of its own: a head longer than this is refused
 
 
 class Body:
@@ -39,11 +39,14 @@ class Body:
         self._exc: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._unlimited = False
+        self.received = 0  # body bytes that arrived (a chunked answer has no Content-Length)
+        self.trailers: dict[str, str] = {}
 
     # producer side (protocol)
     def _feed(self, data: bytes) -> None:
         self._chunks.append(data)
         self._buffered += len(data)
+        self.received += len(data)
         if not self._unlimited and self._buffered > _HIGH_WATER:
             self._conn.pause()
         self._wake()
@@ -107,166 +110,71 @@ class Response:
 
 
 class _Conn(asyncio.Protocol):
-    """One keep-alive connection; one request at a time."""
+    """One keep-alive connection; one request at a time; the answer framed by llhttp."""
 
     def __init__(self, pool: HttpPool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
+        self.parser = ResponseParser(self)
         self.fut: asyncio.Future[Response] | None = None
         self.body: Body | None = None
-        self.mode = ""  # "" idle/head, "len", "chunked", "close"
-        self.remaining = 0
-        self.keep_alive = True
         self.closed = False
         self.got_bytes = False
         self.paused = False
-        self.no_body = False
+        self.head_bytes = 0
 
     # -- protocol callbacks ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.body is not None and self.mode == "close":
-            self._complete()
+        was_closed, self.closed = self.closed, True
+        if exc is None and not was_closed and self.parser.busy:
+            # a clean close: the end of a close-delimited body, or a truncation llhttp cannot see
+            try:
+                self.parser.eof()
+            except HttpError as truncated:
+                self._fail(truncated)
             return
-        err = HttpError(f"connection lost: {exc}" if exc else "connection closed by server")
+        lost = HttpError(f"connection lost: {exc}" if exc else "connection closed by server")
         if self.fut is not None and not self.fut.done():
-            self.fut.set_exception(err)
+            self.fut.set_exception(lost)
         if self.body is not None:
-            self.body._finish(err)
+            self.body._finish(lost)
             self.body = None
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
-        if self.body is None and self.fut is None:
-            # bytes on an idle connection (e.g. a server's 408 before closing): never reuse it
-            self.abort()
-            return
-        if self.body is None:
-            self.buf += data
-            self._parse_head()
-        else:
-            self._feed_body(data)
-
-    # -- parsing ---------------------------------------------------------------
-    def _parse_head(self) -> None:
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self.buf) > _MAX_HEAD:
-                self._fail(HttpError("response header too large"))
-            return
-        lines = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
-        rest = bytes(self.buf[end + 4 :])
-        self.buf.clear()
         try:
-            _, code, *_ = lines[0].split(" ", 2)
-            status = int(code)
-        except ValueError:
-            self._fail(HttpError(f"malformed status line {lines[0][:80]!r}"))
+            self.parser.feed(data)
+        except HttpError as exc:
+            # also bytes on an idle connection (a server's 408 before closing): never reuse it
+            self._fail(exc)
             return
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            k = k.strip().lower()
-            v = v.strip()
-            headers[k] = f"{headers[k]}, {v}" if k in headers else v
-        if headers.get("connection", "").lower() == "close":
-            self.keep_alive = False
+        if self.body is None and self.parser.busy:  # still no final head: bound what it may cost
+            self.head_bytes += len(data)
+            if self.head_bytes > _MAX_HEAD:
+                self._fail(HttpError("response header too large"))
+
+    # -- what the parser reports (s3sync.s3.http_parse.ResponseSink) ------------
+    def on_response(self, status: int, headers: dict[str, str]) -> None:
         body = Body(self)
         self.body = body
-        te = headers.get("transfer-encoding", "").lower()
-        if self.no_body or status in (204, 304) or 100 <= status < 200:
-            self.mode, self.remaining = "len", 0
-        elif "chunked" in te:
-            self.mode, self.remaining = "chunked", -1
-        elif "content-length" in headers:
-            try:
-                self.mode, self.remaining = "len", int(headers["content-length"])
-            except ValueError:
-                self._fail(HttpError("bad Content-Length"))
-                return
-        else:
-            self.mode, self.keep_alive = "close", False
         fut, self.fut = self.fut, None
         if fut is not None and not fut.done():
             fut.set_result(Response(status, headers, body))
-        if self.mode == "len" and self.remaining == 0:
-            self._complete()
-            if rest:
-                self._fail(HttpError("unexpected bytes after response"))
-            return
-        if rest:
-            self._feed_body(rest)
 
-    def _feed_body(self, data: bytes) -> None:
-        body = self.body
-        assert body is not None
-        if self.mode == "len":
-            n = len(data)
-            if n <= self.remaining:
-                body._feed(data)
-                self.remaining -= n
-            else:
-                body._feed(data[: self.remaining])
-                self.remaining = 0
-                self.keep_alive = False
-            if self.remaining == 0:
-                self._complete()
-        elif self.mode == "close":
-            body._feed(data)
-        else:
-            self.buf += data
-            self._parse_chunks()
+    def on_body(self, data: bytes) -> None:
+        if self.body is not None:
+            self.body._feed(data)
 
-    def _parse_chunks(self) -> None:
-        body = self.body
-        assert body is not None
-        while True:
-            if self.remaining > 0:
-                take = min(self.remaining, len(self.buf))
-                if not take:
-                    return
-                body._feed(bytes(self.buf[:take]))
-                del self.buf[:take]
-                self.remaining -= take
-                if self.remaining:
-                    return
-                self.remaining = -2  # expect CRLF after chunk data
-            if self.remaining == -2:
-                if len(self.buf) < 2:
-                    return
-                del self.buf[:2]
-                self.remaining = -1
-            nl = self.buf.find(b"\r\n")
-            if nl < 0:
-                return
-            line = bytes(self.buf[:nl]).split(b";")[0].strip()
-            try:
-                size = int(line, 16)
-            except ValueError:
-                self._fail(HttpError("malformed chunk size"))
-                return
-            del self.buf[: nl + 2]
-            if size == 0:
-                # trailers end with an empty line
-                end = self.buf.find(b"\r\n")
-                if end < 0:
-                    return
-                self.buf.clear()
-                self._complete()
-                return
-            self.remaining = size
-
-    def _complete(self) -> None:
+    def on_complete(self, trailers: dict[str, str]) -> None:
         body, self.body = self.body, None
-        self.mode = ""
         self.resume()
         if body is not None:
+            body.trailers = trailers
             body._finish()
-        if self.keep_alive and not self.closed:
+        if self.parser.keep_alive and not self.closed:
             self.pool._release(self)
         else:
             self.abort()
@@ -292,7 +200,6 @@ class _Conn(asyncio.Protocol):
 
     def abort(self) -> None:
         self.closed = True
-        self.keep_alive = False
         if self.transport is not None:
             self.transport.abort()
 
@@ -311,10 +218,10 @@ class _Conn(asyncio.Protocol):
 
     def send(self, data: bytes, no_body: bool) -> asyncio.Future[Response]:
         assert self.transport is not None
+        self.parser.start(no_body=no_body)
         self.fut = asyncio.get_running_loop().create_future()
         self.got_bytes = False
-        self.keep_alive = True
-        self.no_body = no_body
+        self.head_bytes = 0
         self.transport.write(data)
         return self.fut
 
