@@ -23,6 +23,8 @@ from pydantic import (
 )
 from pydantic_settings import NoDecode
 
+from s3sync.units import parse_duration, parse_rate, parse_size
+
 _section = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -84,6 +86,35 @@ class SyncSettings(BaseModel):
     fsync: bool = True
     drain_timeout_seconds: float = Field(default=30.0, ge=0)
     journal_high_water: int = Field(default=100_000, ge=1)
+    # Operator controls (INTERFACE "Operator controls peers have"): parsed by the same
+    # functions as the CLI flags, so a bad value names the key and says what is expected.
+    bwlimit: int = 0  # bytes per second for all downloads together; "10M" in TOML; 0 = none
+    min_size: int | None = None
+    max_size: int | None = None
+    min_age: float | None = None  # seconds; "2h" in TOML
+    max_age: float | None = None
+    files_from: Path | None = None
+    resume_min_mb: float = Field(default=64.0, ge=0)
+
+    @field_validator("bwlimit", mode="before")
+    @classmethod
+    def _bwlimit(cls, v: Any) -> int:
+        return parse_rate(v, "")
+
+    @field_validator("min_size", "max_size", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> int | None:
+        return None if v is None or v == "" else parse_size(v, "")
+
+    @field_validator("min_age", "max_age", mode="before")
+    @classmethod
+    def _age(cls, v: Any) -> float | None:
+        return None if v is None or v == "" else parse_duration(v, "")
+
+    @field_validator("files_from", mode="before")
+    @classmethod
+    def _files_from(cls, v: Any) -> Any:
+        return None if v == "" else v
 
     @field_validator("max_delete")
     @classmethod

@@ -22,7 +22,6 @@ never deletes a 2 MiB local file whichever way it came to be there.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,34 +29,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from s3sync.model import ObjectMeta
-from s3sync.sync.throttle import UnitParseError, parse_bytes
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
-_DURATION_FULL = re.compile(r"^\s*(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d|w)\s*)+$", re.IGNORECASE)
-_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
-
-
-def parse_size(value: str | int | float, flag: str) -> int:
-    """``--min-size``/``--max-size``: bytes, with K/M/G suffixes (1024ⁿ) like ``--bwlimit``."""
-    return parse_bytes(value, flag)
-
-
-def parse_duration(value: str | int | float, flag: str) -> float:
-    """``30s``, ``15m``, ``2h``, ``7d``, ``1w``, combinations such as ``1h30m``; a bare number is seconds."""
-    if isinstance(value, bool):
-        raise UnitParseError(f"{flag}: expected a duration like 2h, got {value!r}")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise UnitParseError(f"{flag}: must not be negative (got {value!r})")
-        return float(value)
-    text = value.strip()
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return float(text)
-    if not _DURATION_FULL.match(text):
-        raise UnitParseError(
-            f"{flag}: {value!r} is not a duration (a number with s, m, h, d or w, e.g. 30s, 15m, 2h, 7d)"
-        )
-    return sum(float(n) * _SECONDS[u.lower()] for n, u in _DURATION_PART.findall(text))
+from s3sync.units import UnitParseError, parse_duration, parse_size
 
 
 def read_files_from(path: Path, flag: str = "--files-from") -> frozenset[str]:
@@ -69,7 +41,7 @@ def read_files_from(path: Path, flag: str = "--files-from") -> frozenset[str]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise UnitParseError(f"{flag}: cannot read {str(path)!r}: {exc.strerror or exc}") from exc
+        raise UnitParseError(flag, f"cannot read {str(path)!r}: {exc.strerror or exc}") from exc
     keys: set[str] = set()
     for lineno, line in enumerate(raw.split(b"\n"), start=1):
         if line.endswith(b"\r"):
@@ -79,7 +51,7 @@ def read_files_from(path: Path, flag: str = "--files-from") -> frozenset[str]:
         try:
             keys.add(line.decode("utf-8"))
         except UnicodeDecodeError as exc:
-            raise UnitParseError(f"{flag}: {str(path)!r} line {lineno} is not valid UTF-8") from exc
+            raise UnitParseError(flag, f"{str(path)!r} line {lineno} is not valid UTF-8") from exc
     return frozenset(keys)
 
 
@@ -114,11 +86,9 @@ class ObjectFilter:
 
     def __post_init__(self) -> None:
         if self.min_size is not None and self.max_size is not None and self.min_size > self.max_size:
-            raise UnitParseError(f"--min-size ({self.min_size}) is larger than --max-size ({self.max_size})")
+            raise UnitParseError("--min-size", f"{self.min_size} is larger than --max-size {self.max_size}")
         if self.min_age is not None and self.max_age is not None and self.min_age > self.max_age:
-            raise UnitParseError(
-                f"--min-age ({self.min_age:g}s) is larger than --max-age ({self.max_age:g}s)"
-            )
+            raise UnitParseError("--min-age", f"{self.min_age:g}s is larger than --max-age {self.max_age:g}s")
 
     @classmethod
     def from_options(

@@ -33,60 +33,14 @@ sender through TCP flow control.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from s3sync.errors import ConfigError
+from s3sync.s3.result import Body, GetResult
+from s3sync.units import UnitParseError, format_rate, parse_bytes, parse_rate
 
 #: a quantum never exceeds this: keeps the per-call overhead low at high rates
 MAX_QUANTUM = 1024 * 1024
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]?)(?:I?B)?\s*$", re.IGNORECASE)
-
-
-class UnitParseError(ConfigError, ValueError):
-    """A size/rate/duration flag that does not parse.
-
-    A :class:`ConfigError` so the CLI exits 2 with the message, and a
-    :class:`ValueError` so a pydantic validator turns it into a field error.
-    """
-
-
-def parse_bytes(value: str | int | float, flag: str) -> int:
-    """``"10M"`` → 10485760: a number with an optional K, M or G suffix (powers of 1024).
-
-    A trailing ``B``/``iB`` is tolerated (``10MB``, ``10MiB`` are the same
-    1024-based value). ``flag`` names the option in the error message.
-    """
-    if isinstance(value, bool):
-        raise UnitParseError(f"{flag}: expected a size like 10M, got {value!r}")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise UnitParseError(f"{flag}: must not be negative (got {value!r})")
-        return int(value)
-    m = _SIZE_RE.match(value)
-    if m is None:
-        raise UnitParseError(
-            f"{flag}: {value!r} is not a size (a number with an optional K, M or G suffix, e.g. 10M)"
-        )
-    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
-
-
-def parse_rate(value: str | int | float, flag: str = "--bwlimit") -> int:
-    """Bytes per second for ``--bwlimit``; 0 means no limit."""
-    return parse_bytes(value, flag)
-
-
-def format_rate(rate: int) -> str:
-    """The inverse of :func:`parse_rate` for messages (``10485760`` → ``"10M"``)."""
-    if rate <= 0:
-        return "0"
-    for suffix in ("G", "M", "K"):
-        unit = _UNITS[suffix]
-        if rate % unit == 0:
-            return f"{rate // unit}{suffix}"
-    return str(rate)
 
 
 class Throttle:
@@ -170,11 +124,39 @@ async def throttled_chunks(chunks: AsyncIterator[bytes], throttle: Throttle) -> 
             yield bytes(piece)
 
 
+class ThrottledBody:
+    """A GET body (either path) whose bytes are paid for before the reader sees them."""
+
+    def __init__(self, body: Body, throttle: Throttle) -> None:
+        self._body = body
+        self._throttle = throttle
+
+    def iter_chunks(self, size: int) -> AsyncIterator[bytes]:
+        return throttled_chunks(self._body.iter_chunks(size), self._throttle)
+
+    async def read(self) -> bytes:
+        data = await self._body.read()
+        await self._throttle.consume(len(data))
+        return data
+
+    def close(self) -> None:
+        self._body.close()
+
+
+def throttle_result(res: GetResult, throttle: Throttle | None) -> GetResult:
+    """Wrap ``res``'s body so reading it goes through ``throttle`` (no-op without a limit)."""
+    if throttle is None or not throttle.limited or res.body is None:
+        return res
+    return GetResult(res.status, res.headers, ThrottledBody(res.body, throttle), res.meta)
+
+
 __all__ = [
     "Throttle",
+    "ThrottledBody",
     "UnitParseError",
     "format_rate",
     "parse_bytes",
     "parse_rate",
+    "throttle_result",
     "throttled_chunks",
 ]
