@@ -1,23 +1,33 @@
 """The local side: atomic file writes, deletes, temp sweeping and sorted walks.
 
 A reader of the mirror must never see a partial file. Every download goes to a
-temporary sibling (same directory, so ``os.replace`` is atomic), is verified,
-optionally fsynced, given the object's LastModified as mtime, and only then
-renamed into place. Temporaries are removed on failure and swept at start.
-All functions here are blocking and meant to run in a worker thread.
+temporary sibling (same directory, so the rename is atomic), is verified,
+optionally fsynced, given the object's LastModified as mtime, renamed into
+place, and the directory is fsynced so the rename survives a power loss.
+
+Every operation goes through :class:`~s3sync.local.safefs.SafeFS`: relative to
+directory fds walked down from ``local_dir`` without following links, so a
+symlink on a key's path makes the key a ``symlink`` skip and nothing outside
+the mirror is created, changed or removed. With ``backup_dir`` set, a file a
+delete or an overwrite would destroy is moved (or linked) to the backup tree
+first. All functions here are blocking and meant to run in a worker thread.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from s3sync.errors import KeyConflictError, LocalIOError, UnsafeKeyError
-from s3sync.local.keys import STATE_DIR_NAME, KeyMapper, is_temp_name, temp_name_for
+from s3sync.errors import KeyConflictError, LocalIOError, S3SyncError, UnsafeKeyError
+from s3sync.local.backup import Backups
+from s3sync.local.keys import KeyMapper
+from s3sync.local.safefs import CaseProbe, DirSync, SafeFS, SymlinkError
+
+__all__ = ["DirSync", "LocalStat", "Mirror", "SymlinkError"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,18 +36,38 @@ class LocalStat:
     mtime: float
 
 
-class Mirror:
-    """Owns ``local_dir``; every path comes from :class:`KeyMapper`."""
+@dataclass(slots=True)
+class _Temp:
+    """An open temp file: its directory fd stays open until commit or discard."""
 
-    def __init__(self, root: Path, *, fsync: bool = True) -> None:
-        self.mapper = KeyMapper(root)
+    key: str
+    parts: tuple[str, ...]
+    dirfd: int
+    name: str
+
+
+class Mirror:
+    """Owns ``local_dir``; every path comes from :class:`KeyMapper`, every call from SafeFS."""
+
+    def __init__(self, root: Path, *, fsync: bool = True, backup_dir: Path | None = None) -> None:
+        self.fs = SafeFS(root)
+        self.mapper = KeyMapper(root, name_max=self.fs.name_max)
         self.root = self.mapper.root
         self.fsync = fsync
-        # directories known to exist: saves a mkdir+stat per file on cold syncs (pruned on delete)
-        self._dirs: set[Path] = set()
+        self.backups = Backups(backup_dir) if backup_dir is not None else None
+        self.case: CaseProbe = CaseProbe(case_sensitive=True, normalization_sensitive=True)
+        self._temps: dict[str, _Temp] = {}
+        self._lock = threading.Lock()
 
     def ensure_root(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.fs.ensure_root()
+        self.fs.reset_name_max()
+        self.mapper.name_max = self.fs.name_max
+
+    def probe_case(self) -> CaseProbe:
+        """Ask the filesystem (once, at start) whether it folds case or Unicode forms."""
+        self.case = self.fs.probe_case()
+        return self.case
 
     def is_writable(self) -> bool:
         try:
@@ -47,61 +77,69 @@ class Mirror:
         return os.access(self.root, os.W_OK | os.X_OK)
 
     # -- writing -----------------------------------------------------------
-    def _prepare_parent(self, path: Path, key: str) -> None:
-        parent = path.parent
-        if parent in self._dirs:
-            return  # created by us before; a conflict would still surface at os.replace
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError) as exc:
-            raise KeyConflictError(
-                f"a parent of {key!r} exists locally as a file (key collides with a directory)"
-            ) from exc
-        except OSError as exc:
-            raise LocalIOError(f"cannot create directory for {key!r}: {exc.strerror}") from exc
-        if path.is_dir():
-            raise KeyConflictError(f"{key!r} exists locally as a directory (a/ next to a/b)")
-        if len(self._dirs) > 100_000:
-            self._dirs.clear()
-        self._dirs.add(parent)
-
     def new_temp(self, key: str) -> tuple[Path, Path, int]:
-        """Create the temp sibling for ``key``: returns (final, temp, fd)."""
-        final = self.mapper.to_path(key)
-        self._prepare_parent(final, key)
-        temp = final.parent / temp_name_for(final.name, secrets.token_hex(4))
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        """Create the temp sibling for ``key``: returns (final, temp, O_RDWR fd).
+
+        ``temp`` names the handle for :meth:`commit` / :meth:`discard`; write
+        through ``fd``, never reopen ``temp`` by path.
+        """
+        parts = tuple(self.mapper.parts(key))
+        dirfd = self.fs.open_dir(parts[:-1], create=True, key=key)
         try:
-            fd = os.open(temp, flags, 0o644)
-        except FileNotFoundError:
-            # the directory vanished behind our back (our cache said it existed): make it again
-            self._dirs.discard(final.parent)
-            self._prepare_parent(final, key)
-            try:
-                fd = os.open(temp, flags, 0o644)
-            except OSError as exc:
-                raise _local_error(exc, key) from exc
+            self.fs.check_replaceable(dirfd, parts[-1], key)
+            name, fd = self.fs.create_temp(dirfd, parts[-1])
         except OSError as exc:
+            os.close(dirfd)
             raise _local_error(exc, key) from exc
+        except BaseException:
+            os.close(dirfd)
+            raise
+        final = self.root.joinpath(*parts)
+        temp = final.parent / name
+        with self._lock:
+            self._temps[str(temp)] = _Temp(key, parts, dirfd, name)
         return final, temp, fd
 
-    def commit(self, fd: int, temp: Path, final: Path, mtime: float | None) -> None:
-        """fsync, set mtime, close and rename into place; the temp is gone either way."""
+    def _take(self, temp: Path) -> _Temp | None:
+        with self._lock:
+            return self._temps.pop(str(temp), None)
+
+    def commit(
+        self, fd: int, temp: Path, final: Path, mtime: float | None, *, dirsync: DirSync | None = None
+    ) -> None:
+        """fsync, set mtime, close, (back up what it replaces,) rename, fsync the directory.
+
+        ``dirsync`` defers the directory fsync to the caller's batch (group
+        durability: :meth:`DirSync.flush` once for many commits); without it the
+        directory is fsynced here when ``fsync`` is on. The temp is gone either way.
+        """
+        t = self._take(temp)
+        if t is None:
+            raise LocalIOError(f"{final}: unknown temporary file")
         try:
             if self.fsync:
                 os.fsync(fd)
+            if mtime is not None:
+                os.utime(fd, (mtime, mtime))
             os.close(fd)
             fd = -1
-            if mtime is not None:
-                os.utime(temp, (mtime, mtime))
-            os.replace(temp, final)
-        except OSError as exc:
+            if self.backups is not None and self.fs.check_replaceable(t.dirfd, t.parts[-1], t.key):
+                self.backups.keep(t.dirfd, t.parts[-1], t.parts, key=t.key, move=False)
+            self.fs.replace(t.dirfd, t.name, t.parts[-1], key=t.key)
+            if self.fsync:
+                if dirsync is not None:
+                    dirsync.add(t.dirfd)
+                else:
+                    self.fs.fsync_dir(t.dirfd)
+        except (OSError, S3SyncError) as exc:
             if fd >= 0:
                 os.close(fd)
-            _unlink_quiet(temp)
-            if exc.errno in (errno.EISDIR, errno.ENOTEMPTY):
-                raise KeyConflictError(f"{final} exists locally as a directory") from exc
-            raise _local_error(exc, str(final)) from exc
+            self.fs.unlink_quiet(t.dirfd, t.name)
+            if isinstance(exc, OSError):
+                raise _local_error(exc, t.key) from exc
+            raise
+        finally:
+            os.close(t.dirfd)
 
     def discard(self, fd: int, temp: Path) -> None:
         if fd >= 0:
@@ -109,9 +147,19 @@ class Mirror:
                 os.close(fd)
             except OSError:
                 pass
-        _unlink_quiet(temp)
+        t = self._take(temp)
+        if t is not None:
+            self.fs.unlink_quiet(t.dirfd, t.name)
+            os.close(t.dirfd)
 
-    def write_bytes(self, key: str, data: bytes | bytearray | memoryview, mtime: float | None) -> None:
+    def write_bytes(
+        self,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        mtime: float | None,
+        *,
+        dirsync: DirSync | None = None,
+    ) -> None:
         """Small objects: one open/write/fsync/rename, in one thread hop."""
         final, temp, fd = self.new_temp(key)
         try:
@@ -122,7 +170,7 @@ class Mirror:
         except OSError as exc:
             self.discard(fd, temp)
             raise _local_error(exc, key) from exc
-        self.commit(fd, temp, final, mtime)
+        self.commit(fd, temp, final, mtime, dirsync=dirsync)
 
     # -- reading / deleting -----------------------------------------------
     def stat(self, key: str) -> LocalStat | None:
@@ -130,114 +178,47 @@ class Mirror:
         return self.stat_many([key])[0]
 
     def stat_many(self, keys: list[str]) -> list[LocalStat | None]:
-        out: list[LocalStat | None] = []
+        many: list[list[str] | None] = []
         for key in keys:
             try:
-                st = os.stat(self.mapper.to_path(key))
-            except (OSError, ValueError, UnsafeKeyError):
-                out.append(None)
-                continue
-            out.append(LocalStat(st.st_size, st.st_mtime) if (st.st_mode & 0o170000) == 0o100000 else None)
+                many.append(self.mapper.parts(key))
+            except (UnsafeKeyError, ValueError):
+                many.append(None)
+        out: list[LocalStat | None] = []
+        for st in self.fs.stat_many(many):
+            regular = st is not None and (st.st_mode & 0o170000) == 0o100000
+            out.append(LocalStat(st.st_size, st.st_mtime) if st is not None and regular else None)
         return out
 
-    def delete(self, key: str) -> bool:
-        """Remove the file for ``key`` and prune now-empty parents; True if it existed."""
-        path = self.mapper.to_path(key)
-        try:
-            if path.is_dir():
-                raise KeyConflictError(f"{key!r} is a directory locally; not deleting it")
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        except NotADirectoryError:
-            return False
-        except OSError as exc:
-            raise _local_error(exc, key) from exc
-        self._prune(path.parent)
-        return True
+    def open_read(self, key: str) -> int:
+        """A read-only fd of the file for ``key`` (never through a link); FileNotFoundError if none."""
+        return self.fs.open_file(self.mapper.parts(key), key=key)
 
-    def _prune(self, directory: Path) -> None:
-        while directory != self.root and self.root in directory.parents:
-            self._dirs.discard(directory)
-            try:
-                directory.rmdir()
-            except OSError:
-                return
-            directory = directory.parent
+    def delete(self, key: str) -> bool:
+        """Remove (or, with a backup dir, move away) the file for ``key``; True if it existed."""
+        parts = self.mapper.parts(key)
+        backups = self.backups
+
+        def away(dirfd: int, name: str) -> None:
+            assert backups is not None
+            backups.keep(dirfd, name, parts, key=key, move=True)
+
+        return self.fs.remove(parts, key=key, move_away=away if backups is not None else None)
 
     def sweep_temps(self) -> int:
         """Delete temporaries left by a crash; returns how many."""
-        removed = 0
-        if not self.root.exists():
-            return 0
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            if Path(dirpath) == self.root and STATE_DIR_NAME in dirnames:
-                dirnames.remove(STATE_DIR_NAME)
-            for name in filenames:
-                if is_temp_name(name):
-                    _unlink_quiet(Path(dirpath) / name)
-                    removed += 1
-        return removed
+        return self.fs.sweep()
 
     def walk_sorted(self, prefix: str = "", after: str | None = None) -> Iterator[tuple[str, os.stat_result]]:
-        """Mirror files as (key, stat) in S3 key order, skipping state and temps.
-
-        Entries of a directory are ordered by ``name + "/"`` for directories so
-        that the recursion yields keys in plain string order (``a-b`` < ``a/b``).
-        Subtrees wholly before ``after`` or outside ``prefix`` are not entered.
-        """
-        yield from self._walk(self.root, "", prefix, after)
-
-    def _walk(
-        self, path: Path, rel: str, prefix: str, after: str | None
-    ) -> Iterator[tuple[str, os.stat_result]]:
-        try:
-            entries = list(os.scandir(path))
-        except OSError:
-            return
-        items: list[tuple[str, os.DirEntry[str], bool]] = []
-        for e in entries:
-            try:
-                is_dir = e.is_dir(follow_symlinks=False)
-            except OSError:
-                continue
-            if not rel and e.name == STATE_DIR_NAME:
-                continue
-            if is_temp_name(e.name):
-                continue
-            items.append((e.name + "/" if is_dir else e.name, e, is_dir))
-        items.sort(key=lambda t: t[0])
-        for sort_name, e, is_dir in items:
-            key = rel + sort_name
-            if is_dir:
-                # skip subtrees that cannot contain keys with the prefix or after the cursor
-                if prefix and not (key.startswith(prefix) or prefix.startswith(key)):
-                    continue
-                if after is not None and key < after and not after.startswith(key):
-                    continue
-                yield from self._walk(Path(e.path), key, prefix, after)
-            else:
-                if prefix and not key.startswith(prefix):
-                    continue
-                if after is not None and key <= after:
-                    continue
-                try:
-                    st = e.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if (st.st_mode & 0o170000) != 0o100000:
-                    continue
-                yield key, st
+        """Mirror files as (key, lstat) in S3 key order, skipping state, temps and links."""
+        return self.fs.walk_sorted(prefix, after)
 
 
-def _unlink_quiet(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _local_error(exc: OSError, what: str) -> LocalIOError | KeyConflictError:
+def _local_error(exc: OSError, what: str) -> LocalIOError | KeyConflictError | UnsafeKeyError:
     if exc.errno in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST):
         return KeyConflictError(f"{what}: {exc.strerror}")
+    if exc.errno == errno.ENAMETOOLONG:
+        return UnsafeKeyError(f"{what}: a path segment is longer than the filesystem's name limit")
+    if exc.errno == errno.ELOOP:
+        return SymlinkError(f"{what}: the local path is a symlink; not followed")
     return LocalIOError(f"{what}: {exc.strerror or exc}")
