@@ -230,8 +230,8 @@ class StateStore:
     def _page_sync(self, prefix: str, after: str | None, limit: int) -> list[StateRow]:
         lo = prefix if after is None else after
         op = ">=" if after is None else ">"
-        if prefix:
-            hi = _prefix_upper_bound(prefix)
+        hi = _prefix_upper_bound(prefix)
+        if hi is not None:
             q = f"SELECT * FROM objects WHERE key {op} ? AND key < ? ORDER BY key LIMIT ?"
             cur = self.conn.execute(q, (lo, hi, limit))
         else:
@@ -244,13 +244,11 @@ class StateStore:
         return await self._run(self._count_sync, prefix)
 
     def _count_sync(self, prefix: str) -> int:
-        if prefix:
-            cur = self.conn.execute(
-                "SELECT COUNT(*) FROM objects WHERE key >= ? AND key < ?",
-                (prefix, _prefix_upper_bound(prefix)),
-            )
+        hi = _prefix_upper_bound(prefix)
+        if hi is not None:
+            cur = self.conn.execute("SELECT COUNT(*) FROM objects WHERE key >= ? AND key < ?", (prefix, hi))
         else:
-            cur = self.conn.execute("SELECT COUNT(*) FROM objects")
+            cur = self.conn.execute("SELECT COUNT(*) FROM objects WHERE key >= ?", (prefix,))
         return int(cur.fetchone()[0])
 
     # -- journal -----------------------------------------------------------
@@ -270,6 +268,18 @@ class StateStore:
         return await self._run(journal.pending, self.conn)
 
 
-def _prefix_upper_bound(prefix: str) -> str:
-    """Smallest string greater than every string starting with ``prefix``."""
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else ""
+def _prefix_upper_bound(prefix: str) -> str | None:
+    """Smallest string greater than every string starting with ``prefix``; None when none exists.
+
+    Trailing U+10FFFF cannot be incremented, so the bound carries into the character
+    before it (``"a\U0010ffff"`` → ``"b"``), and a bound never lands in the surrogate
+    block (U+D7FF + 1 is U+E000), which no key can contain and SQLite cannot bind.
+    An empty prefix, or one of only U+10FFFF, has no upper bound.
+    """
+    head = prefix.rstrip("\U0010ffff")
+    if not head:
+        return None
+    nxt = ord(head[-1]) + 1
+    if 0xD800 <= nxt <= 0xDFFF:
+        nxt = 0xE000
+    return head[:-1] + chr(nxt)

@@ -80,29 +80,31 @@ async def verify(bucket: Bucket, mirror: Mirror, filt: KeyFilter, checksum: bool
                 report.drift.append(Drift(m.key, "checksum", f"md5 {digest} != etag {m.etag}"))
         to_hash.clear()
 
-    def comparable(item: tuple[ObjectMeta, bool]) -> bool:
-        """The listed keys the mirror should hold; the others are counted and left out of the merge."""
-        meta, conflict = item
-        if not filt.wants(meta.key) or is_directory_marker(meta.key):
-            return False
+    def skipped(meta: ObjectMeta, conflict: bool) -> bool:
+        """A listed key the mirror does not hold by design (counted, never drift either way)."""
         try:
             check_key(meta.key)
         except UnsafeKeyError:
             report.skipped_unsafe += 1
-            return False
-        if conflict or filt.too_large(meta.size):
-            report.skipped_unsafe += int(conflict)
-            return False
-        return True
+            return True
+        if conflict:
+            report.skipped_unsafe += 1
+            return True
+        return filt.too_large(meta.size)
 
-    listed = only(flag_conflicts(bucket.list(filt.prefix)), comparable)
+    listed = only(
+        flag_conflicts(bucket.list(filt.prefix)),
+        lambda item: filt.wants(item[0].key) and not is_directory_marker(item[0].key),
+    )
     local = only(_local_iter(mirror, filt.prefix), lambda item: filt.wants(item[0]))
     async for item, held in march(listed, local, lambda i: i[0].key, lambda h: h[0]):
         if item is None:
             assert held is not None
             report.drift.append(Drift(held[0], "extra", "not in bucket"))
             continue
-        meta = item[0]
+        meta, conflict = item
+        if skipped(meta, conflict):
+            continue  # a local file of that name is neither checked nor "extra": the bucket has it
         report.checked += 1
         if held is None:
             report.drift.append(Drift(meta.key, "missing", "not in mirror"))
