@@ -20,8 +20,10 @@ from typing import Any, NamedTuple
 
 from s3sync.errors import FatalError, NotFoundError, classify, map_errors, wrong_region
 from s3sync.model import ObjectMeta, normalize_etag
+from s3sync.s3.endpoints import configured_endpoint_url
 from s3sync.s3.meta import meta_from_headers, timestamp
 from s3sync.s3.result import GetResult
+from s3sync.s3.versions import VersionsPage, page_from_boto
 from s3sync.sections import S3Settings
 
 
@@ -85,17 +87,22 @@ class BotoPath:
                 import aioboto3
                 from aiobotocore.config import AioConfig
 
+                from s3sync.s3 import boto_hooks
+
                 self._session = self._session or aioboto3.Session(region_name=self.settings.region)
+                # a custom endpoint (setting or AWS_ENDPOINT_URL[_S3]) is path-style, as on the lean path
+                custom = configured_endpoint_url(self.settings.endpoint_url, os.environ)
                 cfg = AioConfig(
                     max_pool_connections=self.settings.max_pool_connections,
                     connect_timeout=self.settings.connect_timeout_seconds,
                     read_timeout=self._timeout,
                     parameter_validation=False,
                     retries={"mode": "standard", "max_attempts": 3},
-                    s3={"addressing_style": "path" if self.settings.endpoint_url else "auto"},
+                    s3={"addressing_style": "path" if custom else "auto"},
                     tcp_keepalive=True,
+                    http_session_cls=boto_hooks.NoRedirectSession,
                 )
-                self._client = await self._stack.enter_async_context(
+                client = await self._stack.enter_async_context(
                     self._session.client(
                         "s3",
                         endpoint_url=self.settings.endpoint_url,
@@ -103,6 +110,8 @@ class BotoPath:
                         config=cfg,
                     )
                 )
+                boto_hooks.install(client)  # 307s re-signed for their host; clock skew corrected
+                self._client = client
         return self._client
 
     async def credentials(self) -> Any:
@@ -189,8 +198,24 @@ class BotoPath:
         if actual and self._region and self._region != "auto" and actual != self._region:
             raise wrong_region(self.name, actual, self._region)
 
-    async def get(self, key: str, headers: dict[str, str]) -> GetResult:
+    async def list_versions_page(
+        self, prefix: str, key_marker: str | None, version_marker: str | None, limit: int
+    ) -> VersionsPage:
+        kwargs: dict[str, Any] = {"Bucket": self.name, "MaxKeys": limit}
+        if prefix:
+            kwargs["Prefix"] = prefix
+        if key_marker:
+            kwargs["KeyMarker"] = key_marker
+            if version_marker:
+                kwargs["VersionIdMarker"] = version_marker
+        with map_errors():
+            page: dict[str, Any] = await (await self.client()).list_object_versions(**kwargs)
+        return page_from_boto(page)
+
+    async def get(self, key: str, headers: dict[str, str], version_id: str | None = None) -> GetResult:
         kwargs: dict[str, Any] = {"Bucket": self.name, "Key": key}
+        if version_id:
+            kwargs["VersionId"] = version_id
         if "If-None-Match" in headers:
             kwargs["IfNoneMatch"] = headers["If-None-Match"]
         if "If-Match" in headers:

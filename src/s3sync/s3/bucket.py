@@ -20,13 +20,16 @@ import builtins
 from collections.abc import AsyncIterator
 from typing import Any
 
-from s3sync.errors import RetriesExceededError
+from s3sync.errors import PermanentError, RetriesExceededError
 from s3sync.model import ObjectMeta
 from s3sync.retry import RetryPolicy
 from s3sync.s3.boto import BotoPath
+from s3sync.s3.endpoints import Route, resolve, route
 from s3sync.s3.lean import LeanPath
 from s3sync.s3.listing import meta_from_listing
+from s3sync.s3.meta import UNKNOWN_SIZE
 from s3sync.s3.result import Body, GetResult
+from s3sync.s3.versions import VersionsPage, at_instant
 from s3sync.sections import S3Settings
 
 #: A reconcile aborts on a listing error and deletes nothing, so one throttled page must
@@ -45,12 +48,22 @@ class Bucket:
         self._boto = BotoPath(settings, timeout=timeout)
         self._timeout = timeout
         self._lean: LeanPath | None = None
+        self.route: Route | None = None  # set for fast_get: whether the lean path took the endpoint
 
     async def __aenter__(self) -> Bucket:
         if self.fast_get:
-            self._lean = LeanPath(self.settings, self._boto.credentials, timeout=self._timeout)
-        else:
-            await self._boto.client()
+            # decided once: what the lean path does not implement (a proxy, say) goes to aioboto3
+            r = self.route = route(resolve(self.name, self.settings.region, self.settings.endpoint_url))
+            if r.lean:
+                self._lean = LeanPath(
+                    self.settings,
+                    self._boto.credentials,
+                    timeout=self._timeout,
+                    endpoint=r.endpoint,
+                    ssl_context=r.ssl_context(),
+                )
+                return self
+        await self._boto.client()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -78,6 +91,12 @@ class Bucket:
                     pending = asyncio.ensure_future(self._list_page(prefix, token, None, 1000))
                 for item in page.get("Contents", ()) or ():
                     yield meta_from_listing(item)
+                if page.get("IsTruncated") and not token:
+                    # never the end of the listing: a pass that saw half the bucket must delete nothing
+                    raise PermanentError(
+                        "ListObjectsV2 answered IsTruncated=true without a NextContinuationToken:"
+                        " the listing cannot be completed"
+                    )
         finally:
             if pending is not None and not pending.done():
                 pending.cancel()
@@ -126,6 +145,7 @@ class Bucket:
         if_match: str | None = None,
         byte_range: tuple[int, int] | None = None,
         checksum_mode: bool = True,
+        version_id: str | None = None,
     ) -> GetResult:
         """GET ``key``; 304 when ``if_none_match`` still matches. Errors are classified."""
         headers: dict[str, str] = {}
@@ -138,8 +158,28 @@ class Bucket:
         if checksum_mode and byte_range is None:
             headers["x-amz-checksum-mode"] = "ENABLED"
         if self._lean is not None:
-            return await self._lean.get(key, headers)
-        return await self._boto.get(key, headers)
+            return await self._lean.get(key, headers, version_id)
+        return await self._boto.get(key, headers, version_id)
+
+    # -- point in time -------------------------------------------------------
+    def list_at(self, prefix: str, instant: float) -> AsyncIterator[ObjectMeta]:
+        """The objects under ``prefix`` as they were at ``instant`` (``--version-at``), in key order.
+
+        Each carries the ``version_id`` to GET; see :mod:`s3sync.s3.versions`.
+        """
+        lean = self._lean
+
+        async def page(key_marker: str | None, version_marker: str | None) -> VersionsPage:
+            if lean is None:
+                return await self._boto.list_versions_page(prefix, key_marker, version_marker, 1000)
+            try:
+                return await LIST_RETRY.run(
+                    lambda: lean.list_versions_page(prefix, key_marker, version_marker, 1000)
+                )
+            except RetriesExceededError as exc:
+                raise exc.last from exc
+
+        return at_instant(page, instant)
 
 
-__all__ = ["Body", "Bucket", "GetResult"]
+__all__ = ["UNKNOWN_SIZE", "Body", "Bucket", "GetResult"]

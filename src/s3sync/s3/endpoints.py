@@ -128,6 +128,11 @@ def resolve(
     )
 
 
+def endpoint_from_url(url: str, signing_region: str) -> Endpoint:
+    """The endpoint a URL S3 named points at (a 307's ``Location``): scheme, host, port, Host header."""
+    return _endpoint(url, signing_region, "s3", "sigv4", custom=False)
+
+
 def route(endpoint: Endpoint, environ: Mapping[str, str] | None = None) -> Route:
     """Decide, once, whether the lean path may serve ``endpoint`` under this environment."""
     env = os.environ if environ is None else environ

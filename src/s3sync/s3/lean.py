@@ -10,65 +10,112 @@ chain (see :class:`~s3sync.s3.boto.BotoPath`).
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from s3sync.errors import FatalError, S3SyncError, classify_status, map_errors, wrong_region
+from s3sync.s3.clock import CLOCK, MAX_SKEW_SECONDS
+from s3sync.s3.endpoints import Endpoint, endpoint_from_url, resolve
 from s3sync.s3.http import HttpPool
 from s3sync.s3.listing import parse_list_page, xml_field
-from s3sync.s3.meta import meta_from_headers
+from s3sync.s3.meta import meta_from_headers, rfc1123
 from s3sync.s3.result import GetResult
 from s3sync.s3.sigv4 import SigV4Signer
+from s3sync.s3.versions import VersionsPage, parse_versions_page
 from s3sync.sections import S3Settings
 
 CredentialsFn = Callable[[], Awaitable[Any]]
+MAX_REDIRECTS = 2
 
 
 class LeanPath:
-    """Path-style URLs for custom endpoints and dotted names, virtual-hosted on AWS."""
+    """Signed requests to the endpoint :mod:`s3sync.s3.endpoints` resolved (path- or virtual-hosted).
 
-    def __init__(self, settings: S3Settings, credentials: CredentialsFn, *, timeout: float) -> None:
+    Also follows a ``307 Temporary Redirect`` to the host it names (re-signed for
+    it, a pool per origin) and corrects the signing clock from S3's ``Date`` on
+    ``RequestTimeTooSkewed``, retrying once (:mod:`s3sync.s3.clock`).
+    """
+
+    def __init__(
+        self,
+        settings: S3Settings,
+        credentials: CredentialsFn,
+        *,
+        timeout: float,
+        endpoint: Endpoint | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.settings = settings
         self.name = settings.bucket
         self._region = settings.region
         self._credentials = credentials
         self._signer: SigV4Signer | None = None
-        if settings.endpoint_url:
-            base = settings.endpoint_url
-            self._path_style = True
-        else:
-            self._path_style = "." in self.name
-            region = self._region or "us-east-1"
-            host = f"s3.{region}.amazonaws.com"
-            base = f"https://{host}" if self._path_style else f"https://{self.name}.{host}"
-        parts = urlsplit(base)
-        secure = parts.scheme == "https"
-        port = parts.port or (443 if secure else 80)
-        host = parts.hostname or "127.0.0.1"
-        self._host_header = host if port == (443 if secure else 80) else f"{host}:{port}"
-        self._base_path = parts.path.rstrip("/")
-        self._pool = HttpPool(
+        self._timeout = timeout
+        ep = endpoint or resolve(self.name, self._region, settings.endpoint_url)
+        self._endpoint = ep
+        self._signing_region = ep.signing_region
+        self._host_header = ep.host_header
+        self._base_path = ep.base_path
+        if ep.secure and ssl_context is None:
+            ssl_context = ssl.create_default_context()
+        self._ssl = ssl_context
+        self._pool = self._new_pool(ep.host, ep.port, ep.secure)
+        self._redirect_pools: dict[str, HttpPool] = {}
+
+    def _new_pool(self, host: str, port: int, secure: bool) -> HttpPool:
+        return HttpPool(
             host,
             port,
-            ssl_context=ssl.create_default_context() if secure else None,
-            limit=settings.max_pool_connections,
-            connect_timeout=settings.connect_timeout_seconds,
-            read_timeout=timeout,
+            ssl_context=self._ssl if secure else None,
+            limit=self.settings.max_pool_connections,
+            connect_timeout=self.settings.connect_timeout_seconds,
+            read_timeout=self._timeout,
         )
 
     async def close(self) -> None:
         await self._pool.close()
+        for pool in self._redirect_pools.values():
+            await pool.close()
 
     def _target(self, key: str | None, query: str = "") -> str:
-        path = self._base_path
-        if self._path_style:
-            path += "/" + quote(self.name, safe="")
-        path += "/" + (quote(key, safe="/~") if key is not None else "")
+        path = self._base_path + "/" + (quote(key, safe="/~") if key is not None else "")
         return path + (f"?{query}" if query else "")
 
     async def _signed(self, target: str, headers: dict[str, str], method: str = "GET") -> Any:
-        """Sign (fresh credentials each time: roles rotate) and send."""
+        """Sign and send; follow a 307 to the host it names; on clock skew, correct and retry once."""
+        pool, host_header = self._pool, self._host_header
+        resp = await self._send(pool, host_header, target, headers, method)
+        hops, skew_retried = 0, False
+        while True:
+            location = resp.headers.get("location")
+            if resp.status in (302, 307, 308) and location and hops < MAX_REDIRECTS:
+                await _drain(resp)
+                hops += 1
+                pool, host_header, target = self._redirected(location)
+                resp = await self._send(pool, host_header, target, headers, method)
+                continue
+            if resp.status == 403 and not skew_retried:
+                resp = await _buffered(resp)
+                if _skewed(resp) and CLOCK.learn(resp.headers.get("date"), _server_time(resp)):
+                    skew_retried = True
+                    resp = await self._send(pool, host_header, target, headers, method)
+                    continue
+            return resp
+
+    def _redirected(self, location: str) -> tuple[HttpPool, str, str]:
+        """(pool, Host header, request target) for a ``Location`` S3 sent; one pool per origin."""
+        ep = endpoint_from_url(location, self._signing_region)
+        pool = self._redirect_pools.get(ep.origin)
+        if pool is None:
+            pool = self._redirect_pools[ep.origin] = self._new_pool(ep.host, ep.port, ep.secure)
+        parts = urlsplit(location)
+        return pool, ep.host_header, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+    async def _send(
+        self, pool: HttpPool, host_header: str, target: str, headers: dict[str, str], method: str
+    ) -> Any:
+        """Sign (fresh credentials each time: roles rotate) for ``host_header`` and send."""
         frozen = await self._credentials()
         signer = self._signer
         if signer is None or (signer.access_key, signer.secret_key, signer.token) != (
@@ -77,15 +124,15 @@ class LeanPath:
             frozen.token,
         ):
             signer = self._signer = SigV4Signer(
-                frozen.access_key, frozen.secret_key, self._region or "us-east-1", frozen.token
+                frozen.access_key, frozen.secret_key, self._signing_region, frozen.token
             )
         path, _, query = target.partition("?")
-        signed = signer.sign(method, self._host_header, path, query, headers)
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host_header}"]
+        signed = signer.sign(method, host_header, path, query, headers, now=CLOCK.now())
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header}"]
         lines.extend(f"{k}: {v}" for k, v in signed.items())
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         with map_errors():
-            return await self._pool.request(head, no_body=method == "HEAD")
+            return await pool.request(head, no_body=method == "HEAD")
 
     async def _error(self, resp: Any, what: str) -> S3SyncError:
         try:
@@ -119,8 +166,9 @@ class LeanPath:
             raise FatalError(f"bucket {self.name!r} is in another region than {self._region!r}")
         raise classify_status(status, "", f"HeadBucket {self.name}", bucket=self.name, region=actual or "")
 
-    async def get(self, key: str, headers: dict[str, str]) -> GetResult:
-        resp = await self._signed(self._target(key), headers)
+    async def get(self, key: str, headers: dict[str, str], version_id: str | None = None) -> GetResult:
+        query = f"versionId={quote(version_id, safe='-_.~')}" if version_id else ""
+        resp = await self._signed(self._target(key, query), headers)
         if resp.status == 304:
             resp.body.close()
             return GetResult(304, resp.headers, None, None)
@@ -143,3 +191,68 @@ class LeanPath:
         if resp.status != 200:
             raise await self._error(resp, "ListObjectsV2")
         return parse_list_page(await resp.body.read())
+
+    async def list_versions_page(
+        self, prefix: str, key_marker: str | None, version_marker: str | None, limit: int
+    ) -> VersionsPage:
+        """One ListObjectVersions page (``--version-at``), parsed in S3's document order."""
+        params = {"versions": "", "max-keys": str(limit), "encoding-type": "url"}
+        if prefix:
+            params["prefix"] = prefix
+        if key_marker:
+            params["key-marker"] = key_marker
+            if version_marker:
+                params["version-id-marker"] = version_marker
+        query = "&".join(f"{k}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
+        resp = await self._signed(self._target(None, query), {})
+        if resp.status != 200:
+            raise await self._error(resp, "ListObjectVersions")
+        return parse_versions_page(await resp.body.read())
+
+
+class _Replay:
+    """An answer whose (small, error) body was read already: it can be inspected and still read."""
+
+    __slots__ = ("_data", "body", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], data: bytes) -> None:
+        self.status, self.headers, self._data = status, headers, data
+        self.body = self
+
+    async def read(self) -> bytes:
+        return self._data
+
+    async def iter_chunks(self, size: int) -> AsyncIterator[bytes]:
+        if self._data:
+            yield self._data
+
+    def close(self) -> None:
+        pass
+
+
+async def _buffered(resp: Any) -> _Replay:
+    with map_errors():
+        data = await resp.body.read()
+    return _Replay(resp.status, resp.headers, data)
+
+
+async def _drain(resp: Any) -> None:
+    """Read a redirect's small body so its connection can be reused."""
+    try:
+        with map_errors():
+            await resp.body.read()
+    except S3SyncError:
+        pass
+
+
+def _skewed(resp: _Replay) -> bool:
+    """RequestTimeTooSkewed — or, for a HEAD (no body to say so), a Date beyond S3's 15 minutes."""
+    text = resp._data[:4096].decode("utf-8", "replace")
+    if text:
+        return xml_field(text, "Code") == "RequestTimeTooSkewed"
+    server = rfc1123(resp.headers.get("date", ""))
+    return bool(server) and abs(server - CLOCK.now().timestamp()) > MAX_SKEW_SECONDS
+
+
+def _server_time(resp: _Replay) -> str | None:
+    return xml_field(resp._data[:4096].decode("utf-8", "replace"), "ServerTime") or None

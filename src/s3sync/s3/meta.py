@@ -51,17 +51,28 @@ def rfc1123(value: str) -> float:
         return 0.0
 
 
+#: ``ObjectMeta.size`` of an answer that carried no length (``Transfer-Encoding: chunked``, or a
+#: body ended by closing the connection): the size is known once the body has been read.
+UNKNOWN_SIZE = -1
+
+
 def meta_from_headers(key: str, h: Mapping[str, str]) -> ObjectMeta:
-    """A GET/HEAD response's headers (lower-case names) → ObjectMeta; a 206's size is the whole object's."""
+    """A GET/HEAD response's headers (lower-case names) → ObjectMeta; a 206's size is the whole object's.
+
+    No Content-Length and no Content-Range total means :data:`UNKNOWN_SIZE`, never 0: a
+    chunked answer is not an empty object.
+    """
     size = h.get("content-length")
     crange = h.get("content-range")
     total: int | None = None
     if crange and "/" in crange:
         tail = crange.rsplit("/", 1)[1]
         total = int(tail) if tail.isdigit() else None
+    if total is None:
+        total = int(size) if size is not None and size.isdigit() else UNKNOWN_SIZE
     return ObjectMeta(
         key=key,
-        size=total if total is not None else int(size or 0),
+        size=total,
         etag=normalize_etag(h.get("etag")),
         last_modified=timestamp(h.get("last-modified")),
         version_id=h.get("x-amz-version-id"),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -36,7 +36,7 @@ from s3sync.errors import (
 from s3sync.local.mirror import Mirror
 from s3sync.model import ObjectMeta
 from s3sync.retry import RetryPolicy
-from s3sync.s3.bucket import Bucket, GetResult
+from s3sync.s3.bucket import UNKNOWN_SIZE, Bucket, GetResult
 from s3sync.sync.hashing import (
     CHUNK,
     MD5_RE,
@@ -46,6 +46,7 @@ from s3sync.sync.hashing import (
     multipart_etag_bytes,
     multipart_etag_file,
 )
+from s3sync.sync.throttle import Throttle, throttle_result
 
 log = structlog.get_logger("s3sync.sync.transfer")
 T = TypeVar("T")
@@ -78,8 +79,10 @@ class Transfer:
         part_size: int = 16 * 1024 * 1024,
         part_concurrency: int = 8,
         on_retry: Callable[[S3SyncError], None] | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         self.bucket = bucket
+        self.throttle = throttle  # the process-wide --bwlimit bucket: every body byte pays here
         self.mirror = mirror
         self.retry = retry
         self.verify = verify
@@ -109,12 +112,14 @@ class Transfer:
         return Downloaded(result.meta, result.bytes, result.not_modified, attempts)
 
     async def _single(self, key: str, expected: ObjectMeta | None, if_none_match: str | None) -> Downloaded:
-        res = await self.bucket.get(key, if_none_match=if_none_match)
+        res = throttle_result(await self.bucket.get(key, if_none_match=if_none_match), self.throttle)
         if res.status == 304:
             assert expected is not None or if_none_match is not None
             return Downloaded(expected or ObjectMeta(key, 0, if_none_match, 0.0), 0, not_modified=True)
         assert res.meta is not None and res.body is not None
         meta = res.meta
+        if meta.size == UNKNOWN_SIZE and expected is not None:
+            meta = replace(meta, size=expected.size)  # a chunked answer: the listing knows the size
         if expected is not None and expected.last_modified:
             # the listing's timestamp (ms precision on some servers) is what reconcile compares
             meta = ObjectMeta(meta.key, meta.size, meta.etag, expected.last_modified, meta.version_id)
@@ -127,7 +132,7 @@ class Transfer:
             checker = StreamChecker(
                 res.headers, meta.etag, res.headers.get("x-amz-server-side-encryption"), self.verify
             )
-            if meta.size <= SMALL_BODY:
+            if 0 <= meta.size <= SMALL_BODY:  # an unknown size streams (it may be anything)
                 data = await res.body.read()
                 self._check_size(key, len(data), meta.size)
                 checker.update(data)
@@ -140,6 +145,8 @@ class Transfer:
                 written = await self._stream(key, res, meta, checker)
         finally:
             res.close()
+        if meta.size == UNKNOWN_SIZE:
+            meta = replace(meta, size=written)
         return Downloaded(meta, written)
 
     def _needs_multipart_check(self, meta: ObjectMeta, checker: StreamChecker) -> bool:
@@ -159,7 +166,8 @@ class Transfer:
                     if self.max_size is not None and written > self.max_size:
                         raise TooLargeError(f"{key}: body exceeds max_file_size_mb")
                 await fh.flush()
-            self._check_size(key, written, meta.size)
+            if meta.size != UNKNOWN_SIZE:
+                self._check_size(key, written, meta.size)
             checker.verify(key)
             if self._needs_multipart_check(meta, checker):
                 await self._verify_multipart(key, temp, meta)
@@ -202,7 +210,9 @@ class Transfer:
 
             async def part(idx: int, lo: int, hi: int) -> None:
                 async with sem:
-                    res = await self.bucket.get(key, if_match=meta.etag, byte_range=(lo, hi))
+                    res = throttle_result(
+                        await self.bucket.get(key, if_match=meta.etag, byte_range=(lo, hi)), self.throttle
+                    )
                     try:
                         assert res.body is not None
                         off = lo
