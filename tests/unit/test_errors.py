@@ -39,7 +39,7 @@ from s3sync.errors import (
     classify,
     classify_status,
 )
-from s3sync.s3.http import HttpError
+from s3sync.s3.http_parse import HttpError
 
 
 def client_error(

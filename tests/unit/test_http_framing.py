@@ -33,7 +33,8 @@ from support.stubhttp import (
     splits,
 )
 
-from s3sync.s3.http import HttpError, HttpPool
+from s3sync.s3.http import HttpPool
+from s3sync.s3.http_parse import HttpError
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from support.stubhttp import (
     serve_echo,
 )
 
-from s3sync.s3.http import HttpError
+from s3sync.s3.http_parse import HttpError
 
 
 @pytest.fixture
