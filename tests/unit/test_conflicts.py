@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import AsyncIterator
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -140,3 +141,28 @@ class TestCaseConflicts:
         assert cc.check("Dir/a") is None
         assert cc.check("Dir/b") is None
         assert cc.check("Dir/A") is not None
+
+
+class TestOrderedFlags:
+    """flag_conflicts keeps listing order (verify merges in order) with the same verdicts."""
+
+    @settings(max_examples=200, deadline=None)
+    @given(_keys)
+    async def test_order_and_verdicts(self, keys: list[str]) -> None:
+        from s3sync.model import ObjectMeta
+        from s3sync.sync.conflicts import flag_conflicts
+
+        ordered = _byte_order(keys)
+
+        async def listing() -> AsyncIterator[ObjectMeta]:
+            for k in ordered:
+                yield ObjectMeta(k, 1, None, 0.0)
+
+        got = [(m.key, flag) async for m, flag in flag_conflicts(listing())]
+
+        # folder markers ('x/') create no directory, so only real children count
+        def flagged(k: str) -> bool:
+            return not k.endswith("/") and any(o.startswith(k + "/") and not o.endswith("/") for o in keys)
+
+        oracle = [(k, flagged(k)) for k in ordered]
+        assert got == oracle

@@ -26,8 +26,13 @@ built when the start-up probe says the filesystem folds names.
 from __future__ import annotations
 
 import unicodedata
+from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
+
+from s3sync.local.keys import is_directory_marker
+from s3sync.model import ObjectMeta
 
 T = TypeVar("T")
 
@@ -71,6 +76,33 @@ class PrefixConflicts(Generic[T]):
         out = [(item, False) for _, item in reversed(self._stack)]
         self._stack.clear()
         return out
+
+
+async def flag_conflicts(listing: AsyncIterator[ObjectMeta]) -> AsyncIterator[tuple[ObjectMeta, bool]]:
+    """``(meta, conflicts)`` in listing order, for consumers that merge in order (verify).
+
+    Linear like :class:`PrefixConflicts`; keeping the order means a key waits for
+    the verdicts of the keys before it. Folder markers (``x/``) create nothing
+    locally, so they never make ``x`` a conflict.
+    """
+    det: PrefixConflicts[int] = PrefixConflicts()
+    waiting: deque[ObjectMeta] = deque()
+    verdicts: dict[int, bool] = {}
+    first = 0  # index of waiting[0]
+    async for meta in listing:
+        idx = first + len(waiting)
+        waiting.append(meta)
+        if is_directory_marker(meta.key):
+            verdicts[idx] = False
+        else:
+            verdicts.update(det.push(meta.key, idx))
+        while waiting and first in verdicts:
+            yield waiting.popleft(), verdicts.pop(first)
+            first += 1
+    verdicts.update(det.finish())
+    while waiting:
+        yield waiting.popleft(), verdicts.pop(first)
+        first += 1
 
 
 def fold(name: str) -> str:
@@ -128,4 +160,12 @@ class CaseConflicts:
         return None
 
 
-__all__ = ["CaseConflicts", "CasePolicy", "CaseVerdict", "PrefixConflicts", "fold", "fold_nfc"]
+__all__ = [
+    "CaseConflicts",
+    "CasePolicy",
+    "CaseVerdict",
+    "PrefixConflicts",
+    "flag_conflicts",
+    "fold",
+    "fold_nfc",
+]

@@ -17,10 +17,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from s3sync.errors import UnsafeKeyError
-from s3sync.local.keys import KeyFilter, check_key, is_directory_marker
+from s3sync.local.keys import NAME_MAX, KeyFilter, check_key, is_directory_marker
 from s3sync.local.mirror import LocalStat
 from s3sync.model import ObjectMeta
 from s3sync.state.store import StateRow
+from s3sync.sync.conflicts import CaseConflicts, PrefixConflicts, flag_conflicts
+from s3sync.sync.filters import Selection
 from s3sync.sync.march import march, only
 
 MTIME_SLACK = 1.0
@@ -53,37 +55,12 @@ class Remove:
 @dataclass(frozen=True, slots=True)
 class Skip:
     key: str
-    reason: str  # unsafe_key | key_conflict | too_large
+    reason: str  # unsafe_key | key_conflict | case_conflict | too_large
     message: str
     tracked: bool = False
 
 
 PlanItem = Fetch | Adopt | Unchanged | Remove | Skip
-
-
-async def flag_conflicts(listing: AsyncIterator[ObjectMeta]) -> AsyncIterator[tuple[ObjectMeta, bool]]:
-    """Yield (meta, conflicts) in order; ``conflicts`` when a later key is ``meta.key + "/..."``.
-
-    A key can only gain children among the keys that sort between it and
-    ``key + "/"`` (bytes below '/'), so an item is held back only until a key
-    beyond ``key + "/"`` arrives; the buffer stays tiny in real buckets.
-    """
-    buf: list[list[object]] = []  # [meta, status] ; status None = undecided
-    async for meta in listing:
-        k = meta.key
-        for item in buf:
-            if item[1] is None:
-                bk = item[0].key + "/"  # type: ignore[attr-defined]
-                if k.startswith(bk):
-                    item[1] = True
-                elif k > bk:
-                    item[1] = False
-        buf.append([meta, None])
-        while buf and buf[0][1] is not None:
-            m, st = buf.pop(0)
-            yield m, bool(st)  # type: ignore[misc]
-    for m, st in buf:
-        yield m, bool(st)  # type: ignore[misc]
 
 
 def _same_object(meta: ObjectMeta, row: StateRow) -> bool:
@@ -110,11 +87,18 @@ async def plan(
     *,
     skip_existing: bool = True,
     content_matches: Callable[[ObjectMeta], bool] | None = None,
+    name_max: int = NAME_MAX,
+    case: CaseConflicts | None = None,
 ) -> AsyncIterator[PlanItem]:
-    """Classify every key of the listing and of the state, in key order.
+    """Classify every key of the listing and of the state.
 
-    ``content_matches`` (the ``--checksum`` mode) is called in a worker thread
-    for files whose size and mtime match, to compare their bytes with the ETag.
+    The merge runs in key order; what comes out does not: a key that might
+    still turn out to be a directory (``x`` before ``x/y``) waits in
+    :class:`PrefixConflicts` while every other key flows on, so nothing stalls
+    behind it. ``case`` (built when the filesystem folds names) skips every
+    spelling but the first of a folded path. ``content_matches`` (the
+    ``--checksum`` mode) is called in a worker thread for files whose size and
+    mtime match, to compare their bytes with the ETag.
     """
     batch: list[tuple[ObjectMeta, StateRow | None]] = []
 
@@ -139,14 +123,32 @@ async def plan(
                 yield Fetch(meta, "new" if r is None else "changed")
         batch.clear()
 
-    listed = only(flag_conflicts(listing), lambda item: filt.wants(item[0].key))
+    prefixes: PrefixConflicts[tuple[ObjectMeta, StateRow | None]] = PrefixConflicts()
+
+    def settle(meta: ObjectMeta, row: StateRow | None, conflict: bool) -> Skip | None:
+        """A decided key: a skip, or None after queueing it for the batched stat."""
+        if conflict:
+            return Skip(
+                meta.key,
+                "key_conflict",
+                "key collides with a directory of the same name (another key starts with it followed by '/')",
+                row is not None,
+            )
+        if filt.too_large(meta.size):
+            return Skip(meta.key, "too_large", f"{meta.size} bytes exceeds max_file_size_mb", row is not None)
+        if isinstance(filt, Selection) and (why := filt.rejects(meta)) is not None:
+            # left as it is locally, never deleted for it (s5cmd#815): the row is consumed here
+            return Skip(meta.key, "filtered", why, row is not None)
+        batch.append((meta, row))
+        return None
+
+    listed = only(listing, lambda m: filt.wants(m.key))
     rows = only(tracked, lambda r: filt.wants(r.key))
-    async for item, row in march(listed, rows, lambda i: i[0].key, lambda r: r.key):
-        if item is None:
+    async for meta, row in march(listed, rows, lambda m: m.key, lambda r: r.key):
+        if meta is None:
             assert row is not None
             yield Remove(row.key)  # tracked, and gone from the bucket
             continue
-        meta, conflict = item
         key = meta.key
         is_tracked = row is not None
         if is_directory_marker(key):
@@ -154,25 +156,25 @@ async def plan(
                 yield Remove(key)
             continue
         try:
-            check_key(key)
+            check_key(key, name_max)
         except UnsafeKeyError as exc:
             yield Skip(key, "unsafe_key", str(exc), is_tracked)
             continue
-        if conflict:
-            yield Skip(
-                key,
-                "key_conflict",
-                "key collides with a directory of the same name (another key starts with it followed by '/')",
-                is_tracked,
-            )
+        if case is not None and (verdict := case.check(key)) is not None:
+            yield Skip(key, "case_conflict", verdict.message, is_tracked)
             continue
-        if filt.too_large(meta.size):
-            yield Skip(key, "too_large", f"{meta.size} bytes exceeds max_file_size_mb", is_tracked)
-            continue
-        batch.append((meta, row))
+        for (m, r), conflict in prefixes.push(key, (meta, row)):
+            if (skip := settle(m, r, conflict)) is not None:
+                yield skip
         if len(batch) >= BATCH:
             async for out in flush():
                 yield out
+    for (m, r), conflict in prefixes.finish():
+        if (skip := settle(m, r, conflict)) is not None:
+            yield skip
     if batch:
         async for out in flush():
             yield out
+
+
+__all__ = ["Adopt", "Fetch", "PlanItem", "Remove", "Skip", "Unchanged", "flag_conflicts", "plan"]
