@@ -203,7 +203,13 @@ class TestSortedReads:
             assert n == sum(1 for other in keys if other.startswith(k))
 
     @settings(max_examples=30, deadline=None)
-    @given(KEYS, st.text(st.sampled_from(["a", "b", "/", "é", "\ud7ff", "\ue000", "\uffff", "\U00010000", "\U0010ffff"]), max_size=3))
+    @given(
+        KEYS,
+        st.text(
+            st.sampled_from(["a", "b", "/", "é", "\ud7ff", "\ue000", "\uffff", "\U00010000", "\U0010ffff"]),
+            max_size=3,
+        ),
+    )
     def test_prefix_selects_exactly_the_prefixed_keys(self, keys: list[str], prefix: str) -> None:
         """iter_sorted(prefix) and count(prefix) equal a brute-force filter (U+D7FF and U+10FFFF included)."""
         listed, n = asyncio.run(prefixed(keys, prefix))
