@@ -43,6 +43,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -81,24 +82,33 @@ class Result:
 # ----------------------------------------------------------------------- generation
 
 
-def gen_mirror(mirror: Path, n: int, size: int) -> None:
-    """N files named and filled as the stub serves them, mtime = LastModified, plus the state DB."""
-    state = mirror / ".s3sync" / "state.db"
-    state.parent.mkdir(parents=True, exist_ok=True)
-    made_dirs: set[str] = set()
-    rows = []
-    for i in range(n):
+def _write_dir(mirror: Path, first: int, last: int, size: int) -> None:
+    for i in range(first, last):
         key = key_of(i)
-        d = key.partition("/")[0]
-        if d not in made_dirs:
-            (mirror / d).mkdir(exist_ok=True)
-            made_dirs.add(d)
         path = str(mirror / key)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.write(fd, body_of(key, size))
         os.close(fd)
         os.utime(path, (MTIME, MTIME))
-        rows.append((key, etag_of(key, size), size, float(MTIME), None, None, float(MTIME)))
+
+
+def gen_mirror(mirror: Path, n: int, size: int) -> None:
+    """N files named and filled as the stub serves them, mtime = LastModified, plus the state DB.
+
+    Files are written by a few threads, one directory (1,000 keys) at a time: the
+    syscalls release the GIL, and at 10⁶ files this is minutes saved.
+    """
+    state = mirror / ".s3sync" / "state.db"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    spans = [(i, min(n, i + 1000)) for i in range(0, n, 1000)]
+    for first, _ in spans:
+        (mirror / key_of(first).partition("/")[0]).mkdir(exist_ok=True)
+    with ThreadPoolExecutor(4) as pool:
+        for fut in [pool.submit(_write_dir, mirror, a, b, size) for a, b in spans]:
+            fut.result()
+    rows = (
+        (key_of(i), etag_of(key_of(i), size), size, float(MTIME), None, None, float(MTIME)) for i in range(n)
+    )
     conn = sqlite3.connect(state)
     # The columns s3sync's StateStore creates (it adds what is missing with IF NOT EXISTS).
     conn.executescript(
