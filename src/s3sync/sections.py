@@ -69,9 +69,9 @@ class SyncSettings(BaseModel):
     interval_seconds: float = Field(default=3600.0, gt=0)
     periodic: bool = True
     delete: bool = False
-    max_delete: int | str = -1
+    max_delete: int | str = "50%"
     concurrency: int = Field(default=32, ge=1, le=1024)
-    max_file_size_mb: float = Field(default=1000.0, ge=0)
+    max_file_size_mb: float = Field(default=0.0, ge=0)  # 0 = no limit (the old service's 1000 hid big objects)
     # NoDecode: an env value reaches _globs as a plain string (comma list or JSON list)
     # instead of failing pydantic-settings' JSON decoding with a message naming no key.
     include: Annotated[tuple[str, ...], NoDecode] = ()
@@ -95,6 +95,10 @@ class SyncSettings(BaseModel):
     max_age: float | None = None
     files_from: Path | None = None
     resume_min_mb: float = Field(default=64.0, ge=0)
+    # The local side is never harmed (INTERFACE version 2): delete guards, backups, case policy.
+    allow_empty_source: bool = False
+    backup_dir: Path | None = None
+    case_conflict: Literal["skip", "error"] = "skip"
 
     @field_validator("bwlimit", mode="before")
     @classmethod
@@ -111,7 +115,7 @@ class SyncSettings(BaseModel):
     def _age(cls, v: Any) -> float | None:
         return None if v is None or v == "" else parse_duration(v, "")
 
-    @field_validator("files_from", mode="before")
+    @field_validator("files_from", "backup_dir", mode="before")
     @classmethod
     def _files_from(cls, v: Any) -> Any:
         return None if v == "" else v
