@@ -38,9 +38,11 @@ import email.utils
 import hashlib
 import hmac
 import re
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiohttp
@@ -124,9 +126,12 @@ class Hooks:
 class TransportProxy:
     """``with TransportProxy(moto_endpoint) as p: p.url``; ``TransportProxy(None)`` is a forward proxy."""
 
-    def __init__(self, upstream: str | None, *, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, upstream: str | None, *, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+    ) -> None:
         self.upstream = upstream.rstrip("/") if upstream else None
         self.host = host
+        self.tls = tls  # serve HTTPS on both listeners (see self_signed())
         self.hooks = Hooks()
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
@@ -141,7 +146,8 @@ class TransportProxy:
     # -- addresses ---------------------------------------------------------------
     def _origin(self, listener: str) -> str:
         shown = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{shown}:{self._listeners[listener].port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{shown}:{self._listeners[listener].port}"
 
     def port_of(self, listener: str) -> int:
         return self._listeners[listener].port
@@ -206,7 +212,7 @@ class TransportProxy:
         )
         for name in ("main", "second"):
             server = await asyncio.start_server(
-                lambda r, w, n=name: self._conn(n, r, w), self.host, 0, limit=1 << 20
+                lambda r, w, n=name: self._conn(n, r, w), self.host, 0, limit=1 << 20, ssl=self.tls
             )
             self._listeners[name] = _Listener(name, server, server.sockets[0].getsockname()[1])
 
@@ -374,6 +380,49 @@ class TransportProxy:
             return up.status, out, payload
 
 
+def self_signed(directory: Path) -> tuple[Path, ssl.SSLContext]:
+    """A self-signed certificate for 127.0.0.1 / ::1 / localhost: (PEM path for AWS_CA_BUNDLE, server ctx)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "s3sync test CA")])
+    now = dt.datetime.now(dt.UTC)
+    san = x509.SubjectAlternativeName(
+        [
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.IPAddress(ipaddress.ip_address("::1")),
+            x509.DNSName("localhost"),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=7))
+        .add_extension(san, critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "ca.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert_path, key_path)
+    return cert_path, ctx
+
+
 def sigv4_ok(method: str, path: str, raw_query: str, headers: dict[str, str]) -> bool:
     """Recompute the SigV4 signature of a request as received (the test secret is known)."""
     m = re.match(
@@ -440,4 +489,4 @@ def _error(status: int, code: str, message: str, **extra: str) -> tuple[int, dic
     return status, {"Content-Type": "application/xml", "x-amz-request-id": "transportproxy"}, body
 
 
-__all__ = ["Hooks", "Seen", "TransportProxy", "sigv4_ok"]
+__all__ = ["Hooks", "Seen", "TransportProxy", "self_signed", "sigv4_ok"]

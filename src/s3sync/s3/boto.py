@@ -90,6 +90,7 @@ class BotoPath:
                 from s3sync.s3 import boto_hooks
 
                 self._session = self._session or aioboto3.Session(region_name=self.settings.region)
+                boto_hooks.lenient_timestamps(self._session._session)
                 # a custom endpoint (setting or AWS_ENDPOINT_URL[_S3]) is path-style, as on the lean path
                 custom = configured_endpoint_url(self.settings.endpoint_url, os.environ)
                 cfg = AioConfig(

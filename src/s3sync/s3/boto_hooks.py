@@ -7,6 +7,7 @@
   botocore's region redirector) that points the request at the ``Location`` S3
   named and lets botocore's retry loop re-sign it for that host — the same
   mechanism botocore uses for its own region redirects. One hop per request.
+* **Unparsable timestamps** are unknown (:func:`lenient_timestamps`), as on the lean path.
 * **RequestTimeTooSkewed.** botocore has no skew correction; the handler learns
   the offset from the answer's ``Date`` (:mod:`s3sync.s3.clock`) and retries
   the request once, re-signed with the corrected clock.
@@ -42,6 +43,24 @@ class NoRedirectSession(AIOHTTPSession):  # type: ignore[misc]
 
     async def _get_session(self, proxy_url: Any) -> Any:
         return _NoFollow(await super()._get_session(proxy_url))
+
+
+def lenient_timestamps(session: Any) -> None:
+    """An unparsable timestamp (a garbage ``Last-Modified``) is unknown, not a failed GET.
+
+    botocore's parser raises ValueError and fails the whole request; the lean path reads
+    such a date as unknown (0, never 1970 on disk). Same answer on both paths: ``None``.
+    Call on the aiobotocore session before its clients are created.
+    """
+    from botocore.parsers import DEFAULT_TIMESTAMP_PARSER
+
+    def parse(value: Any) -> Any:
+        try:
+            return DEFAULT_TIMESTAMP_PARSER(value)
+        except ValueError:
+            return None
+
+    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse)
 
 
 def install(client: Any) -> None:
