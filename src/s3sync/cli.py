@@ -25,6 +25,7 @@ from s3sync import __version__
 from s3sync.bootstrap import configure_logs, run_loop
 from s3sync.config import Settings, check_serving, check_syncing, load_settings
 from s3sync.errors import ConfigError, FatalError, S3SyncError
+from s3sync.flags import add_bwlimit_flag, add_filter_flags
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -69,10 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare local content with ETags, not just size and mtime",
     )
     sync.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    add_bwlimit_flag(sync)
+    add_filter_flags(sync)
+    sync.add_argument(
+        "--inventory",
+        metavar="URI",
+        help="reconcile from the newest S3 Inventory report under "
+        "s3://DEST-BUCKET/PREFIX/SOURCE-BUCKET/CONFIG-ID/ instead of listing (inventory.location)",
+    )
+    sync.add_argument(
+        "--shard", metavar="K/N", help="take only shard K of N (0 <= K < N) of the keys (sync.shard)"
+    )
 
     verify = sub.add_parser("verify", help="compare the mirror with the bucket; exit 1 on drift")
     _source_flags(verify)
     verify.add_argument("--no-checksum", action="store_true", help="compare presence and size only")
+    add_filter_flags(verify)
 
     status = sub.add_parser("status", help="ask a running daemon for its state")
     status.add_argument("--config", metavar="FILE", help="TOML config file")
@@ -87,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    o: dict[str, dict[str, Any]] = {"s3": {}, "sync": {}, "api": {}}
+    o: dict[str, dict[str, Any]] = {"s3": {}, "sync": {}, "api": {}, "inventory": {}}
     for attr, section, key in (
         ("bucket", "s3", "bucket"),
         ("endpoint_url", "s3", "endpoint_url"),
@@ -97,6 +110,14 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         ("concurrency", "sync", "concurrency"),
         ("delete", "sync", "delete"),
         ("checksum", "sync", "checksum"),
+        ("bwlimit", "sync", "bwlimit"),
+        ("min_size", "sync", "min_size"),
+        ("max_size", "sync", "max_size"),
+        ("min_age", "sync", "min_age"),
+        ("max_age", "sync", "max_age"),
+        ("files_from", "sync", "files_from"),
+        ("shard", "sync", "shard"),
+        ("inventory", "inventory", "location"),
         ("host", "api", "host"),
         ("port", "api", "port"),
     ):
@@ -178,7 +199,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
             async with open_engine(settings) as engine:
                 await _preflight(engine.bucket)
                 return await engine.reconcile(
-                    dry_run=args.dry_run, progress=bar.update if bar is not None else None
+                    dry_run=args.dry_run,
+                    progress=bar.update if bar is not None else None,
+                    version_at=args.version_at,
                 )
         finally:
             if bar is not None:
@@ -208,22 +231,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     settings = _load(args)
     check_syncing(settings)
     configure_logs(settings, quiet=True)
-    from s3sync.local.keys import KeyFilter
     from s3sync.local.mirror import Mirror
     from s3sync.s3.bucket import Bucket
+    from s3sync.sync.filters import Selection
     from s3sync.sync.verify import VerifyReport, verify
 
     async def main() -> VerifyReport:
         mirror = Mirror(settings.sync.local_dir)
-        filt = KeyFilter(
-            settings.s3.prefix,
-            settings.sync.include,
-            settings.sync.exclude,
-            settings.sync.max_file_size_bytes,
-        )
+        filt = Selection.from_settings(settings.sync, settings.s3.prefix)
         async with Bucket(settings.s3, fast_get=False) as bucket:
             await _preflight(bucket)
-            return await verify(bucket, mirror, filt, checksum=not args.no_checksum)
+            return await verify(
+                bucket, mirror, filt, checksum=not args.no_checksum, version_at=args.version_at
+            )
 
     report: VerifyReport = run_loop(main)
     if args.json:

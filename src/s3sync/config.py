@@ -11,6 +11,7 @@ import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     ValidationError,
@@ -134,7 +135,20 @@ class Settings(BaseSettings):
             if data["api"].get(key) is not None:
                 data["api"][key] = "**redacted**"
         data["sync"]["state_path"] = str(self.sync.resolved_state_path)
+        data["s3"]["endpoint_url"] = redact_url(data["s3"].get("endpoint_url"))
         return data
+
+
+def redact_url(url: str | None) -> str | None:
+    """``http://user:secret@host`` → ``http://user:**redacted**@host`` (a password in a URL is a secret)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:**redacted**@{host}"))
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -95,6 +95,7 @@ class SyncStats:
     s3_reachable: bool | None = None
     s3_error: str | None = None
     directory_writable: bool | None = None
+    bwlimit: int = 0  # --bwlimit / sync.bwlimit in bytes per second; 0 = no limit
     # keys whose last write into the mirror failed (disk full, permissions) -> message; a key
     # leaves when it is next written or deleted. Health reports "degraded" while any remain.
     local_io_failed: dict[str, str] = field(default_factory=dict)
@@ -238,6 +239,11 @@ class StatsCollector(Collector):
             "s3sync_directory_writable",
             "1 when the mirror directory is writable.",
             1 if s.directory_writable else 0,
+        )
+        yield gauge(
+            "s3sync_bwlimit_bytes_per_second",
+            "The download rate limit (sync.bwlimit) for the whole process; 0 = no limit.",
+            s.bwlimit,
         )
         info = GaugeMetricFamily("s3sync_info", "Build information.", labels=["version"])
         info.add_metric([__version__], 1)

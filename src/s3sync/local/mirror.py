@@ -24,7 +24,7 @@ from pathlib import Path
 
 from s3sync.errors import KeyConflictError, LocalIOError, S3SyncError, UnsafeKeyError
 from s3sync.local.backup import Backups
-from s3sync.local.keys import KeyMapper
+from s3sync.local.keys import KeyMapper, is_temp_name
 from s3sync.local.safefs import CaseProbe, DirSync, SafeFS, SymlinkError
 
 __all__ = ["DirSync", "LocalStat", "Mirror", "SymlinkError"]
@@ -99,6 +99,37 @@ class Mirror:
         with self._lock:
             self._temps[str(temp)] = _Temp(key, parts, dirfd, name)
         return final, temp, fd
+
+    def reopen_temp(self, key: str, name: str) -> tuple[Path, Path, int]:
+        """Open the resumable temp ``name`` of ``key`` (:mod:`s3sync.sync.resume`) like :meth:`new_temp`."""
+        if not is_temp_name(name):
+            raise LocalIOError(f"{key!r}: {name!r} is not a temporary file name")
+        parts = tuple(self.mapper.parts(key))
+        try:
+            dirfd = self.fs.open_dir(parts[:-1], key=key)
+        except OSError as exc:
+            raise _local_error(exc, key) from exc
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
+        except OSError as exc:
+            os.close(dirfd)
+            raise _local_error(exc, key) from exc
+        final = self.root.joinpath(*parts)
+        temp = final.parent / name
+        with self._lock:
+            self._temps[str(temp)] = _Temp(key, parts, dirfd, name)
+        return final, temp, fd
+
+    def release(self, fd: int, temp: Path) -> None:
+        """Close a temp but keep it on disk (a resumable download that stopped half-way)."""
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        t = self._take(temp)
+        if t is not None:
+            os.close(t.dirfd)
 
     def _take(self, temp: Path) -> _Temp | None:
         with self._lock:
@@ -205,9 +236,11 @@ class Mirror:
 
         return self.fs.remove(parts, key=key, move_away=away if backups is not None else None)
 
-    def sweep_temps(self) -> int:
-        """Delete temporaries left by a crash; returns how many."""
-        return self.fs.sweep()
+    def sweep_temps(self, keep: frozenset[str] = frozenset()) -> int:
+        """Delete temporaries left by a crash, but those named in ``keep`` (resumable); returns how many."""
+        if not keep:
+            return self.fs.sweep()
+        return self.fs.sweep(lambda name: is_temp_name(name) and name not in keep)
 
     def walk_sorted(self, prefix: str = "", after: str | None = None) -> Iterator[tuple[str, os.stat_result]]:
         """Mirror files as (key, lstat) in S3 key order, skipping state, temps and links."""

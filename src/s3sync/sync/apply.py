@@ -32,6 +32,8 @@ from s3sync.state.store import StateRow, StateStore
 from s3sync.stats import SyncStats
 from s3sync.sync.queue import Work
 from s3sync.sync.report import OpResult
+from s3sync.sync.resumable import Resumer
+from s3sync.sync.throttle import Throttle
 from s3sync.sync.transfer import Transfer
 
 log = structlog.get_logger("s3sync.apply")
@@ -59,6 +61,7 @@ class Applier:
         self.retry = retry
         sync = settings.sync
         self.filter = KeyFilter(settings.s3.prefix, sync.include, sync.exclude, sync.max_file_size_bytes)
+        stats.bwlimit = sync.bwlimit
         self.transfer = Transfer(
             bucket,
             mirror,
@@ -68,6 +71,13 @@ class Applier:
             multipart_threshold=int(sync.multipart_threshold_mb * 1024 * 1024),
             part_size=int(sync.part_size_mb * 1024 * 1024),
             on_retry=self.on_retry,
+            throttle=Throttle(sync.bwlimit) if sync.bwlimit else None,
+            resumer=Resumer(
+                mirror,
+                bucket.name,
+                min_size=int(sync.resume_min_mb * 1024 * 1024),
+                fsync=sync.fsync,
+            ),
         )
 
     def on_retry(self, exc: S3SyncError) -> None:

@@ -71,7 +71,12 @@ class Engine:
         return self.pool.accepting
 
     async def start(self) -> None:
-        swept = await asyncio.to_thread(self.mirror.sweep_temps)
+        resumer = self.applier.transfer.resumer  # temps a killed big download can resume stay
+
+        def sweep() -> int:
+            return self.mirror.sweep_temps(resumer.sweep_keep())
+
+        swept = await asyncio.to_thread(sweep)
         if swept:
             log.info("swept stale temporary files", count=swept)
         self.pool.start()
@@ -101,10 +106,17 @@ class Engine:
         checksum: bool | None = None,
         progress: Callable[[SyncReport], None] | None = None,
         source: ChangeSource = ChangeSource.RECONCILE,
+        version_at: float | None = None,
     ) -> SyncReport:
         """One full pass: plan by sorted merge, download, then (maybe) delete."""
         return await self.reconciler.reconcile(
-            prefix=prefix, delete=delete, dry_run=dry_run, checksum=checksum, progress=progress, source=source
+            prefix=prefix,
+            delete=delete,
+            dry_run=dry_run,
+            checksum=checksum,
+            progress=progress,
+            source=source,
+            version_at=version_at,
         )
 
     async def check_s3(self) -> tuple[bool, str | None]:

@@ -26,9 +26,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
+from s3sync.local.keys import KeyFilter
 from s3sync.model import ObjectMeta
+from s3sync.sections import SyncSettings
+from s3sync.sync.shard import ALL, Shard, parse_shard
 from s3sync.units import UnitParseError, parse_duration, parse_size
 
 
@@ -65,12 +68,6 @@ def _opt(
     if value is None or value == "":
         return None
     return parse(value, flag)
-
-
-class KeyPredicate(Protocol):
-    """What :class:`Selection` needs from the include/exclude key filter."""
-
-    def wants(self, key: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,19 +137,40 @@ class ObjectFilter:
         return self.rejects_attrs(meta.size, meta.last_modified, now)
 
 
-class Selection:
-    """The key filter (prefix + globs) and the object filter, asked as one."""
+class Selection(KeyFilter):
+    """The key filter (prefix + globs) and the object filter, asked as one.
 
-    def __init__(self, keys: KeyPredicate, objects: ObjectFilter | None = None) -> None:
-        self.keys = keys
+    A :class:`KeyFilter` itself, so it stands wherever one did (plan, verify,
+    the apply rules); :meth:`wants` adds ``--files-from`` to the key test.
+    """
+
+    def __init__(self, keys: KeyFilter, objects: ObjectFilter | None = None, shard: Shard = ALL) -> None:
+        super().__init__(keys.prefix, keys.include, keys.exclude, keys.max_size)
         self.objects = objects or ObjectFilter()
+        # --shard K/N: another host's keys are out of scope, exactly like an excluded glob
+        self.shard = shard
+
+    @classmethod
+    def from_settings(cls, sync: SyncSettings, prefix: str) -> Selection:
+        """The filters ``[sync]`` configures (CLI flags land there too), scoped to ``prefix``."""
+        keys = KeyFilter(prefix, sync.include, sync.exclude, sync.max_file_size_bytes)
+        return cls(
+            keys,
+            ObjectFilter(
+                min_size=sync.min_size,
+                max_size=sync.max_size,
+                min_age=sync.min_age,
+                max_age=sync.max_age,
+                files_from=read_files_from(sync.files_from) if sync.files_from else None,
+            ),
+            parse_shard(sync.shard),
+        )
 
     def wants_key(self, key: str) -> bool:
         """In scope at all: out-of-scope keys are never fetched and never removed."""
-        return self.keys.wants(key) and self.objects.wants_key(key)
+        return super().wants(key) and self.objects.wants_key(key) and self.shard.owns(key)
 
     def wants(self, key: str) -> bool:
-        """Alias of :meth:`wants_key`, so a Selection can stand where a KeyFilter did."""
         return self.wants_key(key)
 
     def rejects(self, meta: ObjectMeta, now: float | None = None) -> str | None:
@@ -168,7 +186,6 @@ class Selection:
 
 
 __all__ = [
-    "KeyPredicate",
     "ObjectFilter",
     "Selection",
     "parse_duration",

@@ -25,6 +25,7 @@ from s3sync.s3.bucket import Bucket
 from s3sync.state.store import StateRow, StateStore
 from s3sync.stats import SyncStats
 from s3sync.sync.apply import Applier
+from s3sync.sync.filters import Selection
 from s3sync.sync.plan import Adopt, Fetch, Remove, Skip, Unchanged, plan
 from s3sync.sync.pool import TransferPool
 from s3sync.sync.report import OpResult, SyncReport
@@ -53,6 +54,7 @@ class Reconciler:
         self.pool = pool
         self.applier = applier
         self._lock = asyncio.Lock()
+        self._version_at: float | None = None
 
     async def reconcile(
         self,
@@ -63,11 +65,18 @@ class Reconciler:
         checksum: bool | None = None,
         progress: Callable[[SyncReport], None] | None = None,
         source: ChangeSource = ChangeSource.RECONCILE,
+        version_at: float | None = None,
     ) -> SyncReport:
-        """One full pass: plan by sorted merge, download, then (maybe) delete."""
+        """One full pass: plan by sorted merge, download, then (maybe) delete.
+
+        ``version_at`` (``--version-at``, one-shot only) plans against the bucket
+        as it was at that instant: ListObjectVersions instead of ListObjectsV2,
+        each fetch pinned to the version id it names.
+        """
         async with self._lock:
             self.stats.reconcile_running = True
             self.stats.last_reconcile_at = time.time()
+            self._version_at = version_at
             try:
                 report = await self._reconcile(prefix, delete, dry_run, checksum, progress, source)
             except S3SyncError as exc:
@@ -78,6 +87,7 @@ class Reconciler:
                 self.stats.error(exc.code, f"reconcile: {exc}")
             finally:
                 self.stats.reconcile_running = False
+                self._version_at = None
             report.finish()
             self.stats.last_reconcile_duration = report.seconds
             outcome = "success" if report.ok else ("aborted" if report.aborted else "failed")
@@ -100,7 +110,7 @@ class Reconciler:
         delete = sync.delete if delete is None else delete
         checksum = sync.checksum if checksum is None else checksum
         scope = self.settings.s3.prefix + (prefix or "")
-        filt = KeyFilter(scope, sync.include, sync.exclude, sync.max_file_size_bytes)
+        filt = Selection.from_settings(sync, scope)
         report = SyncReport(dry_run=dry_run)
         removes: list[str] = []
         pending: set[asyncio.Future[OpResult]] = set()
@@ -113,8 +123,13 @@ class Reconciler:
 
         await asyncio.to_thread(self.mirror.ensure_root)
         content = self._content_matches if checksum else None
+        listing = (
+            self.bucket.list(scope)
+            if self._version_at is None
+            else self.bucket.list_at(scope, self._version_at)
+        )
         async for item in plan(
-            self.bucket.list(scope),
+            listing,
             self.state.iter_sorted(scope),
             filt,
             self.mirror.stat_many,
@@ -155,6 +170,9 @@ class Reconciler:
                     self.state.record(StateRow(m.key, m.etag, m.size, m.last_modified, synced_at=time.time()))
             elif isinstance(item, Remove):
                 removes.append(item.key)
+            elif isinstance(item, Skip) and item.reason == "filtered":
+                self.stats.skipped["filtered"] += 1  # what the operator asked for: not an error
+                report.skipped += 1
             elif isinstance(item, Skip):
                 self.stats.skipped[item.reason] += 1
                 report.add(OpResult(item.key, "skip", "skipped", item.message, error=item.reason))
@@ -180,7 +198,7 @@ class Reconciler:
         report: SyncReport,
         removes: list[str],
         scope: str,
-        filt: KeyFilter,
+        filt: Selection,
         dry_run: bool,
         source: ChangeSource,
     ) -> None:
@@ -188,7 +206,7 @@ class Reconciler:
             report.aborted = "deletions skipped because the pass had errors"
             return
         extras = await self._untracked_local_files(scope, filt)
-        victims = removes + extras
+        victims = await self._deletable(removes + extras, filt)
         if not victims:
             return
         tracked = await self.state.count(scope)
@@ -209,6 +227,25 @@ class Reconciler:
         futs = [self.pool.submit(Change(k, ChangeKind.REMOVE, source, listed=True)) for k in victims]
         for r in await asyncio.gather(*futs):
             report.add(r)
+
+    async def _deletable(self, keys: list[str], filt: Selection) -> list[str]:
+        """Drop the keys whose local file the size/age filters leave out (s5cmd#815).
+
+        A filter narrows what is synced; it is never a reason to delete. A key
+        without a local file stays a victim (only its state row goes).
+        """
+        if not keys or not filt.objects.active:
+            return keys
+        stats = await asyncio.to_thread(self.mirror.stat_many, keys)
+        now = time.time()
+        kept = [
+            k
+            for k, st in zip(keys, stats, strict=True)
+            if st is None or filt.may_delete_local(k, st.size, st.mtime, now)
+        ]
+        if len(kept) < len(keys):
+            log.info("local files outside the filters kept (not deleted)", count=len(keys) - len(kept))
+        return kept
 
     async def _untracked_local_files(self, scope: str, filt: KeyFilter) -> list[str]:
         """Local files that are neither tracked nor bucket objects (after a clean pass)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,6 +47,7 @@ from s3sync.sync.hashing import (
     multipart_etag_bytes,
     multipart_etag_file,
 )
+from s3sync.sync.resumable import Resumer
 from s3sync.sync.throttle import Throttle, throttle_result
 
 log = structlog.get_logger("s3sync.sync.transfer")
@@ -80,7 +82,10 @@ class Transfer:
         part_concurrency: int = 8,
         on_retry: Callable[[S3SyncError], None] | None = None,
         throttle: Throttle | None = None,
+        resumer: Resumer | None = None,
     ) -> None:
+        # without a resumer nothing is resumable (the threshold is never reached)
+        self.resumer = resumer or Resumer(mirror, bucket.name, min_size=sys.maxsize, fsync=False)
         self.bucket = bucket
         self.throttle = throttle  # the process-wide --bwlimit bucket: every body byte pays here
         self.mirror = mirror
@@ -112,7 +117,10 @@ class Transfer:
         return Downloaded(result.meta, result.bytes, result.not_modified, attempts)
 
     async def _single(self, key: str, expected: ObjectMeta | None, if_none_match: str | None) -> Downloaded:
-        res = throttle_result(await self.bucket.get(key, if_none_match=if_none_match), self.throttle)
+        version = expected.version_id if expected is not None else None  # --version-at pins it
+        res = throttle_result(
+            await self.bucket.get(key, if_none_match=if_none_match, version_id=version), self.throttle
+        )
         if res.status == 304:
             assert expected is not None or if_none_match is not None
             return Downloaded(expected or ObjectMeta(key, 0, if_none_match, 0.0), 0, not_modified=True)
@@ -199,19 +207,23 @@ class Transfer:
             part1 = await self.bucket.head(key, part_number=1)
             if part1 is not None and part1.size > 0:
                 hasher = RegionHasher(part1.size)
-        final, temp, fd = await asyncio.to_thread(self.mirror.new_temp, key)
+        # a fresh preallocated temp, or the one a killed attempt left (same ETag): only the
+        # missing ranges are fetched, the hasher below re-reads the rest from disk
+        op = await self.resumer.open(key, meta, self.part_size)
+        final, temp, fd, ranges = op.final, op.temp, op.fd, op.missing
+        frontier = [lo for lo, _ in ranges]
+        watcher = asyncio.ensure_future(self.resumer.watch(op, frontier))
         try:
-            if size:
-                await asyncio.to_thread(_preallocate, fd, size)
-            ranges = [(o, min(o + self.part_size, size) - 1) for o in range(0, size, self.part_size)]
-            frontier = [lo for lo, _ in ranges]
             sem = asyncio.Semaphore(self.part_concurrency)
             progress = asyncio.Event()
 
             async def part(idx: int, lo: int, hi: int) -> None:
                 async with sem:
                     res = throttle_result(
-                        await self.bucket.get(key, if_match=meta.etag, byte_range=(lo, hi)), self.throttle
+                        await self.bucket.get(
+                            key, if_match=meta.etag, byte_range=(lo, hi), version_id=meta.version_id
+                        ),
+                        self.throttle,
                     )
                     try:
                         assert res.body is not None
@@ -251,17 +263,22 @@ class Transfer:
             if hasher is not None and size:
                 jobs.append(follow())
             await _gather_cancel_on_error(jobs)
-            self._check_size(key, sum(f - lo for f, (lo, _) in zip(frontier, ranges, strict=True)), size)
+            got_bytes = op.done_before + sum(f - lo for f, (lo, _) in zip(frontier, ranges, strict=True))
+            self._check_size(key, got_bytes, size)
             if hasher is not None and meta.etag:
                 got = hasher.etag()
                 if got != meta.etag:
                     raise IntegrityError(f"{key}: checksum mismatch (expected ETag {meta.etag}, got {got})")
+            await _stop(watcher)
             await asyncio.to_thread(self.mirror.commit, fd, temp, final, meta.last_modified or None)
-            fd = -1
-        except BaseException:
-            await asyncio.to_thread(self.mirror.discard, fd, temp)
+            fd = op.fd = -1
+            await self.resumer.finished(op)
+        except BaseException as exc:
+            await _stop(watcher)
+            if fd >= 0:
+                await self.resumer.close(op, frontier, exc)
             raise
-        return Downloaded(meta, size)
+        return Downloaded(meta, size - op.done_before)
 
     async def _verify_multipart(self, key: str, source: Path | bytes, meta: ObjectMeta) -> None:
         """Recompute a multipart ETag; the part size comes from ``HEAD ?partNumber=1``."""
@@ -297,6 +314,11 @@ def _preallocate(fd: int, size: int) -> None:
         os.posix_fallocate(fd, 0, size)
     except (OSError, AttributeError):
         os.ftruncate(fd, size)
+
+
+async def _stop(task: asyncio.Future[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _gather_cancel_on_error(coros: Sequence[Awaitable[None]]) -> None:

@@ -19,6 +19,7 @@ from s3sync.local.keys import KeyFilter, check_key, is_directory_marker
 from s3sync.local.mirror import Mirror
 from s3sync.model import ObjectMeta
 from s3sync.s3.bucket import Bucket
+from s3sync.sync.filters import Selection
 from s3sync.sync.march import march, only
 from s3sync.sync.plan import flag_conflicts
 
@@ -49,18 +50,29 @@ class VerifyReport:
         }
 
 
-async def _local_iter(mirror: Mirror, prefix: str) -> AsyncIterator[tuple[str, int]]:
+async def _local_iter(mirror: Mirror, prefix: str) -> AsyncIterator[tuple[str, int, float]]:
     it: Iterator[Any] = mirror.walk_sorted(prefix)
     while True:
         chunk = await asyncio.to_thread(lambda: [x for _, x in zip(range(1000), it, strict=False)])
         for key, st in chunk:
-            yield key, st.st_size
+            yield key, st.st_size, st.st_mtime
         if len(chunk) < 1000:
             return
 
 
-async def verify(bucket: Bucket, mirror: Mirror, filt: KeyFilter, checksum: bool = True) -> VerifyReport:
-    """Merge the listing with the local walk; every difference is one :class:`Drift`."""
+async def verify(
+    bucket: Bucket,
+    mirror: Mirror,
+    filt: KeyFilter,
+    checksum: bool = True,
+    *,
+    version_at: float | None = None,
+) -> VerifyReport:
+    """Merge the listing with the local walk; every difference is one :class:`Drift`.
+
+    With a :class:`Selection`, objects its size/age filters leave out are neither
+    checked nor "extra"; ``version_at`` compares against the bucket at that instant.
+    """
     report = VerifyReport()
     to_hash: list[ObjectMeta] = []
 
@@ -90,16 +102,19 @@ async def verify(bucket: Bucket, mirror: Mirror, filt: KeyFilter, checksum: bool
         if conflict:
             report.skipped_unsafe += 1
             return True
-        return filt.too_large(meta.size)
+        return filt.too_large(meta.size) or (isinstance(filt, Selection) and filt.rejects(meta) is not None)
 
+    source = bucket.list(filt.prefix) if version_at is None else bucket.list_at(filt.prefix, version_at)
     listed = only(
-        flag_conflicts(bucket.list(filt.prefix)),
+        flag_conflicts(source),
         lambda item: filt.wants(item[0].key) and not is_directory_marker(item[0].key),
     )
     local = only(_local_iter(mirror, filt.prefix), lambda item: filt.wants(item[0]))
     async for item, held in march(listed, local, lambda i: i[0].key, lambda h: h[0]):
         if item is None:
             assert held is not None
+            if isinstance(filt, Selection) and not filt.may_delete_local(*held):
+                continue  # outside the size/age filters: not ours to judge
             report.drift.append(Drift(held[0], "extra", "not in bucket"))
             continue
         meta, conflict = item

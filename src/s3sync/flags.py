@@ -1,0 +1,75 @@
+"""The operator-control flags (INTERFACE: "Operator controls peers have"), parsed at the command line.
+
+Each value goes through the same parser as its ``[sync]`` key (:mod:`s3sync.units`),
+but here a bad value is an argparse usage error naming the flag (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from s3sync.s3.versions import parse_instant
+from s3sync.units import parse_duration, parse_rate, parse_size
+
+
+def _unit(parse: Callable[[str, str], Any]) -> Callable[[str], Any]:
+    """An argparse ``type=`` from a units parser: a bad value is usage error naming the flag."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text, "")
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def add_filter_flags(p: argparse.ArgumentParser) -> None:
+    """Filters shared by sync and verify (INTERFACE: "Operator controls peers have")."""
+    p.add_argument(
+        "--min-size",
+        metavar="SIZE",
+        type=_unit(parse_size),
+        help="only objects at least this big, e.g. 10K, 5M (sync.min_size)",
+    )
+    p.add_argument(
+        "--max-size",
+        metavar="SIZE",
+        type=_unit(parse_size),
+        help="only objects at most this big (sync.max_size)",
+    )
+    p.add_argument(
+        "--min-age",
+        metavar="DURATION",
+        type=_unit(parse_duration),
+        help="only objects last modified at least this long ago, e.g. 30s, 15m, 2h, 7d",
+    )
+    p.add_argument(
+        "--max-age",
+        metavar="DURATION",
+        type=_unit(parse_duration),
+        help="only objects last modified at most this long ago (sync.max_age)",
+    )
+    p.add_argument(
+        "--files-from", metavar="FILE", help="only the keys listed in FILE, one per line (sync.files_from)"
+    )
+    p.add_argument(
+        "--version-at",
+        metavar="TIMESTAMP",
+        type=_unit(parse_instant),
+        help="versioned buckets: the bucket as it was at this RFC 3339 instant",
+    )
+
+
+def add_bwlimit_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bwlimit",
+        metavar="RATE",
+        type=_unit(parse_rate),
+        help="total download rate limit in bytes/s, e.g. 10M (K/M/G = 1024^n; sync.bwlimit)",
+    )
+
+
+__all__ = ["add_bwlimit_flag", "add_filter_flags"]
