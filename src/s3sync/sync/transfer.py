@@ -128,8 +128,9 @@ class Transfer:
         meta = res.meta
         if meta.size == UNKNOWN_SIZE and expected is not None:
             meta = replace(meta, size=expected.size)  # a chunked answer: the listing knows the size
-        if expected is not None and expected.last_modified:
-            # the listing's timestamp (ms precision on some servers) is what reconcile compares
+        if expected is not None and expected.last_modified and expected.etag in (None, meta.etag):
+            # the listing's timestamp (ms precision on some servers) is what reconcile compares;
+            # not when the object was replaced since it was listed (a stale inventory report)
             meta = ObjectMeta(meta.key, meta.size, meta.etag, expected.last_modified, meta.version_id)
         try:
             if self.max_size is not None and meta.size > self.max_size:
@@ -163,10 +164,10 @@ class Transfer:
     async def _stream(self, key: str, res: GetResult, meta: ObjectMeta, checker: StreamChecker) -> int:
         assert res.body is not None
         final, temp, fd = await asyncio.to_thread(self.mirror.new_temp, key)
-        os.close(fd)
         written = 0
         try:
-            async with aiofiles.open(temp, "r+b") as fh:
+            # through the fd the mirror created (at a directory fd, O_NOFOLLOW), never by path
+            async with aiofiles.open(fd, "r+b", closefd=False) as fh:
                 async for chunk in res.body.iter_chunks(CHUNK):
                     checker.update(chunk)
                     await fh.write(chunk)
@@ -178,11 +179,11 @@ class Transfer:
                 self._check_size(key, written, meta.size)
             checker.verify(key)
             if self._needs_multipart_check(meta, checker):
-                await self._verify_multipart(key, temp, meta)
-            fd = await asyncio.to_thread(os.open, temp, os.O_RDONLY)
+                await self._verify_multipart(key, fd, meta)
             await asyncio.to_thread(self.mirror.commit, fd, temp, final, meta.last_modified or None)
+            fd = -1
         except BaseException:
-            await asyncio.to_thread(self.mirror.discard, -1, temp)
+            await asyncio.to_thread(self.mirror.discard, fd, temp)
             raise
         return written
 
@@ -280,13 +281,15 @@ class Transfer:
             raise
         return Downloaded(meta, size - op.done_before)
 
-    async def _verify_multipart(self, key: str, source: Path | bytes, meta: ObjectMeta) -> None:
+    async def _verify_multipart(self, key: str, source: Path | bytes | int, meta: ObjectMeta) -> None:
         """Recompute a multipart ETag; the part size comes from ``HEAD ?partNumber=1``."""
         part1 = await self.bucket.head(key, part_number=1)
         if part1 is None or part1.size <= 0:
             return  # cannot learn the part size; the size check already passed
         if isinstance(source, bytes):
             etag = multipart_etag_bytes(source, part1.size)
+        elif isinstance(source, int):  # an open temp's fd
+            etag = await asyncio.to_thread(_multipart_etag_fd, source, part1.size)
         else:
             etag = await asyncio.to_thread(multipart_etag_file, source, part1.size)
         if etag != meta.etag:
@@ -299,6 +302,12 @@ class Transfer:
 
 
 WRITE_BATCH = 2 * 1024 * 1024
+
+
+def _multipart_etag_fd(fd: int, part_size: int) -> str:
+    hasher = RegionHasher(part_size)
+    hasher.feed(fd, os.fstat(fd).st_size)
+    return hasher.etag()
 
 
 def _pwrite_all(fd: int, data: bytearray, offset: int) -> None:
