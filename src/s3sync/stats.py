@@ -29,6 +29,11 @@ from s3sync import __version__
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
+# Skips that leave a key out of the mirror (INTERFACE "Incomplete mirror is visible"):
+# each one sets last_error and counts in s3sync_files_skipped_total{reason=...}.
+VISIBLE_SKIPS = ("unsafe_key", "key_conflict", "case_conflict", "symlink", "archived")
+
+
 @dataclass
 class Histogram:
     """Cumulative-bucket histogram plus a window of recent samples for p50/p99."""
@@ -109,7 +114,7 @@ class SyncStats:
             self.deleted[src] += 0
         for reason in ("failed", "retries_exceeded", "integrity", "local_io", "fatal", "not_found"):
             self.failed[reason] += 0
-        for reason in ("unchanged", "unsafe_key", "key_conflict", "too_large", "filtered", "dry_run"):
+        for reason in ("unchanged", "filtered", "dry_run", "too_large", *VISIBLE_SKIPS):
             self.skipped[reason] += 0
         for outcome in ("success", "failed", "aborted"):
             self.reconcile_runs[outcome] += 0
@@ -127,6 +132,13 @@ class SyncStats:
             return None
         key = next(reversed(self.local_io_failed))
         return f"{key}: {self.local_io_failed[key]}"
+
+    def skip(self, reason: str, key: str, message: str) -> None:
+        """Count a skipped key; the reasons that leave a hole in the mirror also set ``last_error``."""
+        self.skipped[reason] += 1
+        if reason in VISIBLE_SKIPS:
+            self.last_error = f"{key!r} skipped ({reason}): {message}"
+            self.last_error_at = time.time()
 
     def error(self, reason: str, message: str) -> None:
         self.failed[reason] += 1
