@@ -34,6 +34,7 @@ from s3sync.errors import (
     S3SyncError,
     TooLargeError,
 )
+from s3sync.local.groupcommit import GroupCommitter
 from s3sync.local.mirror import Mirror
 from s3sync.model import ObjectMeta
 from s3sync.retry import RetryPolicy
@@ -89,6 +90,7 @@ class Transfer:
         self.bucket = bucket
         self.throttle = throttle  # the process-wide --bwlimit bucket: every body byte pays here
         self.mirror = mirror
+        self.committer = GroupCommitter(mirror)
         self.retry = retry
         self.verify = verify
         self.max_size = max_size
@@ -148,7 +150,8 @@ class Transfer:
                 checker.verify(key)
                 if self._needs_multipart_check(meta, checker):
                     await self._verify_multipart(key, data, meta)
-                await asyncio.to_thread(self.mirror.write_bytes, key, data, meta.last_modified or None)
+                # group durability: fsynced with the other small files of its batch
+                await self.committer.write(key, data, meta.last_modified or None)
                 written = len(data)
             else:
                 written = await self._stream(key, res, meta, checker)

@@ -1,0 +1,187 @@
+"""Group durability for small files: many temps made durable together, then renamed.
+
+Why: with ``fsync`` on, committing a 4 KiB file one at a time costs an fsync of
+the file and an fsync of its directory, each forcing an ext4 journal commit —
+3-5 ms per file measured here, far more than its GET. Journal commits are
+shared by whoever is waiting when one starts, so the same guarantee is cheaper
+when the waits overlap. :class:`GroupCommitter` collects the small files the
+workers hand it and commits them as one batch:
+
+1. each file is written to its temp sibling (``Mirror.new_temp``; created
+   ``O_EXCL`` below directory fds, never through a symlink);
+2. every temp is fsynced, **in parallel** from a small thread pool, so the
+   kernel folds the waits into a few journal commits (64 files: ~30-50 ms in
+   parallel vs ~170-360 ms one after another on this disk);
+3. each temp is renamed into place (``Mirror.commit``: its own fsync finds
+   nothing left to write; mtime set on the fd; backups honoured), deferring the
+   directory fsync to one :class:`~s3sync.local.dirsync.DirSync`;
+4. every touched directory is fsynced once;
+5. only then is each caller told its file is in place, and only then does the
+   caller record the state row (the state store batches those rows into one
+   transaction).
+
+Why this order is safe against a power cut at any instant: a rename is issued
+only after that file's data is on disk, so a rename that survives the crash
+points at complete bytes, and one that does not leaves the old file (or none)
+plus a temp the start-up sweep removes. The caller learns of success only after
+the directory fsync, so a state row can only ever describe a file whose name and
+bytes are both durable. A failure of one file fails that file only (its temp is
+removed); a failed directory fsync fails every file of the batch (their renames
+may not be durable, so no state row is written for them and the next reconcile
+looks again).
+
+Batches form by themselves (group commit): a request that finds no batch being
+written is written at once, alone — a single event's file is a batch of one and
+waits for nobody — and requests that arrive while a batch is being made durable
+form the next one. At most ``parallel_batches`` batches are in flight, so under
+load the batches grow instead of the thread count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from s3sync.errors import LocalIOError
+from s3sync.local.dirsync import DirSync
+from s3sync.local.mirror import Mirror
+
+#: Most files in one batch: bounds how long the first file of a batch waits for the last.
+MAX_BATCH = 128
+#: Threads that issue the parallel fsyncs (the kernel shares journal commits between them).
+FSYNC_THREADS = 16
+
+_pool_lock = threading.Lock()
+_fsync_pool: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _fsync_pool
+    with _pool_lock:
+        if _fsync_pool is None:
+            _fsync_pool = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="s3sync-fsync")
+        return _fsync_pool
+
+
+@dataclass(slots=True)
+class _Item:
+    key: str
+    data: bytes | bytearray | memoryview
+    mtime: float | None
+    fut: asyncio.Future[None]
+    error: BaseException | None = None
+    handle: tuple[Path, Path, int] | None = field(default=None)
+
+
+class GroupCommitter:
+    """Writes small files into a :class:`Mirror` in self-forming durable batches."""
+
+    def __init__(self, mirror: Mirror, *, max_batch: int = MAX_BATCH, parallel_batches: int = 2) -> None:
+        self.mirror = mirror
+        self.max_batch = max_batch
+        self.parallel_batches = parallel_batches
+        self._pending: list[_Item] = []
+        self._running = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.batches = 0  # batches written (for tests and profiling)
+        self.largest = 0
+
+    async def write(self, key: str, data: bytes | bytearray | memoryview, mtime: float | None) -> None:
+        """Put ``data`` at ``key``'s path; returns once it is durable (when fsync is on)."""
+        loop = asyncio.get_running_loop()
+        item = _Item(key, data, mtime, loop.create_future())
+        self._pending.append(item)
+        if self._running < self.parallel_batches:
+            self._running += 1
+            task = loop.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        await item.fut
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+                self.batches += 1
+                self.largest = max(self.largest, len(batch))
+                try:
+                    await asyncio.to_thread(commit_batch, self.mirror, batch)
+                except BaseException as exc:  # cancelled or a bug: no caller may wait forever
+                    for item in batch:
+                        item.error = item.error or exc
+                    if not isinstance(exc, Exception):
+                        raise
+                finally:
+                    for item in batch:
+                        if not item.fut.done():
+                            if item.error is None:
+                                item.fut.set_result(None)
+                            else:
+                                item.fut.set_exception(item.error)
+        finally:
+            self._running -= 1
+
+
+def commit_batch(mirror: Mirror, batch: list[_Item]) -> None:
+    """Blocking: steps 1-4 of the module docstring; each item's ``error`` says how it ended."""
+    for item in batch:
+        try:
+            final, temp, fd = mirror.new_temp(item.key)
+        except Exception as exc:
+            item.error = exc
+            continue
+        item.handle = (final, temp, fd)
+        try:
+            _write_all(fd, item.data)
+        except OSError as exc:
+            mirror.discard(fd, temp)
+            item.handle = None
+            item.error = LocalIOError(f"{item.key!r}: {exc.strerror or exc}")
+    live = [item for item in batch if item.handle is not None]
+    if mirror.fsync and live:
+        if len(live) == 1:
+            _fsync_item(live[0], mirror)
+        else:
+            list(_pool().map(lambda it: _fsync_item(it, mirror), live))
+    dirsync = DirSync()
+    committed: list[_Item] = []
+    for item in live:
+        if item.handle is None:
+            continue
+        final, temp, fd = item.handle
+        item.handle = None
+        try:
+            mirror.commit(fd, temp, final, item.mtime, dirsync=dirsync)
+            committed.append(item)
+        except Exception as exc:  # commit removed the temp and closed the fd
+            item.error = exc
+    try:
+        dirsync.flush()
+    except LocalIOError as exc:
+        for item in committed:
+            item.error = exc
+
+
+def _fsync_item(item: _Item, mirror: Mirror) -> None:
+    assert item.handle is not None
+    _final, temp, fd = item.handle
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        mirror.discard(fd, temp)
+        item.handle = None
+        item.error = LocalIOError(f"{item.key!r}: fsync failed: {exc.strerror or exc}")
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+__all__ = ["MAX_BATCH", "GroupCommitter", "commit_batch"]
