@@ -5,9 +5,10 @@ Events are hints and S3 is the truth (DESIGN.md, decision 1):
 - an **upsert** fetches the object (a conditional GET with ``If-None-Match``
   when we hold a copy), and an object S3 says is gone (404) after an event
   said "created" is deleted locally;
-- a **remove** from a complete listing (``Change.listed``) deletes; a remove
-  from an event deletes only when a newer sequencer proves it, or a HEAD
-  confirms the key is gone — otherwise we make sure we hold the current object.
+- a **remove** deletes only when S3 confirms the key is gone *when the remove
+  is applied*: a HEAD (404), or for an event a newer sequencer. A remove from a
+  listing (``Change.listed``) is as old as the listing, so it is always
+  confirmed; otherwise we make sure we hold the current object.
 
 What a change means is read from its fields (``kind``, ``listed``, ``meta``,
 ``sequencer``), never from ``source``, which is for logs and metrics.
@@ -22,7 +23,15 @@ import time
 import structlog
 
 from s3sync.config import Settings
-from s3sync.errors import FatalError, LocalIOError, NotFoundError, S3SyncError, UnsafeKeyError, classify
+from s3sync.errors import (
+    ArchivedError,
+    FatalError,
+    LocalIOError,
+    NotFoundError,
+    S3SyncError,
+    UnsafeKeyError,
+    classify,
+)
 from s3sync.local.keys import KeyFilter
 from s3sync.local.mirror import Mirror
 from s3sync.model import Change, ChangeKind, ChangeSource, ObjectMeta, compare_sequencers
@@ -94,11 +103,14 @@ class Applier:
                 result = await self._upsert(change)
             else:
                 result = await self._remove(change)
-        except UnsafeKeyError as exc:
-            self.stats.skipped[exc.code] += 1
-            self.stats.last_error = f"{change.key!r}: {exc}"
-            blog.warning("unsafe key skipped", error=str(exc))
+        except UnsafeKeyError as exc:  # unsafe_key, key_conflict, symlink: a visible skip
+            self.stats.skip(exc.code, change.key, str(exc))
+            blog.warning("unsafe key skipped", error=str(exc), reason=exc.code)
             return OpResult(change.key, "skip", "skipped", str(exc), error=exc.code)
+        except ArchivedError as exc:  # Glacier / Deep Archive, not restored: a skip, never a failure
+            self.stats.skip(exc.code, change.key, str(exc))
+            blog.info("archived object skipped", error=str(exc), reason=exc.code)
+            return OpResult(change.key, "skip", "skipped", f"archived, not restored: {exc}", error=exc.code)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -182,13 +194,18 @@ class Applier:
         return OpResult(key, "download", "success", f"downloaded {done.bytes} bytes", bytes=done.bytes)
 
     async def _remove(self, change: Change) -> OpResult:
+        """Delete only what S3 confirms is gone, checked now, while this worker holds the key.
+
+        A listed remove (reconcile) is as old as its listing: a key re-created
+        since then (and maybe already downloaded by an event) must be kept, so
+        it is confirmed with a HEAD like an event's remove without a sequencer.
+        """
         key = change.key
-        if change.listed:
-            return await self.delete_local(change, "not in bucket")
         self.mirror.mapper.to_path(key)
         row = await self.state.get(key)
         proven = (
-            row is not None
+            not change.listed
+            and row is not None
             and change.sequencer is not None
             and row.sequencer is not None
             and compare_sequencers(change.sequencer, row.sequencer) > 0
@@ -203,7 +220,12 @@ class Applier:
                 # still there (old version removed, or re-created): make sure we hold the current one
                 held = await asyncio.to_thread(self.mirror.stat, key) if row is not None else None
                 if row is not None and row.etag == meta.etag and held is not None:
-                    return OpResult(key, "delete", "unchanged", "object still exists in S3")
+                    why = (
+                        "kept: in S3 again since the listing"
+                        if change.listed
+                        else "object still exists in S3"
+                    )
+                    return OpResult(key, "delete", "unchanged", why)
                 if not self.filter.wants(key):
                     return OpResult(key, "skip", "skipped", "excluded")
                 up = Change(
@@ -215,7 +237,7 @@ class Applier:
                     received_at=change.received_at,
                 )
                 return await self._upsert(up)
-        return await self.delete_local(change, "deleted in S3")
+        return await self.delete_local(change, "not in bucket" if change.listed else "deleted in S3")
 
     async def delete_local(self, change: Change, why: str) -> OpResult:
         key = change.key
