@@ -166,3 +166,14 @@ class TestOrderedFlags:
 
         oracle = [(k, flagged(k)) for k in ordered]
         assert got == oracle
+
+
+class TestCaseOwner:
+    """A delete of another spelling of a kept key would remove the kept file: owner() names it."""
+
+    def test_owner(self) -> None:
+        cc = CaseConflicts()
+        assert cc.check("Docs/A.txt") is None
+        assert cc.owner("docs/a.TXT") == "Docs/A.txt"
+        assert cc.owner("Docs/A.txt") is None  # the same spelling is the key itself
+        assert cc.owner("other") is None

@@ -142,6 +142,15 @@ class CaseConflicts:
     def __len__(self) -> int:
         return len(self._owners)
 
+    def owner(self, key: str) -> str | None:
+        """The key holding ``key``'s folded path under another spelling, if any (no claim made).
+
+        A delete of ``key`` on a folding filesystem would remove that key's file:
+        the reconcile withholds it.
+        """
+        got = self._owners.get("/".join(self._fold(p) for p in key.split("/")))
+        return got[1] if got is not None and got[0] != key else None
+
     def check(self, key: str) -> CaseVerdict | None:
         """None and claim the key's prefixes, or the verdict when another spelling owns one."""
         parts = key.split("/")
