@@ -81,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--shard", metavar="K/N", help="take only shard K of N (0 <= K < N) of the keys (sync.shard)"
     )
+    sync.add_argument(
+        "--inventory",
+        metavar="URI",
+        help="reconcile from the newest S3 Inventory report under "
+        "s3://DEST-BUCKET/PREFIX/SOURCE-BUCKET/CONFIG-ID/ instead of listing (inventory.location)",
+    )
+    sync.add_argument(
+        "--shard", metavar="K/N", help="take only shard K of N (0 <= K < N) of the keys (sync.shard)"
+    )
 
     verify = sub.add_parser("verify", help="compare the mirror with the bucket; exit 1 on drift")
     _source_flags(verify)
@@ -116,6 +125,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         ("min_age", "sync", "min_age"),
         ("max_age", "sync", "max_age"),
         ("files_from", "sync", "files_from"),
+        ("shard", "sync", "shard"),
+        ("inventory", "inventory", "location"),
         ("shard", "sync", "shard"),
         ("inventory", "inventory", "location"),
         ("host", "api", "host"),

@@ -25,7 +25,14 @@ from pydantic_settings import (
 )
 
 from s3sync.errors import ConfigError
-from s3sync.sections import ApiSettings, LogSettings, S3Settings, SqsSettings, SyncSettings
+from s3sync.sections import (
+    ApiSettings,
+    InventorySettings,
+    LogSettings,
+    S3Settings,
+    SqsSettings,
+    SyncSettings,
+)
 
 _config_file: ContextVar[Path | None] = ContextVar("s3sync_config_file", default=None)
 _environ: ContextVar[dict[str, str] | None] = ContextVar("s3sync_environ", default=None)
@@ -107,6 +114,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     sqs: SqsSettings = SqsSettings()
     log: LogSettings = LogSettings()
+    inventory: InventorySettings = InventorySettings()
 
     @classmethod
     def settings_customise_sources(
@@ -255,6 +263,7 @@ def check_syncing(settings: Settings) -> None:
 __all__ = [
     "LEGACY_ENV",
     "ApiSettings",
+    "InventorySettings",
     "LogSettings",
     "S3Settings",
     "Settings",

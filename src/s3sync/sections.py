@@ -99,6 +99,8 @@ class SyncSettings(BaseModel):
     allow_empty_source: bool = False
     backup_dir: Path | None = None
     case_conflict: Literal["skip", "error"] = "skip"
+    # Buckets too big to list (INTERFACE version 2): "K/N" = this host takes shard K of N.
+    shard: str = ""
 
     @field_validator("bwlimit", mode="before")
     @classmethod
@@ -119,6 +121,18 @@ class SyncSettings(BaseModel):
     @classmethod
     def _files_from(cls, v: Any) -> Any:
         return None if v == "" else v
+
+    @field_validator("shard", mode="before")
+    @classmethod
+    def _shard(cls, v: Any) -> str:
+        from s3sync.errors import ConfigError
+        from s3sync.sync.shard import parse_shard
+
+        try:
+            shard = parse_shard(None if v is None else str(v))
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return "" if shard.everything else str(shard)
 
     @field_validator("max_delete")
     @classmethod
@@ -153,11 +167,39 @@ class SyncSettings(BaseModel):
 
     @property
     def resolved_state_path(self) -> Path:
-        return self.state_path or (self.local_dir / ".s3sync" / "state.db")
+        """The state DB; each shard keeps its own, as N hosts may share one ``local_dir``."""
+        if self.state_path:
+            return self.state_path
+        name = f"state-{self.shard.replace('/', '-of-')}.db" if self.shard else "state.db"
+        return self.local_dir / ".s3sync" / name
 
     @property
     def max_file_size_bytes(self) -> int | None:
         return None if self.max_file_size_mb == 0 else int(self.max_file_size_mb * 1024 * 1024)
+
+
+class InventorySettings(BaseModel):
+    """S3 Inventory as the reconcile's listing (buckets too big to list)."""
+
+    model_config = _section
+
+    # s3://DEST-BUCKET/DEST-PREFIX/SOURCE-BUCKET/CONFIG-ID/ ; empty = list the bucket
+    location: str = ""
+    region: str | None = None  # of the report's bucket, when not [s3] region
+    tmp_dir: Path | None = None  # the external sort's spill files (default: the system temp dir)
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, v: str) -> str:
+        v = v.strip()
+        if v and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-_]{1,254}(/.*)?", v):
+            raise ValueError(f"{v!r} is not s3://BUCKET/PREFIX/SOURCE-BUCKET/CONFIG-ID/")
+        return v
+
+    @field_validator("region", "tmp_dir", mode="before")
+    @classmethod
+    def _empty(cls, v: Any) -> Any:
+        return None if v == "" else v
 
 
 class ApiSettings(BaseModel):

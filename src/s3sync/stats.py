@@ -94,6 +94,9 @@ class SyncStats:
     last_reconcile_success_at: float | None = None
     last_reconcile_duration: float | None = None
     next_reconcile_at: float | None = None
+    last_reconcile_source: str | None = None  # "listing" | "inventory"
+    inventory_report: Any = None  # sync.inventory_pass.ReportInfo of the last inventory-driven pass
+    other_shard: int = 0  # changes for keys another shard (--shard K/N) owns: ignored, counted
     reconcile_running: bool = False
     last_error: str | None = None
     last_error_at: float | None = None
@@ -175,6 +178,16 @@ class SyncStats:
             "last_successful_reconcile": _iso(self.last_reconcile_success_at),
             "last_reconcile_duration_seconds": self.last_reconcile_duration,
             "next_reconcile": _iso(self.next_reconcile_at),
+            "last_reconcile_source": self.last_reconcile_source,
+            "inventory_report": None
+            if self.inventory_report is None
+            else {
+                "location": self.inventory_report.location,
+                "manifest": self.inventory_report.manifest_key,
+                "date": self.inventory_report.report,
+                "created": _iso(self.inventory_report.created),
+            },
+            "changes_other_shard": self.other_shard,
             "reconcile_running": self.reconcile_running,
             "last_error": self.last_error,
             "last_error_at": _iso(self.last_error_at),

@@ -148,14 +148,15 @@ async def notification(request: web.Request) -> web.Response:
         st.events["notification", "rejected"] += 1
         raise ApiError(400, "invalid_event", str(exc)) from None
     accepted = await services.engine().intake(parsed.changes)
+    ignored = parsed.ignored + len(parsed.changes) - accepted  # the rest: another shard's keys
     st.events["notification", "accepted"] += accepted
-    st.events["notification", "ignored"] += parsed.ignored
+    st.events["notification", "ignored"] += ignored
     st.test_events += parsed.test_events
     if parsed.subscribe_url:
         services.spawn(services.confirm_subscription(parsed.subscribe_url))
     if parsed.untrusted_subscribe_url:
         log.warning("refused SNS SubscribeURL on an untrusted host")
-    return _json(s.NotificationAccepted(accepted=accepted, ignored=parsed.ignored), status=202)
+    return _json(s.NotificationAccepted(accepted=accepted, ignored=ignored), status=202)
 
 
 # -- files -----------------------------------------------------------------

@@ -163,6 +163,11 @@ class Applier:
             if change.meta is None:
                 # an event said "created" but S3 says gone: S3 is the truth
                 return await self.delete_local(change, "gone from S3 (404)")
+            if change.listed:
+                # listed (or in a day-old inventory report), gone by the time of the GET:
+                # nothing to fetch, nothing failed; a later pass removes our copy if delete is on
+                self.stats.skipped["gone"] += 1
+                return OpResult(key, "download", "skipped", "gone from S3 since it was listed")
             raise
         if done.not_modified:
             self.stats.skipped["unchanged"] += 1
@@ -178,6 +183,8 @@ class Applier:
                 self.state.record(dataclasses.replace(row, sequencer=change.sequencer))
             return OpResult(key, "download", "unchanged", "not modified (304)")
         meta = change.meta or done.meta
+        if meta.etag and done.meta.etag and meta.etag != done.meta.etag:
+            meta = done.meta  # replaced since it was listed (a stale inventory report): record what we hold
         self.state.record(
             StateRow(
                 key=key,

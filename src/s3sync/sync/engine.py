@@ -28,6 +28,7 @@ from s3sync.sync.pool import TransferPool
 from s3sync.sync.queue import KeyedCoalescingQueue
 from s3sync.sync.reconcile import Reconciler
 from s3sync.sync.report import OpResult, SyncReport
+from s3sync.sync.shard import parse_shard
 
 log = structlog.get_logger("s3sync.engine")
 
@@ -51,6 +52,7 @@ class Engine:
         self.mirror = mirror
         self.stats = stats
         sync = settings.sync
+        self.shard = parse_shard(sync.shard)  # --shard K/N: the keys this host owns
         self.retry = retry or RetryPolicy(attempts=sync.retry_attempts + 1)
         self.applier = Applier(settings, bucket, state, mirror, stats, retry=self.retry)
         self.pool = TransferPool(
@@ -91,7 +93,15 @@ class Engine:
         await self.pool.stop(drain_timeout)
 
     async def intake(self, changes: list[Change]) -> int:
-        """Journal (durably) then enqueue; returns how many were accepted."""
+        """Journal (durably) then enqueue; returns how many were accepted.
+
+        With ``--shard K/N`` a change for a key another shard owns is ignored (and
+        counted): that host's own queue or intake delivers it there.
+        """
+        if not self.shard.everything:
+            owned = [c for c in changes if self.shard.owns(c.key)]
+            self.stats.other_shard += len(changes) - len(owned)
+            changes = owned
         return await self.pool.intake(changes)
 
     def submit(self, change: Change) -> asyncio.Future[OpResult]:

@@ -31,6 +31,7 @@ from typing import TypeVar
 from s3sync.local.keys import KeyFilter
 from s3sync.model import ObjectMeta
 from s3sync.sections import SyncSettings
+from s3sync.sync.shard import ALL, Shard, parse_shard
 from s3sync.units import UnitParseError, parse_duration, parse_size
 
 
@@ -143,9 +144,11 @@ class Selection(KeyFilter):
     the apply rules); :meth:`wants` adds ``--files-from`` to the key test.
     """
 
-    def __init__(self, keys: KeyFilter, objects: ObjectFilter | None = None) -> None:
+    def __init__(self, keys: KeyFilter, objects: ObjectFilter | None = None, shard: Shard = ALL) -> None:
         super().__init__(keys.prefix, keys.include, keys.exclude, keys.max_size)
         self.objects = objects or ObjectFilter()
+        # --shard K/N: another host's keys are out of scope, exactly like an excluded glob
+        self.shard = shard
 
     @classmethod
     def from_settings(cls, sync: SyncSettings, prefix: str) -> Selection:
@@ -160,11 +163,12 @@ class Selection(KeyFilter):
                 max_age=sync.max_age,
                 files_from=read_files_from(sync.files_from) if sync.files_from else None,
             ),
+            parse_shard(sync.shard),
         )
 
     def wants_key(self, key: str) -> bool:
         """In scope at all: out-of-scope keys are never fetched and never removed."""
-        return super().wants(key) and self.objects.wants_key(key)
+        return super().wants(key) and self.objects.wants_key(key) and self.shard.owns(key)
 
     def wants(self, key: str) -> bool:
         return self.wants_key(key)

@@ -26,6 +26,7 @@ from s3sync.state.store import StateRow, StateStore
 from s3sync.stats import SyncStats
 from s3sync.sync.apply import Applier
 from s3sync.sync.filters import Selection
+from s3sync.sync.inventory_pass import InventoryPass
 from s3sync.sync.plan import Adopt, Fetch, Remove, Skip, Unchanged, plan
 from s3sync.sync.pool import TransferPool
 from s3sync.sync.report import OpResult, SyncReport
@@ -55,6 +56,7 @@ class Reconciler:
         self.applier = applier
         self._lock = asyncio.Lock()
         self._version_at: float | None = None
+        self._inv: InventoryPass | None = None  # the inventory side of the pass under way
 
     async def reconcile(
         self,
@@ -123,11 +125,17 @@ class Reconciler:
 
         await asyncio.to_thread(self.mirror.ensure_root)
         content = self._content_matches if checksum else None
-        listing = (
-            self.bucket.list(scope)
-            if self._version_at is None
-            else self.bucket.list_at(scope, self._version_at)
-        )
+        from_inventory = self._version_at is None and bool(self.settings.inventory.location)
+        self._inv = InventoryPass(self.settings, self.state, self.stats) if from_inventory else None
+        self.stats.last_reconcile_source = "inventory" if from_inventory else "listing"
+        if self._inv is not None:
+            listing = self._inv.listing(scope, filt)
+        else:
+            listing = (
+                self.bucket.list(scope)
+                if self._version_at is None
+                else self.bucket.list_at(scope, self._version_at)
+            )
         async for item in plan(
             listing,
             self.state.iter_sorted(scope),
@@ -136,7 +144,10 @@ class Reconciler:
             skip_existing=sync.skip_existing,
             content_matches=content,
         ):
-            if isinstance(item, Fetch):
+            if isinstance(item, Fetch) and self._inv is not None and await self._inv.stale_fetch(item):
+                report.unchanged += 1  # our copy is newer than the report: events and the next pass own it
+                self.stats.skipped["newer_than_report"] += 1
+            elif isinstance(item, Fetch):
                 report.planned += 1
                 if dry_run:
                     report.add(
@@ -154,7 +165,7 @@ class Reconciler:
                         source,
                         etag=item.meta.etag,
                         size=item.meta.size,
-                        meta=item.meta,
+                        meta=item.meta if self._inv is None else self._inv.fetch_meta(item.meta),
                         listed=True,
                     ),
                     fut,
@@ -207,6 +218,8 @@ class Reconciler:
             return
         extras = await self._untracked_local_files(scope, filt)
         victims = await self._deletable(removes + extras, filt)
+        if self._inv is not None and victims:  # a day-old report: S3 must confirm each delete
+            victims = await self._inv.confirm_gone(victims, self.bucket)
         if not victims:
             return
         tracked = await self.state.count(scope)

@@ -1,0 +1,158 @@
+"""A reconcile pass fed by S3 Inventory instead of ``ListObjectsV2``, and its staleness rules.
+
+The report is up to a day (or a week) old when it is read, so it is a hint
+about the bucket, as events are, never the whole truth:
+
+* a key the report lists that we do not hold is fetched; if it has gone since,
+  the GET's 404 says so and nothing fails (see the apply rules);
+* a key we hold whose row was written *after* the report's ``creationTimestamp``
+  (an event or a later pass fetched it) is newer than what the report says: it
+  is left alone — the events and the next report are its truth;
+* a local key absent from the report is deleted only when ``delete`` is on, its
+  row predates the report, and a HEAD confirms S3 no longer has it.
+
+The report's own bucket is read through a second :class:`~s3sync.s3.bucket.Bucket`
+opened for the pass (same endpoint and credentials, its own region if set);
+the source bucket is never listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+
+from s3sync.config import Settings
+from s3sync.model import ObjectMeta
+from s3sync.s3.bucket import Bucket
+from s3sync.s3.inventory import InventoryReader, Manifest, parse_location
+from s3sync.state.store import StateRow, StateStore
+from s3sync.stats import SyncStats
+from s3sync.sync.filters import Selection
+from s3sync.sync.plan import Fetch
+
+log = structlog.get_logger("s3sync.inventory")
+
+_CHUNK = 1 << 18
+_HEADS = 16  # HEADs in flight while confirming deletes
+
+
+@dataclass(frozen=True, slots=True)
+class ReportInfo:
+    """What ``/api/v1/stats`` says about the report the last pass used."""
+
+    location: str
+    manifest_key: str
+    report: str  # YYYY-MM-DDTHH-MMZ
+    created: float  # creationTimestamp, unix seconds
+
+    @classmethod
+    def of(cls, location: str, m: Manifest) -> ReportInfo:
+        return cls(location, m.key, m.report, m.created)
+
+
+@asynccontextmanager
+async def open_report(settings: Settings, scope: str, selection: Selection) -> AsyncIterator[InventoryReader]:
+    """The reader of the newest report under ``[inventory] location``, for one pass."""
+    inv = settings.inventory
+    report_bucket, _ = parse_location(inv.location)
+    s3 = settings.s3.model_copy(
+        update={"bucket": report_bucket, "prefix": "", "region": inv.region or settings.s3.region}
+    )
+    async with Bucket(s3, fast_get=s3.fast_get, timeout=settings.sync.download_timeout_seconds) as bucket:
+
+        async def list_keys(_bucket: str, prefix: str) -> AsyncIterator[str]:
+            async for meta in bucket.list(prefix):
+                yield meta.key
+
+        async def get_object(_bucket: str, key: str) -> AsyncIterator[bytes]:
+            res = await bucket.get(key)
+            try:
+                if res.body is not None:
+                    async for chunk in res.body.iter_chunks(_CHUNK):
+                        yield chunk
+            finally:
+                res.close()
+
+        yield InventoryReader(
+            inv.location,
+            list_keys,
+            get_object,
+            source_bucket=settings.s3.bucket,
+            prefix=scope,
+            accept=selection.wants_key,
+            tmpdir=inv.tmp_dir,
+        )
+
+
+def newer_than_report(row: StateRow | None, created: float) -> bool:
+    """Our copy was written (or last changed in S3) after the report was made: the report is stale."""
+    return row is not None and max(row.synced_at, row.last_modified) > created
+
+
+class InventoryPass:
+    """The inventory side of one reconcile pass: its listing, the stale-fetch test, the delete check."""
+
+    def __init__(self, settings: Settings, state: StateStore, stats: SyncStats) -> None:
+        self.settings = settings
+        self.state = state
+        self.stats = stats
+        self.report: ReportInfo | None = None  # known once the listing has started
+
+    async def listing(self, scope: str, selection: Selection) -> AsyncIterator[ObjectMeta]:
+        """The newest report's objects in key order; the report's date is known before the first."""
+        async with open_report(self.settings, scope, selection) as reader:
+            manifest = await reader.load_manifest()
+            self.report = ReportInfo.of(self.settings.inventory.location, manifest)
+            self.stats.inventory_report = self.report
+            log.info("reconcile from inventory", report=manifest.key, created=manifest.created_iso)
+            async for meta in reader.objects():
+                yield meta
+            log.info("inventory report read", **reader.stats)
+
+    async def stale_fetch(self, item: Fetch) -> bool:
+        """A tracked key the report says changed, but our row is newer than the report."""
+        if self.report is None or item.reason != "changed":
+            return False
+        return newer_than_report(await self.state.get(item.meta.key), self.report.created)
+
+    def fetch_meta(self, meta: ObjectMeta) -> ObjectMeta | None:
+        """A large object is fetched as its GET describes it: the report's row may be a day old.
+
+        (A ranged GET pins the ETag it is given; a small one keeps the report's
+        meta, and the apply rules record the GET's ETag when the two differ.)
+        """
+        if meta.size >= self.settings.sync.multipart_threshold_mb * 1024 * 1024:
+            return None
+        return meta
+
+    async def confirm_gone(self, keys: list[str], bucket: Bucket) -> list[str]:
+        """The keys absent from the report that S3 confirms are gone.
+
+        A key whose row postdates the report is kept without asking; every other
+        key is HEADed (a few in flight at once) and kept if S3 still has it.
+        """
+        if self.report is None:
+            return []
+        created = self.report.created
+        sem = asyncio.Semaphore(_HEADS)
+
+        async def gone(key: str) -> bool:
+            if newer_than_report(await self.state.get(key), created):
+                return False
+            async with sem:
+                return await bucket.head(key) is None
+
+        verdicts = await asyncio.gather(*(gone(k) for k in keys))
+        victims = [k for k, g in zip(keys, verdicts, strict=True) if g]
+        if len(victims) < len(keys):
+            log.info(
+                "keys absent from the inventory report still in S3 (kept)", count=len(keys) - len(victims)
+            )
+        return victims
+
+
+__all__ = ["InventoryPass", "ReportInfo", "newer_than_report", "open_report"]
