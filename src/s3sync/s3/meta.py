@@ -56,6 +56,22 @@ def rfc1123(value: str) -> float:
 UNKNOWN_SIZE = -1
 
 
+def rclone_mtime(h: Mapping[str, str]) -> float | None:
+    """rclone's ``x-amz-meta-mtime`` (seconds since the epoch, fractional) → the file's mtime, or None.
+
+    Anything that is not a plausible timestamp (not a number, negative, NaN,
+    past year 5138) is ignored, and the object's LastModified is used instead.
+    """
+    raw = h.get("x-amz-meta-mtime")
+    if not raw:
+        return None
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        return None
+    return value if 0 <= value < 1e11 else None
+
+
 def meta_from_headers(key: str, h: Mapping[str, str]) -> ObjectMeta:
     """A GET/HEAD response's headers (lower-case names) → ObjectMeta; a 206's size is the whole object's.
 

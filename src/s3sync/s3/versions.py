@@ -9,11 +9,10 @@ either. :func:`at_instant` walks the pages once, keeping only the current key's
 decision between pages (a key's versions may span pages), so memory is one
 page however big the bucket's history is.
 
-The lean path parses the XML here (document order is S3's order). botocore
-returns versions and delete markers as two lists; :func:`page_from_boto` merges
-them back per key by LastModified, newest first (ties: the ``IsLatest`` entry
-first, then versions before markers, the order S3 itself would not make
-ambiguous at second precision in practice).
+The lean path parses the XML here; botocore returns versions and delete
+markers as two lists. Either way each page is put in S3's order by
+:func:`_s3_order` (key, then newest first, the ``IsLatest`` entry first on a
+same-second tie), which also copes with servers that do not interleave.
 """
 
 from __future__ import annotations
@@ -108,6 +107,7 @@ def parse_versions_page(body: bytes) -> VersionsPage:
             fields[tag] = child.text or ""
     if encoded:
         entries = [_decoded(e) for e in entries]
+    _s3_order(entries)
     next_key = fields.get("NextKeyMarker") or None
     if encoded and next_key is not None:
         next_key = unquote_plus(next_key)
@@ -142,14 +142,23 @@ def page_from_boto(page: dict[str, Any]) -> VersionsPage:
         )
         for m in page.get("DeleteMarkers", ()) or ()
     ]
-    # S3 order: keys ascending by UTF-8 bytes, then newest first
-    entries.sort(key=lambda e: (e.key.encode("utf-8", "surrogatepass"), -e.last_modified, not e.is_latest))
+    _s3_order(entries)
     return VersionsPage(
         entries,
         bool(page.get("IsTruncated")),
         page.get("NextKeyMarker") or None,
         page.get("NextVersionIdMarker") or None,
     )
+
+
+def _s3_order(entries: list[VersionEntry]) -> None:
+    """Keys by UTF-8 bytes, then newest first; on a same-second tie the ``IsLatest`` entry first.
+
+    Stable, so document order decides what is left. Some servers (moto) list all
+    versions before all delete markers instead of interleaving them, which a
+    version and a marker written in the same second would otherwise get wrong.
+    """
+    entries.sort(key=lambda e: (e.key.encode("utf-8", "surrogatepass"), -e.last_modified, not e.is_latest))
 
 
 PageFn = Callable[[str | None, str | None], Awaitable[VersionsPage]]

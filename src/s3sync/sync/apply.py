@@ -190,7 +190,9 @@ class Applier:
                 key=key,
                 etag=meta.etag or done.meta.etag,
                 size=done.meta.size,
-                last_modified=meta.last_modified or done.meta.last_modified,
+                # the mtime the local file was given (rclone's x-amz-meta-mtime when present), so
+                # the next pass recognises the file: see plan._held_as_recorded
+                last_modified=done.mtime or meta.last_modified or done.meta.last_modified,
                 version_id=done.meta.version_id,
                 sequencer=_content_sequencer(change, done.meta),
                 synced_at=time.time(),

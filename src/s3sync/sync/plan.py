@@ -79,6 +79,16 @@ def _local_matches(meta: ObjectMeta, local: LocalStat | None) -> bool:
     )
 
 
+def _held_as_recorded(meta: ObjectMeta, local: LocalStat | None, row: StateRow | None) -> bool:
+    """The local file is the one we wrote, with the mtime we gave it (rclone's mtime metadata)."""
+    return (
+        row is not None
+        and local is not None
+        and local.size == meta.size == row.size
+        and abs(local.mtime - row.last_modified) < MTIME_SLACK
+    )
+
+
 async def plan(
     listing: AsyncIterator[ObjectMeta],
     tracked: AsyncIterator[StateRow],
@@ -107,11 +117,17 @@ async def plan(
         stats = await asyncio.to_thread(stat_many, keys)
         checks: list[bool] = []
         if content_matches is not None:
-            cands = [m for (m, _), st in zip(batch, stats, strict=True) if _local_matches(m, st)]
+            cands = [
+                m
+                for (m, r), st in zip(batch, stats, strict=True)
+                if _local_matches(m, st) or _held_as_recorded(m, st, r)
+            ]
             res = await asyncio.to_thread(lambda: {m.key: content_matches(m) for m in cands})
             checks = [res.get(m.key, False) for m, _ in batch]
         for i, ((meta, r), local) in enumerate(zip(batch, stats, strict=True)):
-            ok_local = _local_matches(meta, local) and (content_matches is None or checks[i])
+            ok_local = (_local_matches(meta, local) or _held_as_recorded(meta, local, r)) and (
+                content_matches is None or checks[i]
+            )
             if r is not None and _same_object(meta, r):
                 if ok_local:
                     yield Unchanged(meta.key)

@@ -39,6 +39,7 @@ from s3sync.local.mirror import Mirror
 from s3sync.model import ObjectMeta
 from s3sync.retry import RetryPolicy
 from s3sync.s3.bucket import UNKNOWN_SIZE, Bucket, GetResult
+from s3sync.s3.meta import rclone_mtime
 from s3sync.sync.hashing import (
     CHUNK,
     MD5_RE,
@@ -65,6 +66,7 @@ class Downloaded:
     bytes: int
     not_modified: bool = False
     attempts: int = 1
+    mtime: float | None = None  # set when the object carries rclone's x-amz-meta-mtime
 
 
 class Transfer:
@@ -116,7 +118,7 @@ class Transfer:
             return await self._single(key, expected, if_none_match)
 
         result = await self.retry.run(once, self.on_retry)
-        return Downloaded(result.meta, result.bytes, result.not_modified, attempts)
+        return Downloaded(result.meta, result.bytes, result.not_modified, attempts, result.mtime)
 
     async def _single(self, key: str, expected: ObjectMeta | None, if_none_match: str | None) -> Downloaded:
         version = expected.version_id if expected is not None else None  # --version-at pins it
@@ -134,6 +136,7 @@ class Transfer:
             # the listing's timestamp (ms precision on some servers) is what reconcile compares;
             # not when the object was replaced since it was listed (a stale inventory report)
             meta = ObjectMeta(meta.key, meta.size, meta.etag, expected.last_modified, meta.version_id)
+        mtime = rclone_mtime(res.headers)
         try:
             if self.max_size is not None and meta.size > self.max_size:
                 raise TooLargeError(f"{key}: {meta.size} bytes exceeds max_file_size_mb")
@@ -151,7 +154,7 @@ class Transfer:
                 if self._needs_multipart_check(meta, checker):
                     await self._verify_multipart(key, data, meta)
                 # group durability: fsynced with the other small files of its batch
-                await self.committer.write(key, data, meta.last_modified or None)
+                await self.committer.write(key, data, mtime or meta.last_modified or None)
                 written = len(data)
             else:
                 written = await self._stream(key, res, meta, checker)
@@ -159,7 +162,7 @@ class Transfer:
             res.close()
         if meta.size == UNKNOWN_SIZE:
             meta = replace(meta, size=written)
-        return Downloaded(meta, written)
+        return Downloaded(meta, written, mtime=mtime)
 
     def _needs_multipart_check(self, meta: ObjectMeta, checker: StreamChecker) -> bool:
         return bool(self.verify and checker.kind is None and meta.etag and MULTI_RE.match(meta.etag))
@@ -183,7 +186,8 @@ class Transfer:
             checker.verify(key)
             if self._needs_multipart_check(meta, checker):
                 await self._verify_multipart(key, fd, meta)
-            await asyncio.to_thread(self.mirror.commit, fd, temp, final, meta.last_modified or None)
+            mtime = rclone_mtime(res.headers) or meta.last_modified or None
+            await asyncio.to_thread(self.mirror.commit, fd, temp, final, mtime)
             fd = -1
         except BaseException:
             await asyncio.to_thread(self.mirror.discard, fd, temp)
@@ -217,6 +221,7 @@ class Transfer:
         final, temp, fd, ranges = op.final, op.temp, op.fd, op.missing
         frontier = [lo for lo, _ in ranges]
         watcher = asyncio.ensure_future(self.resumer.watch(op, frontier))
+        seen_mtime: list[float | None] = [None]  # rclone's x-amz-meta-mtime, from any part's headers
         try:
             sem = asyncio.Semaphore(self.part_concurrency)
             progress = asyncio.Event()
@@ -229,6 +234,7 @@ class Transfer:
                         ),
                         self.throttle,
                     )
+                    seen_mtime[0] = seen_mtime[0] or rclone_mtime(res.headers)
                     try:
                         assert res.body is not None
                         off = lo
@@ -274,7 +280,8 @@ class Transfer:
                 if got != meta.etag:
                     raise IntegrityError(f"{key}: checksum mismatch (expected ETag {meta.etag}, got {got})")
             await _stop(watcher)
-            await asyncio.to_thread(self.mirror.commit, fd, temp, final, meta.last_modified or None)
+            mtime = seen_mtime[0] or meta.last_modified or None
+            await asyncio.to_thread(self.mirror.commit, fd, temp, final, mtime)
             fd = op.fd = -1
             await self.resumer.finished(op)
         except BaseException as exc:
@@ -282,7 +289,7 @@ class Transfer:
             if fd >= 0:
                 await self.resumer.close(op, frontier, exc)
             raise
-        return Downloaded(meta, size - op.done_before)
+        return Downloaded(meta, size - op.done_before, mtime=seen_mtime[0])
 
     async def _verify_multipart(self, key: str, source: Path | bytes | int, meta: ObjectMeta) -> None:
         """Recompute a multipart ETag; the part size comes from ``HEAD ?partNumber=1``."""
