@@ -25,6 +25,8 @@ from s3sync.s3.bucket import Bucket
 from s3sync.state.store import StateRow, StateStore
 from s3sync.stats import SyncStats
 from s3sync.sync.apply import Applier
+from s3sync.sync.conflicts import CaseConflicts
+from s3sync.sync.deletes import DeletePlan, refusal
 from s3sync.sync.filters import Selection
 from s3sync.sync.inventory_pass import InventoryPass
 from s3sync.sync.plan import Adopt, Fetch, Remove, Skip, Unchanged, plan
@@ -32,6 +34,7 @@ from s3sync.sync.pool import TransferPool
 from s3sync.sync.report import OpResult, SyncReport
 
 log = structlog.get_logger("s3sync.reconcile")
+MAX_WITHHELD_DETAILS = 1000
 
 
 class Reconciler:
@@ -115,11 +118,17 @@ class Reconciler:
         filt = Selection.from_settings(sync, scope)
         report = SyncReport(dry_run=dry_run)
         removes: list[str] = []
+        uncertain: set[str] = set()  # listed keys this pass did not settle: never deleted as "extra"
+        listed = 0
+        case = self._case_policy()
         pending: set[asyncio.Future[OpResult]] = set()
 
         def collect(fut: asyncio.Future[OpResult]) -> None:
             pending.discard(fut)
-            report.add(fut.result())
+            result = fut.result()
+            report.add(result)
+            if result.status in ("failed", "skipped"):
+                uncertain.add(result.key)
             if progress:
                 progress(report)
 
@@ -143,7 +152,10 @@ class Reconciler:
             self.mirror.stat_many,
             skip_existing=sync.skip_existing,
             content_matches=content,
+            name_max=self.mirror.mapper.name_max,
+            case=case,
         ):
+            listed += not isinstance(item, Remove)
             if isinstance(item, Fetch) and self._inv is not None and await self._inv.stale_fetch(item):
                 report.unchanged += 1  # our copy is newer than the report: events and the next pass own it
                 self.stats.skipped["newer_than_report"] += 1
@@ -185,8 +197,12 @@ class Reconciler:
                 self.stats.skipped["filtered"] += 1  # what the operator asked for: not an error
                 report.skipped += 1
             elif isinstance(item, Skip):
-                self.stats.skipped[item.reason] += 1
-                report.add(OpResult(item.key, "skip", "skipped", item.message, error=item.reason))
+                uncertain.add(item.key)
+                self.stats.skip(item.reason, item.key, item.message)
+                if item.reason == "case_conflict" and sync.case_conflict == "error":
+                    report.add(OpResult(item.key, "download", "failed", item.message, error=item.reason))
+                else:
+                    report.add(OpResult(item.key, "skip", "skipped", item.message, error=item.reason))
                 log.warning("key skipped", key=item.key, reason=item.reason, message=item.message)
                 if item.tracked and item.reason == "key_conflict" and not dry_run:
                     # the directory wins: drop our old file so the children can be written
@@ -199,10 +215,17 @@ class Reconciler:
             await asyncio.gather(*list(pending), return_exceptions=True)
         await self.state.flush()
         if delete:
-            await self._reconcile_deletes(report, removes, scope, filt, dry_run, source)
+            await self._reconcile_deletes(
+                report, removes, scope, filt, dry_run, source, uncertain=uncertain, listed=listed, case=case
+            )
         elif removes:
             log.info("keys gone from the bucket kept locally (delete is off)", count=len(removes))
         return report
+
+    def _case_policy(self) -> CaseConflicts | None:
+        """Built only when the start-up probe says the filesystem folds case or Unicode forms."""
+        probe = self.mirror.case
+        return CaseConflicts(case_sensitive=probe.case_sensitive) if probe.folds else None
 
     async def _reconcile_deletes(
         self,
@@ -212,26 +235,57 @@ class Reconciler:
         filt: Selection,
         dry_run: bool,
         source: ChangeSource,
+        *,
+        uncertain: set[str] | None = None,
+        listed: int = 1,
+        case: CaseConflicts | None = None,
     ) -> None:
-        if report.failed:
-            report.aborted = "deletions skipped because the pass had errors"
-            return
+        """Guard the pass's deletes as a whole, then submit each through the queue.
+
+        A failure elsewhere in the pass does not hold deletes back: each one is
+        re-checked with S3 when the worker holding its key applies it. What is
+        withheld is what this pass could not settle: local files of listed keys
+        that failed or were skipped, and, on a folding filesystem, another
+        spelling of a key that is kept (deleting it would delete the kept file).
+        """
+        uncertain = uncertain or set()
         extras = await self._untracked_local_files(scope, filt)
+        withheld = [k for k in extras if k in uncertain]
+        extras = [k for k in extras if k not in uncertain]
+        if case is not None:
+            folded = [k for k in removes + extras if case.owner(k) is not None]
+            withheld += folded
+            removes = [k for k in removes if k not in folded]
+            extras = [k for k in extras if k not in folded]
+        for key in withheld[:MAX_WITHHELD_DETAILS]:
+            why = (
+                f"delete withheld: {key!r} was not settled by this pass (failed, skipped or another spelling)"
+            )
+            report.details.append(
+                {"operation": "delete", "file_key": key, "status": "withheld", "message": why}
+            )
+        if withheld:
+            log.warning(
+                "deletes withheld for keys whose state is uncertain", count=len(withheld), keys=withheld[:10]
+            )
         victims = await self._deletable(removes + extras, filt)
         if self._inv is not None and victims:  # a day-old report: S3 must confirm each delete
             victims = await self._inv.confirm_gone(victims, self.bucket)
         if not victims:
             return
         tracked = await self.state.count(scope)
-        limit = self.settings.sync.delete_limit(tracked + len(extras))
-        if limit is not None and len(victims) > limit:
-            report.aborted = (
-                f"max_delete guard: would delete {len(victims)} files, limit is {limit}; nothing deleted"
-            )
+        sync = self.settings.sync
+        refused = refusal(
+            DeletePlan(len(victims), tracked + len(extras), listed, scope),
+            max_delete=sync.max_delete,
+            allow_empty_source=sync.allow_empty_source,
+        )
+        if refused is not None:
+            code, report.aborted = refused
             report.failed += 1
-            report.errors.append({"key": "", "error": "max_delete", "message": report.aborted})
-            self.stats.error("max_delete", report.aborted)
-            log.error("max_delete guard tripped", would_delete=len(victims), limit=limit)
+            report.errors.append({"key": "", "error": code, "message": report.aborted})
+            self.stats.error(code, report.aborted)
+            log.error("delete guard tripped", guard=code, would_delete=len(victims), message=report.aborted)
             return
         if dry_run:
             for key in victims:
