@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
+
 from s3sync.config import Settings
 from s3sync.errors import FatalError
 from s3sync.local.mirror import Mirror
@@ -12,6 +14,8 @@ from s3sync.s3.bucket import Bucket
 from s3sync.state.store import StateStore
 from s3sync.stats import SyncStats
 from s3sync.sync.engine import Engine
+
+log = structlog.get_logger("s3sync.runtime")
 
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
@@ -46,7 +50,9 @@ async def open_engine(
     """
     tune_malloc()
     stats = stats or SyncStats()
-    mirror = mirror or Mirror(settings.sync.local_dir, fsync=settings.sync.fsync)
+    mirror = mirror or Mirror(
+        settings.sync.local_dir, fsync=settings.sync.fsync, backup_dir=settings.sync.backup_dir
+    )
     try:
         mirror.ensure_root()
     except OSError as exc:
@@ -56,6 +62,16 @@ async def open_engine(
     stats.directory_writable = mirror.is_writable()
     if not stats.directory_writable:
         raise FatalError(f"sync.local_dir: {str(mirror.root)!r} is not writable")
+    try:
+        probe = mirror.probe_case()  # keys that differ only by case must not flip-flop on exFAT/SMB
+    except OSError as exc:
+        raise FatalError(f"sync.local_dir: {str(mirror.root)!r} is not writable ({exc.strerror})") from exc
+    if probe.folds:
+        log.info(
+            "the mirror's filesystem folds names: keys that differ only by case are case_conflict skips",
+            case_sensitive=probe.case_sensitive,
+            normalization_sensitive=probe.normalization_sensitive,
+        )
     state = StateStore(settings.sync.resolved_state_path)
     try:
         await state.open()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -101,6 +102,18 @@ class SyncSettings(BaseModel):
     case_conflict: Literal["skip", "error"] = "skip"
     # Buckets too big to list (INTERFACE version 2): "K/N" = this host takes shard K of N.
     shard: str = ""
+
+    @model_validator(mode="after")
+    def _backup_outside_mirror(self) -> SyncSettings:
+        """A backup inside the mirror would be swept as untracked files and deleted."""
+        if self.backup_dir is not None:
+            b, m = os.path.realpath(self.backup_dir), os.path.realpath(self.local_dir)
+            if b == m or b.startswith(m + os.sep):
+                raise ValueError(
+                    f"backup_dir {str(self.backup_dir)!r} is inside local_dir {str(self.local_dir)!r}; "
+                    "choose a directory outside the mirror"
+                )
+        return self
 
     @field_validator("bwlimit", mode="before")
     @classmethod

@@ -67,7 +67,9 @@ class Services:
     def __init__(self, settings: Settings, stats: SyncStats, notifier: Notifier | None = None) -> None:
         self.settings = settings
         self.stats = stats
-        self.mirror = Mirror(settings.sync.local_dir, fsync=settings.sync.fsync)
+        self.mirror = Mirror(
+            settings.sync.local_dir, fsync=settings.sync.fsync, backup_dir=settings.sync.backup_dir
+        )
         self.jobs = Jobs()
         self.notifier = notifier or Notifier()
         self.scheduler: Scheduler | None = None
