@@ -72,7 +72,8 @@ class SyncSettings(BaseModel):
     delete: bool = False
     max_delete: int | str = "50%"
     concurrency: int = Field(default=32, ge=1, le=1024)
-    max_file_size_mb: float = Field(default=0.0, ge=0)  # 0 = no limit (the old service's 1000 hid big objects)
+    # 0 = no limit (the old service's default of 1000 silently left big objects out)
+    max_file_size_mb: float = Field(default=0.0, ge=0)
     # NoDecode: an env value reaches _globs as a plain string (comma list or JSON list)
     # instead of failing pydantic-settings' JSON decoding with a message naming no key.
     include: Annotated[tuple[str, ...], NoDecode] = ()
