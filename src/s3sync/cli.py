@@ -62,6 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--delete", action="store_true", default=None, help="delete local files gone from the bucket"
     )
     sync.add_argument("--dry-run", action="store_true", help="report what would change; change nothing")
+    sync.add_argument(
+        "--allow-empty-source",
+        action="store_true",
+        default=None,
+        help="let an empty listing delete the mirror's files (sync.allow_empty_source); "
+        "otherwise such a pass deletes nothing",
+    )
+    sync.add_argument(
+        "--backup-dir",
+        metavar="DIR",
+        help="move files a delete or an overwrite would destroy to DIR/<key>, outside the mirror "
+        "(sync.backup_dir)",
+    )
     sync.add_argument("--concurrency", type=int, help="parallel transfers (sync.concurrency)")
     sync.add_argument(
         "--checksum",
@@ -118,6 +131,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         ("dest", "sync", "local_dir"),
         ("concurrency", "sync", "concurrency"),
         ("delete", "sync", "delete"),
+        ("allow_empty_source", "sync", "allow_empty_source"),
+        ("backup_dir", "sync", "backup_dir"),
         ("checksum", "sync", "checksum"),
         ("bwlimit", "sync", "bwlimit"),
         ("min_size", "sync", "min_size"),
