@@ -38,7 +38,8 @@ class S3Settings(BaseModel):
     prefix: str = ""
     region: str = "us-east-1"
     endpoint_url: str | None = None
-    max_pool_connections: int = Field(default=128, ge=1, le=4096)
+    # > sync.concurrency: ranged parts of large objects and listing pages need connections too
+    max_pool_connections: int = Field(default=256, ge=1, le=4096)
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     fast_get: bool = True
 
@@ -71,7 +72,8 @@ class SyncSettings(BaseModel):
     periodic: bool = True
     delete: bool = False
     max_delete: int | str = "50%"
-    concurrency: int = Field(default=32, ge=1, le=1024)
+    # operations in flight; memory is bounded separately by bytes in flight (sync.admission)
+    concurrency: int = Field(default=128, ge=1, le=1024)
     # 0 = no limit (the old service's default of 1000 silently left big objects out)
     max_file_size_mb: float = Field(default=0.0, ge=0)
     # NoDecode: an env value reaches _globs as a plain string (comma list or JSON list)

@@ -12,9 +12,10 @@ workers hand it and commits them as one batch:
 2. every temp is fsynced, **in parallel** from a small thread pool, so the
    kernel folds the waits into a few journal commits (64 files: ~30-50 ms in
    parallel vs ~170-360 ms one after another on this disk);
-3. each temp is renamed into place (``Mirror.commit``: its own fsync finds
-   nothing left to write; mtime set on the fd; backups honoured), deferring the
-   directory fsync to one :class:`~s3sync.local.dirsync.DirSync`;
+3. each temp is renamed into place (``Mirror.commit(synced=True)``: no second
+   fsync — on ext4 even a clean fsync flushes the disk cache; the mtime was set
+   before the fsync; backups honoured), deferring the directory fsync to one
+   :class:`~s3sync.local.dirsync.DirSync`;
 4. every touched directory is fsynced once;
 5. only then is each caller told its file is in place, and only then does the
    caller record the state row (the state store batches those rows into one
@@ -137,6 +138,8 @@ def commit_batch(mirror: Mirror, batch: list[_Item]) -> None:
         item.handle = (final, temp, fd)
         try:
             _write_all(fd, item.data)
+            if item.mtime is not None:  # before the fsync, so the fsync covers it too
+                os.utime(fd, (item.mtime, item.mtime))
         except OSError as exc:
             mirror.discard(fd, temp)
             item.handle = None
@@ -155,7 +158,7 @@ def commit_batch(mirror: Mirror, batch: list[_Item]) -> None:
         final, temp, fd = item.handle
         item.handle = None
         try:
-            mirror.commit(fd, temp, final, item.mtime, dirsync=dirsync)
+            mirror.commit(fd, temp, final, None, dirsync=dirsync, synced=True)
             committed.append(item)
         except Exception as exc:  # commit removed the temp and closed the fd
             item.error = exc

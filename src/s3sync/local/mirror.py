@@ -136,19 +136,29 @@ class Mirror:
             return self._temps.pop(str(temp), None)
 
     def commit(
-        self, fd: int, temp: Path, final: Path, mtime: float | None, *, dirsync: DirSync | None = None
+        self,
+        fd: int,
+        temp: Path,
+        final: Path,
+        mtime: float | None,
+        *,
+        dirsync: DirSync | None = None,
+        synced: bool = False,
     ) -> None:
         """fsync, set mtime, close, (back up what it replaces,) rename, fsync the directory.
 
         ``dirsync`` defers the directory fsync to the caller's batch (group
         durability: :meth:`DirSync.flush` once for many commits); without it the
-        directory is fsynced here when ``fsync`` is on. The temp is gone either way.
+        directory is fsynced here when ``fsync`` is on. ``synced`` says the caller
+        already fsynced ``fd`` (local.groupcommit fsyncs a batch in parallel): a
+        second fsync is not free — ext4 still flushes the disk cache for it. The
+        temp is gone either way.
         """
         t = self._take(temp)
         if t is None:
             raise LocalIOError(f"{final}: unknown temporary file")
         try:
-            if self.fsync:
+            if self.fsync and not synced:
                 os.fsync(fd)
             if mtime is not None:
                 os.utime(fd, (mtime, mtime))

@@ -22,6 +22,7 @@ from s3sync.model import Change
 from s3sync.retry import full_jitter
 from s3sync.state.store import StateStore
 from s3sync.stats import SyncStats
+from s3sync.sync.admission import ByteBudget, weight
 from s3sync.sync.queue import KeyedCoalescingQueue, Work
 from s3sync.sync.report import OpResult
 
@@ -53,6 +54,7 @@ class TransferPool:
         self.concurrency = concurrency
         self.drain_timeout = drain_timeout
         self.queue = KeyedCoalescingQueue(maxsize=max(64, concurrency * 4))
+        self.budget = ByteBudget()
         self._workers: list[asyncio.Task[None]] = []
         self._accepting = True
         self._drain_deadline: float | None = None
@@ -154,7 +156,8 @@ class TransferPool:
             work = await self.queue.get()
             self.update_gauges()
             try:
-                result = await self._apply(work)
+                async with self.budget.hold(weight(work.change)):  # bytes in flight: sync.admission
+                    result = await self._apply(work)
             except asyncio.CancelledError:
                 # put it back for the journal/next start; waiters learn we stopped
                 self.queue.done(work.change.key)
