@@ -4,6 +4,11 @@ An accepted notification or SQS message is appended here, committed, and only
 then acknowledged; its row is removed once the change is applied (or it stays
 for a later retry, and is replayed at the next start). These functions run on
 the state store's one SQLite thread, on its connection.
+
+"202 means durable" includes a power loss: the connection runs WAL with
+``synchronous=NORMAL`` (object rows are batched and repairable by the next
+reconcile), but an append switches to ``FULL`` for its own commit, so the WAL
+is fsynced before the 202 or the SQS delete.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from s3sync.model import Change, ChangeKind, ChangeSource
 def append(conn: sqlite3.Connection, items: list[Change]) -> list[int]:
     """Insert ``items`` in one committed transaction; their journal ids in order."""
     ids: list[int] = []
+    conn.execute("PRAGMA synchronous=FULL")  # this commit must survive a power loss
     conn.execute("BEGIN IMMEDIATE")
     try:
         for c in items:
@@ -39,6 +45,8 @@ def append(conn: sqlite3.Connection, items: list[Change]) -> list[int]:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    finally:
+        conn.execute("PRAGMA synchronous=NORMAL")
     return ids
 
 
