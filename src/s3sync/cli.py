@@ -43,6 +43,12 @@ def _source_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--region", help="AWS region (s3.region)")
     p.add_argument("--dest", metavar="DIR", help="local mirror directory (sync.local_dir)")
     p.add_argument("--prefix", help="only keys under this prefix (s3.prefix)")
+    p.add_argument(
+        "--request-payer",
+        action="store_true",
+        default=None,
+        help="requester-pays bucket: send x-amz-request-payer: requester (s3.request_payer)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
 
@@ -83,17 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare local content with ETags, not just size and mtime",
     )
     sync.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    sync.add_argument(
+        "--exclude-storage-class",
+        metavar="CLASS",
+        action="append",
+        dest="exclude_storage_classes",
+        help="skip objects of this storage class without a GET, e.g. GLACIER; repeatable "
+        "(sync.exclude_storage_classes)",
+    )
     add_bwlimit_flag(sync)
     add_filter_flags(sync)
-    sync.add_argument(
-        "--inventory",
-        metavar="URI",
-        help="reconcile from the newest S3 Inventory report under "
-        "s3://DEST-BUCKET/PREFIX/SOURCE-BUCKET/CONFIG-ID/ instead of listing (inventory.location)",
-    )
-    sync.add_argument(
-        "--shard", metavar="K/N", help="take only shard K of N (0 <= K < N) of the keys (sync.shard)"
-    )
     sync.add_argument(
         "--inventory",
         metavar="URI",
@@ -128,6 +133,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         ("endpoint_url", "s3", "endpoint_url"),
         ("region", "s3", "region"),
         ("prefix", "s3", "prefix"),
+        ("request_payer", "s3", "request_payer"),
+        ("exclude_storage_classes", "sync", "exclude_storage_classes"),
         ("dest", "sync", "local_dir"),
         ("concurrency", "sync", "concurrency"),
         ("delete", "sync", "delete"),
@@ -140,8 +147,6 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         ("min_age", "sync", "min_age"),
         ("max_age", "sync", "max_age"),
         ("files_from", "sync", "files_from"),
-        ("shard", "sync", "shard"),
-        ("inventory", "inventory", "location"),
         ("shard", "sync", "shard"),
         ("inventory", "inventory", "location"),
         ("host", "api", "host"),

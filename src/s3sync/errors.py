@@ -8,7 +8,8 @@
      │    ├── UnsafeKeyError       the key cannot be mapped to a path inside the mirror
      │    ├── IntegrityError       size or checksum did not match after download
      │    ├── TooLargeError        bigger than ``max_file_size_mb``
-     │    └── NotFoundError        S3 says the object is gone
+     │    ├── NotFoundError        S3 says the object is gone
+     │    └── ArchivedError        archived, not restored (403 InvalidObjectState): a skip
      ├── FatalError          nothing can work: bad credentials, missing bucket, unwritable dir
      └── ConfigError         invalid settings; the CLI exits 2 with the message
 """
@@ -68,6 +69,13 @@ class NotFoundError(PermanentError):
     """S3 answered 404 for the key."""
 
     code = "not_found"
+
+
+class ArchivedError(PermanentError):
+    """S3 answered 403 ``InvalidObjectState``: the object is archived (Glacier, Deep Archive,
+    an Intelligent-Tiering archive tier) and not restored. A skip, never a failure."""
+
+    code = "archived"
 
 
 class ChangedDuringTransferError(RetryableError):
@@ -168,6 +176,8 @@ def classify_status(
             )
     if status in (404,) or code in ("NoSuchKey", "NotFound"):
         return NotFoundError(text)
+    if code == "InvalidObjectState":
+        return ArchivedError(text)
     if status == 412 or code == "PreconditionFailed":
         return ChangedDuringTransferError(text)
     if status >= 500 or status == 429 or code in _RETRYABLE_CODES:

@@ -42,6 +42,11 @@ class S3Settings(BaseModel):
     max_pool_connections: int = Field(default=256, ge=1, le=4096)
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     fast_get: bool = True
+    # Requester-pays buckets: ``x-amz-request-payer: requester`` on every request of both paths.
+    request_payer: bool = False
+    # SSE-C: a file holding the 32-byte key (raw or base64). Only the path is configuration;
+    # the key is read by the S3 layer and never appears in /api/v1/config or a log line.
+    sse_customer_key_file: Path | None = None
 
     @field_validator("bucket")
     @classmethod
@@ -80,6 +85,8 @@ class SyncSettings(BaseModel):
     # instead of failing pydantic-settings' JSON decoding with a message naming no key.
     include: Annotated[tuple[str, ...], NoDecode] = ()
     exclude: Annotated[tuple[str, ...], NoDecode] = ()
+    # storage classes skipped from the listing, without a GET (``--exclude-storage-class``)
+    exclude_storage_classes: Annotated[tuple[str, ...], NoDecode] = ()
     verify_integrity: bool = True
     skip_existing: bool = True
     checksum: bool = False
@@ -165,7 +172,7 @@ class SyncSettings(BaseModel):
             raise ValueError("must be -1 (no limit), a count >= 0, or a percentage like '10%'")
         return f"{m.group(1)}%"
 
-    @field_validator("include", "exclude", mode="before")
+    @field_validator("include", "exclude", "exclude_storage_classes", mode="before")
     @classmethod
     def _globs(cls, v: Any) -> Any:
         if isinstance(v, str):
@@ -173,6 +180,15 @@ class SyncSettings(BaseModel):
                 return json.loads(v)
             return tuple(p.strip() for p in v.split(",") if p.strip())
         return v
+
+    @field_validator("exclude_storage_classes")
+    @classmethod
+    def _storage_classes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        out = tuple(c.strip().upper() for c in v if c.strip())
+        for c in out:
+            if not re.fullmatch(r"[A-Z_]+", c):
+                raise ValueError(f"{c!r} is not an S3 storage class (GLACIER, DEEP_ARCHIVE, ...)")
+        return out
 
     def delete_limit(self, tracked: int) -> int | None:
         """How many deletions one reconcile may make, or None for no limit."""

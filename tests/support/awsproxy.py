@@ -292,7 +292,14 @@ class AwsProxy:
             if rule is not None and up.status in (200, 206, 304, 412):
                 real = dress(out, rule, up.status, self._etags)
                 wants = headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
-                if rule.checksum and wants and seen.op != "RANGE" and up.status == 200 and real:
+                if (
+                    rule.checksum
+                    and wants
+                    and seen.op != "RANGE"
+                    and "partNumber" not in seen.query
+                    and up.status == 200
+                    and real
+                ):
                     value = rule_checksum(rule, await self._body(bucket, seen.key, real))
                     out[f"x-amz-checksum-{rule.checksum.lower()}"] = value
                     out["x-amz-checksum-type"] = rule.checksum_type

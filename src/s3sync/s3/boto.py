@@ -13,6 +13,7 @@ place where its exceptions become s3sync's.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -21,6 +22,7 @@ from typing import Any, NamedTuple
 from s3sync.errors import FatalError, NotFoundError, classify, map_errors, wrong_region
 from s3sync.model import ObjectMeta, normalize_etag
 from s3sync.s3.endpoints import configured_endpoint_url
+from s3sync.s3.extras import RequestExtras
 from s3sync.s3.meta import meta_from_headers, timestamp
 from s3sync.s3.result import GetResult
 from s3sync.s3.versions import VersionsPage, page_from_boto
@@ -62,8 +64,9 @@ def _status(exc: BaseException) -> int | None:
 class BotoPath:
     """One lazily created aioboto3 client for one bucket."""
 
-    def __init__(self, settings: S3Settings, *, timeout: float) -> None:
+    def __init__(self, settings: S3Settings, *, timeout: float, extras: RequestExtras | None = None) -> None:
         self.settings = settings
+        self.extras = extras or RequestExtras()
         self.name = settings.bucket
         self._region = settings.region
         self._timeout = timeout
@@ -112,6 +115,7 @@ class BotoPath:
                     )
                 )
                 boto_hooks.install(client)  # 307s re-signed for their host; clock skew corrected
+                self.extras.register(client.meta.events)  # requester pays, SSE-C
                 self._client = client
         return self._client
 
@@ -155,17 +159,24 @@ class BotoPath:
             page: dict[str, Any] = await (await self.client()).list_objects_v2(**kwargs)
         return page
 
-    async def head(self, key: str, part_number: int | None = None) -> ObjectMeta | None:
-        kwargs: dict[str, Any] = {"Bucket": self.name, "Key": key}
+    async def head(
+        self, key: str, part_number: int | None = None, version_id: str | None = None
+    ) -> ObjectMeta | None:
+        # checksum mode: a HEAD is how the ranged path learns the object's additional checksum
+        kwargs: dict[str, Any] = {"Bucket": self.name, "Key": key, "ChecksumMode": "ENABLED"}
         if part_number is not None:
             kwargs["PartNumber"] = part_number
+        if version_id:
+            kwargs["VersionId"] = version_id
         try:
             with map_errors():
                 r = await (await self.client()).head_object(**kwargs)
         except NotFoundError:
             return None
-        return ObjectMeta(
-            key=key,
+        rh = {k.lower(): v for k, v in r.get("ResponseMetadata", {}).get("HTTPHeaders", {}).items()}
+        meta = meta_from_headers(key, rh)
+        return dataclasses.replace(
+            meta,
             size=int(r.get("ContentLength", 0)),
             etag=normalize_etag(r.get("ETag")),
             last_modified=timestamp(r.get("LastModified")),

@@ -25,6 +25,7 @@ from s3sync.model import ObjectMeta
 from s3sync.retry import RetryPolicy
 from s3sync.s3.boto import BotoPath
 from s3sync.s3.endpoints import Route, resolve, route
+from s3sync.s3.extras import RequestExtras
 from s3sync.s3.lean import LeanPath
 from s3sync.s3.listing import meta_from_listing
 from s3sync.s3.meta import UNKNOWN_SIZE
@@ -45,7 +46,8 @@ class Bucket:
         self.settings = settings
         self.name = settings.bucket
         self.fast_get = fast_get
-        self._boto = BotoPath(settings, timeout=timeout)
+        self.extras = RequestExtras.from_settings(settings)  # requester pays, SSE-C (read once)
+        self._boto = BotoPath(settings, timeout=timeout, extras=self.extras)
         self._timeout = timeout
         self._lean: LeanPath | None = None
         self.route: Route | None = None  # set for fast_get: whether the lean path took the endpoint
@@ -61,6 +63,7 @@ class Bucket:
                     timeout=self._timeout,
                     endpoint=r.endpoint,
                     ssl_context=r.ssl_context(),
+                    extra_headers=self.extras.every,
                 )
                 return self
         await self._boto.client()
@@ -121,9 +124,11 @@ class Bucket:
             raise exc.last from exc
 
     # -- single object -----------------------------------------------------
-    async def head(self, key: str, part_number: int | None = None) -> ObjectMeta | None:
-        """The object's metadata, or None when S3 says 404."""
-        return await self._boto.head(key, part_number)
+    async def head(
+        self, key: str, part_number: int | None = None, version_id: str | None = None
+    ) -> ObjectMeta | None:
+        """The object's metadata (checksum, encryption, storage class too), or None when S3 says 404."""
+        return await self._boto.head(key, part_number, version_id)
 
     async def check(self) -> None:
         """HEAD the bucket: raises FatalError/RetryableError with a usable reason.
@@ -158,6 +163,7 @@ class Bucket:
         if checksum_mode and byte_range is None:
             headers["x-amz-checksum-mode"] = "ENABLED"
         if self._lean is not None:
+            headers.update(self.extras.objects)  # the aioboto3 path adds them in a before-sign hook
             return await self._lean.get(key, headers, version_id)
         return await self._boto.get(key, headers, version_id)
 

@@ -10,7 +10,7 @@ chain (see :class:`~s3sync.s3.boto.BotoPath`).
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -45,8 +45,10 @@ class LeanPath:
         timeout: float,
         endpoint: Endpoint | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
+        self._extra = dict(extra_headers or {})  # on every request (requester pays)
         self.name = settings.bucket
         self._region = settings.region
         self._credentials = credentials
@@ -84,6 +86,8 @@ class LeanPath:
 
     async def _signed(self, target: str, headers: dict[str, str], method: str = "GET") -> Any:
         """Sign and send; follow a 307 to the host it names; on clock skew, correct and retry once."""
+        if self._extra:
+            headers = {**self._extra, **headers}
         pool, host_header = self._pool, self._host_header
         resp = await self._send(pool, host_header, target, headers, method)
         hops, skew_retried = 0, False

@@ -19,6 +19,12 @@ from s3sync.s3.meta import timestamp
 _XML_ILLEGAL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
+#: The ``<Contents>`` fields we keep (StorageClass: archived objects; ChecksumType: composite or not).
+_FIELDS = frozenset(
+    {"Key", "ETag", "LastModified", "Size", "ChecksumAlgorithm", "ChecksumType", "StorageClass"}
+)
+
+
 def _strip_ns(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
@@ -37,7 +43,7 @@ def parse_list_xml(body: bytes) -> dict[str, Any]:
             item: dict[str, Any] = {}
             for f in child:
                 ftag = _strip_ns(f.tag)
-                if ftag in ("Key", "ETag", "LastModified", "Size", "ChecksumAlgorithm"):
+                if ftag in _FIELDS:
                     item[ftag] = f.text or ""
             out["Contents"].append(item)
         elif tag == "IsTruncated":
@@ -88,4 +94,6 @@ def meta_from_listing(item: Mapping[str, Any]) -> ObjectMeta:
         etag=normalize_etag(item.get("ETag")),
         last_modified=timestamp(item.get("LastModified")),
         checksum_algorithm=(item.get("ChecksumAlgorithm") or [None])[0],
+        checksum_type=item.get("ChecksumType") or None,
+        storage_class=item.get("StorageClass") or None,
     )

@@ -86,10 +86,37 @@ def meta_from_headers(key: str, h: Mapping[str, str]) -> ObjectMeta:
         total = int(tail) if tail.isdigit() else None
     if total is None:
         total = int(size) if size is not None and size.isdigit() else UNKNOWN_SIZE
+    algorithm, checksum = _checksum(h)
     return ObjectMeta(
         key=key,
         size=total,
         etag=normalize_etag(h.get("etag")),
         last_modified=timestamp(h.get("last-modified")),
         version_id=h.get("x-amz-version-id"),
+        checksum_algorithm=algorithm,
+        storage_class=h.get("x-amz-storage-class"),
+        encryption=h.get("x-amz-server-side-encryption"),
+        sse_customer="x-amz-server-side-encryption-customer-algorithm" in h,
+        checksum_value=checksum,
+        checksum_type=h.get("x-amz-checksum-type") if checksum else None,
+        restore=h.get("x-amz-restore"),
     )
+
+
+#: The additional checksums S3 may send (with ``x-amz-checksum-mode: ENABLED``), as header → name.
+CHECKSUM_HEADERS = (
+    ("x-amz-checksum-sha256", "SHA256"),
+    ("x-amz-checksum-sha1", "SHA1"),
+    ("x-amz-checksum-crc64nvme", "CRC64NVME"),
+    ("x-amz-checksum-crc32c", "CRC32C"),
+    ("x-amz-checksum-crc32", "CRC32"),
+)
+
+
+def _checksum(h: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """(algorithm, value) of the additional checksum in ``h``; S3 stores one per object."""
+    for name, algorithm in CHECKSUM_HEADERS:
+        value = h.get(name)
+        if value:
+            return algorithm, value.strip()
+    return None, None

@@ -1,128 +1,55 @@
-"""Checking bytes against what S3 says they are: additional checksums, MD5, multipart ETags.
+"""Feeding bytes to the check :mod:`s3sync.sync.integrity` chose: from a stream, or from a temp file.
 
-:class:`StreamChecker` verifies a body as it streams (single GETs);
-:class:`RegionHasher` hashes a preallocated temp file region by region as the
-ranged GETs fill it in order, so the multipart ETag (an MD5 of per-part MD5s)
-needs no second read of the file.
+:class:`BodyCheck` is what a transfer holds while a body arrives: it feeds the
+hasher (if the verification has one) and compares at the end.
+:class:`RegionHasher` feeds a preallocated temp file region by region, in
+order, as the ranged GETs fill it, so the check needs no second read of the
+file (the regions are still in the page cache; hashlib and awscrt release the
+GIL, so this runs in a worker thread beside the network).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
-import re
-import zlib
-from pathlib import Path
-from typing import Any
 
-from s3sync.errors import IntegrityError, RetryableError
+from s3sync.errors import RetryableError
+from s3sync.sync.integrity import Hasher, Verification, check
 
 CHUNK = 1024 * 1024
-MD5_RE = re.compile(r"^[0-9a-f]{32}$")
-MULTI_RE = re.compile(r"^[0-9a-f]{32}-(\d+)$")
 
 
-class StreamChecker:
-    """Incremental verification against whatever S3 gave us to verify with."""
+class BodyCheck:
+    """One body's verification in progress: ``update`` with every byte, then ``verify``."""
 
-    def __init__(
-        self, headers: dict[str, str] | Any, etag: str | None, sse: str | None, enabled: bool
-    ) -> None:
-        self.kind: str | None = None
-        self.expected: str | None = None
-        self._h: Any = None
-        if not enabled:
-            return
-        for name, algo in (("x-amz-checksum-sha256", "sha256"), ("x-amz-checksum-sha1", "sha1")):
-            if headers.get(name):
-                self.kind, self.expected, self._h = algo, headers[name], hashlib.new(algo)
-                return
-        if (
-            headers.get("x-amz-checksum-crc32")
-            and headers.get("x-amz-checksum-type", "FULL_OBJECT") != "COMPOSITE"
-        ):
-            self.kind, self.expected, self._h = "crc32", headers["x-amz-checksum-crc32"], 0
-            return
-        if (
-            etag
-            and MD5_RE.match(etag)
-            and sse != "aws:kms"
-            and not headers.get("x-amz-server-side-encryption-customer-algorithm")
-        ):
-            self.kind, self.expected, self._h = "md5", etag, hashlib.md5(usedforsecurity=False)
+    __slots__ = ("hasher", "verification")
 
-    def update(self, data: bytes | memoryview) -> None:
-        if self.kind is None:
-            return
-        if self.kind == "crc32":
-            self._h = zlib.crc32(data, self._h)
-        else:
-            self._h.update(data)
+    def __init__(self, verification: Verification, hasher: Hasher | None) -> None:
+        self.verification = verification
+        self.hasher = hasher
+
+    @property
+    def kind(self) -> str:
+        return str(self.verification.algorithm or self.verification.method)
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        if self.hasher is not None:
+            self.hasher.update(data)
 
     def verify(self, key: str) -> None:
-        if self.kind is None:
-            return
-        if self.kind == "crc32":
-            got = base64.b64encode(int(self._h).to_bytes(4, "big")).decode()
-        elif self.kind == "md5":
-            got = self._h.hexdigest()
-        else:
-            got = base64.b64encode(self._h.digest()).decode()
-        if got != self.expected:
-            raise IntegrityError(f"{key}: {self.kind} mismatch (expected {self.expected}, got {got})")
+        check(key, self.verification, self.hasher)
 
 
 class RegionHasher:
-    """MD5 (or multipart ETag) over a file, fed region by region in order."""
+    """Feeds a file to ``hasher`` in order; ``done`` is how far it got."""
 
-    def __init__(self, part_size: int | None) -> None:
-        self.part_size = part_size
+    def __init__(self, hasher: Hasher) -> None:
+        self.hasher = hasher
         self.done = 0
-        self._whole = hashlib.md5(usedforsecurity=False)
-        self._part = hashlib.md5(usedforsecurity=False)
-        self._in_part = 0
-        self._digests: list[bytes] = []
 
     def feed(self, fd: int, upto: int) -> None:
         while self.done < upto:
-            n = min(CHUNK * 8, upto - self.done)
-            if self.part_size is not None:
-                n = min(n, self.part_size - self._in_part)
-            data = os.pread(fd, n, self.done)
+            data = os.pread(fd, min(CHUNK * 8, upto - self.done), self.done)
             if not data:
                 raise RetryableError("temp file shorter than written frontier")
-            if self.part_size is None:
-                self._whole.update(data)
-            else:
-                self._part.update(data)
-                self._in_part += len(data)
-                if self._in_part == self.part_size:
-                    self._digests.append(self._part.digest())
-                    self._part, self._in_part = hashlib.md5(usedforsecurity=False), 0
+            self.hasher.update(data)
             self.done += len(data)
-
-    def etag(self) -> str:
-        if self.part_size is None:
-            return self._whole.hexdigest()
-        digests = self._digests + ([self._part.digest()] if self._in_part else [])
-        return hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest() + f"-{len(digests)}"
-
-
-def multipart_etag_file(path: Path, part_size: int) -> str:
-    """The multipart ETag of a whole file, via the same hasher the ranged path uses."""
-    hasher = RegionHasher(part_size)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        hasher.feed(fd, os.fstat(fd).st_size)
-    finally:
-        os.close(fd)
-    return hasher.etag()
-
-
-def multipart_etag_bytes(data: bytes, part_size: int) -> str:
-    digests = [
-        hashlib.md5(data[i : i + part_size], usedforsecurity=False).digest()
-        for i in range(0, len(data), part_size)
-    ]
-    return hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest() + f"-{len(digests)}"

@@ -55,7 +55,7 @@ class Remove:
 @dataclass(frozen=True, slots=True)
 class Skip:
     key: str
-    reason: str  # unsafe_key | key_conflict | case_conflict | too_large
+    reason: str  # unsafe_key | key_conflict | case_conflict | too_large | filtered | storage_class
     message: str
     tracked: bool = False
 
@@ -99,6 +99,7 @@ async def plan(
     content_matches: Callable[[ObjectMeta], bool] | None = None,
     name_max: int = NAME_MAX,
     case: CaseConflicts | None = None,
+    excluded_classes: frozenset[str] = frozenset(),
 ) -> AsyncIterator[PlanItem]:
     """Classify every key of the listing and of the state.
 
@@ -108,7 +109,8 @@ async def plan(
     behind it. ``case`` (built when the filesystem folds names) skips every
     spelling but the first of a folded path. ``content_matches`` (the
     ``--checksum`` mode) is called in a worker thread for files whose size and
-    mtime match, to compare their bytes with the ETag.
+    mtime match, to compare their bytes with the ETag. ``excluded_classes``
+    (``exclude_storage_classes``) skips keys by the listing's StorageClass, no GET.
     """
     batch: list[tuple[ObjectMeta, StateRow | None]] = []
 
@@ -152,6 +154,9 @@ async def plan(
             )
         if filt.too_large(meta.size):
             return Skip(meta.key, "too_large", f"{meta.size} bytes exceeds max_file_size_mb", row is not None)
+        if excluded_classes and (meta.storage_class or "STANDARD").upper() in excluded_classes:
+            excluded = f"storage class {meta.storage_class} is excluded (exclude_storage_classes)"
+            return Skip(meta.key, "storage_class", excluded, row is not None)
         if isinstance(filt, Selection) and (why := filt.rejects(meta)) is not None:
             # left as it is locally, never deleted for it (s5cmd#815): the row is consumed here
             return Skip(meta.key, "filtered", why, row is not None)

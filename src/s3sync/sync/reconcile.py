@@ -154,6 +154,7 @@ class Reconciler:
             content_matches=content,
             name_max=self.mirror.mapper.name_max,
             case=case,
+            excluded_classes=frozenset(sync.exclude_storage_classes),
         ):
             listed += not isinstance(item, Remove)
             if isinstance(item, Fetch) and self._inv is not None and await self._inv.stale_fetch(item):

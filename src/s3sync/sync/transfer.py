@@ -20,14 +20,13 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TypeVar
 
 import aiofiles
 import structlog
 
 from s3sync.errors import (
-    IntegrityError,
+    ChangedDuringTransferError,
     NotFoundError,
     PermanentError,
     RetryableError,
@@ -40,15 +39,8 @@ from s3sync.model import ObjectMeta
 from s3sync.retry import RetryPolicy
 from s3sync.s3.bucket import UNKNOWN_SIZE, Bucket, GetResult
 from s3sync.s3.meta import rclone_mtime
-from s3sync.sync.hashing import (
-    CHUNK,
-    MD5_RE,
-    MULTI_RE,
-    RegionHasher,
-    StreamChecker,
-    multipart_etag_bytes,
-    multipart_etag_file,
-)
+from s3sync.sync.hashing import CHUNK, BodyCheck, RegionHasher
+from s3sync.sync.integrity import Facts, choose, new_hasher, part_layout_ok
 from s3sync.sync.resumable import Resumer
 from s3sync.sync.throttle import Throttle, throttle_result
 
@@ -109,13 +101,24 @@ class Transfer:
         if expected is not None and self.max_size is not None and expected.size > self.max_size:
             raise TooLargeError(f"{key}: {expected.size} bytes exceeds max_file_size_mb")
         attempts = 0
+        current = expected
 
         async def once() -> Downloaded:
-            nonlocal attempts
+            nonlocal attempts, current
             attempts += 1
-            if expected is not None and expected.size >= self.multipart_threshold:
-                return await self._ranged(key, expected)
-            return await self._single(key, expected, if_none_match)
+            try:
+                if current is not None and current.size >= self.multipart_threshold:
+                    return await self._ranged(key, current)
+                return await self._single(key, current, if_none_match)
+            except ChangedDuringTransferError:
+                # 412: replaced since it was listed (or mid-download). Retrying with the stale
+                # ETag would fail every time: re-read the object and restart pinned to the new one.
+                fresh = await self.bucket.head(key)
+                if fresh is None:
+                    raise NotFoundError(f"{key}: replaced, then gone") from None
+                log.info("object replaced during download, restarting", key=key, etag=fresh.etag)
+                current = fresh
+                raise
 
         result = await self.retry.run(once, self.on_retry)
         return Downloaded(result.meta, result.bytes, result.not_modified, attempts, result.mtime)
@@ -135,7 +138,7 @@ class Transfer:
         if expected is not None and expected.last_modified and expected.etag in (None, meta.etag):
             # the listing's timestamp (ms precision on some servers) is what reconcile compares;
             # not when the object was replaced since it was listed (a stale inventory report)
-            meta = ObjectMeta(meta.key, meta.size, meta.etag, expected.last_modified, meta.version_id)
+            meta = replace(meta, last_modified=expected.last_modified)
         mtime = rclone_mtime(res.headers)
         try:
             if self.max_size is not None and meta.size > self.max_size:
@@ -143,16 +146,12 @@ class Transfer:
             if expected is None and meta.size >= self.multipart_threshold:
                 res.close()
                 return await self._ranged(key, meta)
-            checker = StreamChecker(
-                res.headers, meta.etag, res.headers.get("x-amz-server-side-encryption"), self.verify
-            )
+            checker = await self._checker(key, meta)
             if 0 <= meta.size <= SMALL_BODY:  # an unknown size streams (it may be anything)
                 data = await res.body.read()
                 self._check_size(key, len(data), meta.size)
                 checker.update(data)
                 checker.verify(key)
-                if self._needs_multipart_check(meta, checker):
-                    await self._verify_multipart(key, data, meta)
                 # group durability: fsynced with the other small files of its batch
                 await self.committer.write(key, data, mtime or meta.last_modified or None)
                 written = len(data)
@@ -164,10 +163,34 @@ class Transfer:
             meta = replace(meta, size=written)
         return Downloaded(meta, written, mtime=mtime)
 
-    def _needs_multipart_check(self, meta: ObjectMeta, checker: StreamChecker) -> bool:
-        return bool(self.verify and checker.kind is None and meta.etag and MULTI_RE.match(meta.etag))
+    async def _checker(self, key: str, meta: ObjectMeta) -> BodyCheck:
+        """How this body is verified (:func:`~s3sync.sync.integrity.choose`), ready to be fed.
 
-    async def _stream(self, key: str, res: GetResult, meta: ObjectMeta, checker: StreamChecker) -> int:
+        A multipart ETag or a composite checksum needs the part size, which
+        ``HEAD ?partNumber=1`` reveals; when the parts cannot be uniform (their
+        count does not fit the size) the check falls back to the size alone
+        rather than raise a false alarm on every pass.
+        """
+        facts = Facts(
+            etag=meta.etag,
+            size=meta.size,
+            encryption=meta.encryption,
+            sse_customer=meta.sse_customer,
+            checksum_algorithm=meta.checksum_algorithm if meta.checksum_value else None,
+            checksum_value=meta.checksum_value,
+            checksum_type=meta.checksum_type,
+        )
+        verification = choose(facts, enabled=self.verify)
+        if not verification.needs_part_size:
+            return BodyCheck(verification, new_hasher(verification))
+        part1 = await self.bucket.head(key, part_number=1, version_id=meta.version_id)
+        part_size = part1.size if part1 is not None else 0
+        if not part_layout_ok(meta.size, part_size, verification.parts):
+            log.info("part size unknown or parts not uniform: size check only", key=key)
+            return BodyCheck(verification, None)
+        return BodyCheck(verification, new_hasher(verification, part_size))
+
+    async def _stream(self, key: str, res: GetResult, meta: ObjectMeta, checker: BodyCheck) -> int:
         assert res.body is not None
         final, temp, fd = await asyncio.to_thread(self.mirror.new_temp, key)
         written = 0
@@ -184,8 +207,6 @@ class Transfer:
             if meta.size != UNKNOWN_SIZE:
                 self._check_size(key, written, meta.size)
             checker.verify(key)
-            if self._needs_multipart_check(meta, checker):
-                await self._verify_multipart(key, fd, meta)
             mtime = rclone_mtime(res.headers) or meta.last_modified or None
             await asyncio.to_thread(self.mirror.commit, fd, temp, final, mtime)
             fd = -1
@@ -202,19 +223,18 @@ class Transfer:
         worker thread (hashlib releases the GIL), so verification overlaps the
         network instead of adding a second pass over the file.
         """
-        if not meta.etag:
-            head = await self.bucket.head(key)
+        if self.verify or not meta.etag:
+            # a listing says nothing of encryption or the checksum value: the HEAD does (with
+            # checksum mode), and its ETag is the one every range is pinned to
+            head = await self.bucket.head(key, version_id=meta.version_id)
             if head is None:
                 raise NotFoundError(f"{key}: gone before download")
+            if meta.last_modified and head.etag == meta.etag:
+                head = replace(head, last_modified=meta.last_modified)
             meta = head
         size = meta.size
-        hasher: RegionHasher | None = None
-        if self.verify and meta.etag and MD5_RE.match(meta.etag):
-            hasher = RegionHasher(None)
-        elif self.verify and meta.etag and MULTI_RE.match(meta.etag):
-            part1 = await self.bucket.head(key, part_number=1)
-            if part1 is not None and part1.size > 0:
-                hasher = RegionHasher(part1.size)
+        checker = await self._checker(key, meta)
+        hasher = RegionHasher(checker.hasher) if checker.hasher is not None else None
         # a fresh preallocated temp, or the one a killed attempt left (same ETag): only the
         # missing ranges are fetched, the hasher below re-reads the rest from disk
         op = await self.resumer.open(key, meta, self.part_size)
@@ -275,10 +295,7 @@ class Transfer:
             await _gather_cancel_on_error(jobs)
             got_bytes = op.done_before + sum(f - lo for f, (lo, _) in zip(frontier, ranges, strict=True))
             self._check_size(key, got_bytes, size)
-            if hasher is not None and meta.etag:
-                got = hasher.etag()
-                if got != meta.etag:
-                    raise IntegrityError(f"{key}: checksum mismatch (expected ETag {meta.etag}, got {got})")
+            checker.verify(key)
             await _stop(watcher)
             mtime = seen_mtime[0] or meta.last_modified or None
             await asyncio.to_thread(self.mirror.commit, fd, temp, final, mtime)
@@ -291,20 +308,6 @@ class Transfer:
             raise
         return Downloaded(meta, size - op.done_before, mtime=seen_mtime[0])
 
-    async def _verify_multipart(self, key: str, source: Path | bytes | int, meta: ObjectMeta) -> None:
-        """Recompute a multipart ETag; the part size comes from ``HEAD ?partNumber=1``."""
-        part1 = await self.bucket.head(key, part_number=1)
-        if part1 is None or part1.size <= 0:
-            return  # cannot learn the part size; the size check already passed
-        if isinstance(source, bytes):
-            etag = multipart_etag_bytes(source, part1.size)
-        elif isinstance(source, int):  # an open temp's fd
-            etag = await asyncio.to_thread(_multipart_etag_fd, source, part1.size)
-        else:
-            etag = await asyncio.to_thread(multipart_etag_file, source, part1.size)
-        if etag != meta.etag:
-            raise IntegrityError(f"{key}: multipart ETag mismatch (expected {meta.etag}, got {etag})")
-
     @staticmethod
     def _check_size(key: str, got: int, expected: int) -> None:
         if got != expected:
@@ -312,12 +315,6 @@ class Transfer:
 
 
 WRITE_BATCH = 2 * 1024 * 1024
-
-
-def _multipart_etag_fd(fd: int, part_size: int) -> str:
-    hasher = RegionHasher(part_size)
-    hasher.feed(fd, os.fstat(fd).st_size)
-    return hasher.etag()
 
 
 def _pwrite_all(fd: int, data: bytearray, offset: int) -> None:
