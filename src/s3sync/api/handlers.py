@@ -7,7 +7,6 @@ import base64
 import binascii
 import datetime as dt
 import os
-import stat as stat_mod
 import time
 from typing import Any
 
@@ -18,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from s3sync import __version__
 from s3sync.api import keys as K
 from s3sync.api import schemas as s
+from s3sync.api.download import serve_fd
 from s3sync.api.errors import ApiError
 from s3sync.api.openapi import DOCS_HTML
 from s3sync.errors import S3SyncError, UnsafeKeyError
@@ -226,23 +226,19 @@ async def download(request: web.Request) -> web.StreamResponse:
     services = request.app[K.SERVICES]
     key = request.match_info["key"]
     try:
-        path = services.mirror.mapper.to_path(key)
+        services.mirror.mapper.parts(key)
     except UnsafeKeyError as exc:
         raise ApiError(400, "unsafe_key", f"{exc}") from None
-    root = str(services.mirror.root)
-
-    def servable() -> bool:
-        """A regular file (not a symlink) whose real path is inside the mirror."""
-        try:
-            st = os.lstat(path)
-        except (OSError, ValueError):
-            return False
-        real = os.path.realpath(path)
-        return stat_mod.S_ISREG(st.st_mode) and os.path.commonpath([root, real]) == root
-
-    if not await asyncio.to_thread(servable):
-        raise ApiError(404, "not_found", "no such file in the mirror")
-    return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+    try:
+        # opened at directory fds without following any link (a symlinked directory or
+        # file in the mirror is "not found"), then served from that very open file
+        fd = await asyncio.to_thread(services.mirror.open_read, key)
+    except (OSError, UnsafeKeyError):
+        raise ApiError(404, "not_found", "no such file in the mirror") from None
+    try:
+        return await serve_fd(request, fd)
+    finally:
+        os.close(fd)
 
 
 # -- docs --------------------------------------------------------------------
