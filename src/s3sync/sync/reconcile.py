@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 from collections.abc import Callable
 
@@ -334,7 +335,7 @@ class Reconciler:
             return True  # multipart/unknown ETag: size+mtime is all we can compare cheaply
         h = hashlib.md5(usedforsecurity=False)
         try:
-            with open(self.mirror.mapper.to_path(meta.key), "rb") as fh:
+            with os.fdopen(self.mirror.open_read(meta.key), "rb") as fh:  # never through a link
                 for chunk in iter(lambda: fh.read(1024 * 1024), b""):
                     h.update(chunk)
         except (OSError, UnsafeKeyError):

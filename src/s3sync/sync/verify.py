@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,7 +82,7 @@ async def verify(
             out = []
             for m in to_hash:
                 h = hashlib.md5(usedforsecurity=False)
-                with open(mirror.mapper.to_path(m.key), "rb") as fh:
+                with os.fdopen(mirror.open_read(m.key), "rb") as fh:  # never through a link
                     for chunk in iter(lambda: fh.read(1024 * 1024), b""):
                         h.update(chunk)
                 out.append((m, h.hexdigest()))
