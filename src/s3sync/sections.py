@@ -282,6 +282,9 @@ class SqsSettings(BaseModel):
     wait_time_seconds: int = Field(default=20, ge=0, le=20)
     visibility_timeout_seconds: int = Field(default=60, ge=1, le=43200)
     max_messages: int = Field(default=10, ge=1, le=10)
+    # With [sync] shard: true when N hosts consume ONE queue; a message for other shards' keys is
+    # then made visible again (not deleted) for its owner. False: a queue per host (SNS fan-out).
+    shared_queue: bool = False
 
     @field_validator("endpoint_url", mode="before")
     @classmethod

@@ -214,6 +214,11 @@ class SqsConsumer:
                     error=str(exc),
                 )
                 continue
+            if self._foreign(parsed.changes):
+                # a shared queue: another shard's message goes back for its owner at once
+                await self._release(client, msg)
+                self.stats.other_shard += len(parsed.changes)
+                continue
             changes.extend(parsed.changes)
             ignored += parsed.ignored
             self.stats.test_events += parsed.test_events
@@ -252,6 +257,28 @@ class SqsConsumer:
                 raise
             except Exception as exc:  # the worst case is a redelivery, i.e. a duplicate hint
                 log.warning("could not extend SQS visibility", error=str(classify(exc)))
+
+    def _foreign(self, changes: list[Change]) -> bool:
+        """On a shared queue (``[sqs] shared_queue``), a message only for other shards' keys."""
+        shard = self.engine.shard
+        return (
+            self.settings.sqs.shared_queue
+            and not shard.everything
+            and bool(changes)
+            and not any(shard.owns(c.key) for c in changes)
+        )
+
+    async def _release(self, client: Any, msg: dict[str, Any]) -> None:
+        """Make a message visible again now (not deleted): another host's consumer takes it."""
+        self.stats.sqs_messages["released_other_shard"] += 1
+        try:
+            await client.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=msg["ReceiptHandle"], VisibilityTimeout=0
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # it reappears after the visibility timeout anyway
+            log.warning("could not release another shard's SQS message", error=str(classify(exc)))
 
     async def _delete(self, client: Any, messages: list[dict[str, Any]]) -> None:
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
