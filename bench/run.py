@@ -50,9 +50,9 @@ from proxy import DelayProxy, find_haproxy, haproxy_supports_lua, haproxy_versio
 from server import RcloneServer, S3Client, free_port, wait_http
 
 PEER_NAMES = ("aws", "s5cmd", "rclone")
-ALL_WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7")
+ALL_WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")
 # W7 reuses W1's data set before W3 changes it, so it runs right after W1.
-RUN_ORDER = ("W1", "W7", "W2", "W3", "W4", "W5", "W6")
+RUN_ORDER = ("W1", "W7", "W2", "W3", "W4", "W5", "W6", "W8")
 STATE_DIR_NAME = ".s3sync"  # s3sync keeps its state DB here inside --dest by default
 
 TARGETS = {
@@ -64,7 +64,7 @@ TARGETS = {
 W5_P99_TARGET_MS = 10.0
 W5_MIN_RATE_FRACTION = 0.95  # below this share of --w5-rate the generator fell behind: INVALID
 W6_GROWTH_TARGET = 1.25
-W6_RSS_CAP_MB = 250.0
+W6_RSS_CAP_MB = 150.0
 W7_OWN_W1_TARGET = 1.2  # s3sync's W7 (20 ms per request) ÷ s3sync's own W1 (loopback)
 
 
@@ -658,6 +658,32 @@ class Bench:
             rmtree(self.data / bucket)
         self.extra["w6"] = results
 
+    def w8(self) -> None:
+        """W8 (inventory-driven reconcile at 10⁶) and W6's 10⁶ point: bench/scale.py, over its stub."""
+        import scale
+
+        a = self.args
+        sargs = scale.parse_args(
+            [
+                "--workloads", "W8,W6", "--w8-objects", str(a.w8_objects),
+                "--w8-cold-objects", str(a.w8_cold_objects), "--w6-sizes", a.w8_w6_sizes,
+                "--timeout", str(max(a.timeout, 3600.0)), "--work", str(self.work / "scale"),
+            ]
+        )  # fmt: skip
+        results, summary, notes = scale.run(sargs)
+        self.notes.extend(notes)
+        self.extra["w8"] = {"passes": [dataclasses.asdict(r) for r in results], **summary}
+        for r in results:  # W6 at 10⁶ tracked objects joins the W6 row
+            if r.workload == "W6-nochange" and r.valid:
+                entry = {
+                    "objects": r.objects,
+                    "rss_mb": r.max_rss_mb,
+                    "seconds": r.seconds,
+                    "via": "scale.py",
+                }
+                self.extra.setdefault("w6", []).append(entry)
+        self.extra["w6"] = sorted(self.extra.get("w6", []), key=lambda e: e["objects"])
+
 
 def percentile(sorted_vals: list[float], q: float) -> float:
     """Nearest-rank percentile: p99 of 1000 samples is the 990th value."""
@@ -762,6 +788,8 @@ def summarise(bench: Bench) -> dict[str, Any]:
         p99 = w5.get("p99_ms")
         ok = p99 is not None and p99 <= W5_P99_TARGET_MS and w5["missing_after_30s"] == 0
         out["W5"] = {**w5, "result": ("PASS" if ok else "MISS") if w5["valid"] else "INVALID"}
+    if "w8" in bench.extra:
+        out["W8"] = bench.extra["w8"]
     w6 = bench.extra.get("w6")
     if w6:
         out["W6"] = {"sizes": w6}
@@ -917,6 +945,25 @@ def render_markdown(
             + " | ".join([*peers_na, " · ".join(parts)])
             + f" | {growth} | ≤ {W6_GROWTH_TARGET} x and ≤ {W6_RSS_CAP_MB:.0f} MB | {w6['result']} |"
         )
+    w8 = summary.get("W8")
+    if w8:
+        peers_na = ["n/a" for t in cols if t != "s3sync"]
+        for p in w8["passes"]:
+            if not p["workload"].startswith("W8"):
+                continue
+            kind = "no-change" if p["workload"] == "W8-nochange" else "cold"
+            val = (
+                f"{p['seconds']:.1f} s · CPU {p['cpu_seconds']:.1f} s · {p['max_rss_mb']:.0f} MB · "
+                f"{p['list_calls']} LIST · {p['gets']:,} GET"
+                if p["valid"]
+                else f"INVALID ({p['reason'][:80]})"
+            )
+            ok = p["valid"] and p["list_calls"] == 0
+            lines.append(
+                f"| W8 inventory-driven `sync --inventory`, {kind}, {p['objects']:,} objects | "
+                + " | ".join([*peers_na, val])
+                + f" | — | 0 LIST calls | {'PASS' if ok else 'MISS'} |"
+            )
     md = ["## Results", "", *lines, ""]
     # Secondary table: CPU seconds, which is what the per-object cost really is.
     cpu_lines = ["| workload | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
@@ -974,6 +1021,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--w7-zero-repeats", type=int, default=1, help="W7: passes through the proxy at 0 ms (default 1)"
     )
+    ap.add_argument("--w8-objects", type=int, default=None, help="W8 tracked objects (default 1000000)")
+    ap.add_argument(
+        "--w8-cold-objects", type=int, default=None, help="W8 cold pass objects (default 50000; 0 = skip)"
+    )
+    ap.add_argument(
+        "--w8-w6-sizes", default=None, help="W6 sizes run by bench/scale.py (default --w8-objects)"
+    )
     ap.add_argument("--s3sync-concurrency", type=int, default=None, help="pass --concurrency to s3sync")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds before a pass is killed")
     ap.add_argument("--keep", action="store_true", help="keep bench/.data and bench/.work afterwards")
@@ -985,6 +1039,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.w4_mib = args.w4_mib or (128 if q else 1024)
     args.w5_events = args.w5_events or (1000 if q else 5000)
     args.w6_sizes = [int(x) for x in (args.w6_sizes or ("2000,20000" if q else "20000,200000")).split(",")]
+    args.w8_objects = args.w8_objects or (100_000 if q else 1_000_000)
+    if args.w8_cold_objects is None:
+        args.w8_cold_objects = 5_000 if q else 50_000
+    args.w8_w6_sizes = args.w8_w6_sizes or str(args.w8_objects)
     args.workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     unknown = set(args.workloads) - set(ALL_WORKLOADS)
@@ -1026,6 +1084,7 @@ def main(argv: list[str] | None = None) -> int:
         "W5": bench.w5,
         "W6": bench.w6,
         "W7": bench.w7,
+        "W8": bench.w8,
     }
     try:
         for wl in RUN_ORDER:
