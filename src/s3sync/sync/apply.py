@@ -32,13 +32,13 @@ from s3sync.errors import (
     UnsafeKeyError,
     classify,
 )
-from s3sync.local.keys import KeyFilter
 from s3sync.local.mirror import Mirror
 from s3sync.model import Change, ChangeKind, ChangeSource, ObjectMeta, compare_sequencers
 from s3sync.retry import RetryPolicy
 from s3sync.s3.bucket import Bucket
 from s3sync.state.store import StateRow, StateStore
 from s3sync.stats import SyncStats
+from s3sync.sync.filters import Selection
 from s3sync.sync.queue import Work
 from s3sync.sync.report import OpResult
 from s3sync.sync.resumable import Resumer
@@ -69,7 +69,8 @@ class Applier:
         self.stats = stats
         self.retry = retry
         sync = settings.sync
-        self.filter = KeyFilter(settings.s3.prefix, sync.include, sync.exclude, sync.max_file_size_bytes)
+        # prefix, globs, --files-from and the size/age filters: events obey them like passes do
+        self.filter = Selection.from_settings(sync, settings.s3.prefix)
         stats.bwlimit = sync.bwlimit
         self.transfer = Transfer(
             bucket,
@@ -151,6 +152,12 @@ class Applier:
         if change.meta is not None and self.filter.too_large(change.meta.size):
             self.stats.skipped["too_large"] += 1
             return OpResult(key, "skip", "skipped", "exceeds max_file_size_mb", error="too_large")
+        probe = change.meta
+        if probe is None and change.size is not None:  # an event: its size, and "just now"
+            probe = ObjectMeta(key, change.size, change.etag, change.received_at)
+        if probe is not None and (why := self.filter.rejects(probe)) is not None:
+            self.stats.skipped["filtered"] += 1
+            return OpResult(key, "skip", "skipped", why)
         if_none_match: str | None = None
         row: StateRow | None = None
         if change.meta is None:
@@ -208,9 +215,18 @@ class Applier:
         A listed remove (reconcile) is as old as its listing: a key re-created
         since then (and maybe already downloaded by an event) must be kept, so
         it is confirmed with a HEAD like an event's remove without a sequencer.
+        A key the filters leave out is never deleted because of them (s5cmd#815).
         """
         key = change.key
         self.mirror.mapper.to_path(key)
+        if not self.filter.wants(key):
+            self.stats.skipped["filtered"] += 1
+            return OpResult(key, "skip", "skipped", "outside the filters; not deleted")
+        if self.filter.objects.active:
+            held = await asyncio.to_thread(self.mirror.stat, key)
+            if held is not None and not self.filter.may_delete_local(key, held.size, held.mtime):
+                self.stats.skipped["filtered"] += 1
+                return OpResult(key, "skip", "skipped", "outside the size/age filters; not deleted")
         row = await self.state.get(key)
         proven = (
             not change.listed
