@@ -204,7 +204,7 @@ class TestNoPipelining:
     async def test_more_body_than_content_length(self) -> None:
         raw = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcdef"
         async with script([raw]) as srv:
-            with pytest.raises(HttpError, match="unexpected"):
+            with pytest.raises(HttpError, match=r"unexpected|malformed"):
                 await exchange(srv.port, [(GET, False)], read_size=65536)
 
     def test_start_while_busy_refused(self) -> None:
@@ -262,3 +262,28 @@ class TestReportedFacts:
         parser.start()
         parser.feed(b"HTTP/1.1 200 OK\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 0\r\n\r\n")
         assert seen.headers["x-a"] == "1, 2"
+
+
+class TestLengthBypass:
+    """A Content-Length body after the head is passed on as it came, counted, never over-read."""
+
+    def test_pieces_passed_through_and_counted(self) -> None:
+        seen = Seen()
+        parser = ResponseParser(seen)
+        parser.start()
+        parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nX-A:  v  \r\n\r\nab")
+        assert seen.headers["x-a"] == "v"
+        piece = b"cdefgh"
+        parser.feed(piece)
+        assert parser.received == 8 and not parser.complete
+        parser.feed(b"ij")
+        assert parser.complete and bytes(seen.body) == b"abcdefghij"
+
+    def test_bytes_beyond_the_length_after_the_head(self) -> None:
+        seen = Seen()
+        parser = ResponseParser(seen)
+        parser.start()
+        parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+        with pytest.raises(HttpError, match="unexpected bytes"):
+            parser.feed(b"cdHTTP/1.1 200 OK\r\n")
+        assert bytes(seen.body) == b"abcd" and seen.events == ["response", "complete"]

@@ -151,7 +151,7 @@ class _Conn(asyncio.Protocol):
             # also bytes on an idle connection (a server's 408 before closing): never reuse it
             self._fail(exc)
             return
-        if self.body is None and self.parser.busy:  # still no final head: bound what it may cost
+        if self.fut is not None:  # still no final head: bound what it may cost
             self.head_bytes += len(data)
             if self.head_bytes > _MAX_HEAD:
                 self._fail(HttpError("response header too large"))

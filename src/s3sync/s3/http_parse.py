@@ -58,6 +58,9 @@ class _State(enum.Enum):
     FAILED = 5
 
 
+_SECOND_ANSWER = "unexpected bytes after the response (a second answer, never asked for)"
+
+
 class _Unexpected(Exception):
     """Raised inside an llhttp callback to stop parsing; turned into an :class:`HttpError`."""
 
@@ -68,8 +71,11 @@ class ResponseParser:
     __slots__ = (
         "_headers",
         "_interim",
+        "_llhttp_clean",
         "_no_body",
         "_parser",
+        "_raw",
+        "_raw_trailers",
         "_sink",
         "_state",
         "_trailers",
@@ -86,8 +92,11 @@ class ResponseParser:
         self._state = _State.IDLE
         self._no_body = False
         self._interim = False
+        self._llhttp_clean = False  # llhttp itself completed the last answer: it can parse the next
         self._headers: dict[str, str] = {}
         self._trailers: dict[str, str] = {}
+        self._raw: list[tuple[bytes, bytes]] = []
+        self._raw_trailers: list[tuple[bytes, bytes]] = []
         self.status = 0
         self.framing = Framing.NONE
         self.keep_alive = False
@@ -107,17 +116,22 @@ class ResponseParser:
     def start(self, *, no_body: bool = False) -> None:
         """Expect the answer to a request about to be written (``no_body`` for HEAD).
 
-        A fresh llhttp parser per request costs about a microsecond and means no
-        state from an earlier answer can leak into this one.
+        llhttp resets itself after an answer it completed on a keep-alive connection;
+        after one we completed for it (a HEAD, a Content-Length body passed through)
+        a fresh parser is made, so no state from an earlier answer leaks into this one.
         """
         if self.busy:
             raise HttpError("a request is already outstanding on this connection (no pipelining)")
-        self._parser = httptools.HttpResponseParser(self)
+        if not (self._llhttp_clean and self.keep_alive and self._parser is not None):
+            self._parser = httptools.HttpResponseParser(self)
+        self._llhttp_clean = False
         self._state = _State.HEAD
         self._no_body = no_body
         self._interim = False
         self._headers = {}
         self._trailers = {}
+        self._raw = []
+        self._raw_trailers = []
         self.status = 0
         self.framing = Framing.NONE
         self.keep_alive = False
@@ -125,7 +139,29 @@ class ResponseParser:
         self.received = 0
 
     def feed(self, data: bytes) -> None:
-        """Parse bytes from the connection; raises :class:`HttpError` on anything malformed."""
+        """Parse bytes from the connection; raises :class:`HttpError` on anything malformed.
+
+        Once the head of a Content-Length answer is parsed, its body bypasses llhttp:
+        httptools copies every body piece into a new ``bytes``, which for a large
+        object costs more CPU than the whole rest of the path. The pieces are passed
+        on as they came, counted against the length (bytes beyond it are an error).
+        """
+        if self._state is _State.BODY and self.framing is Framing.LENGTH:
+            assert self.content_length is not None
+            left = self.content_length - self.received
+            if len(data) < left:
+                self.received += len(data)
+                self._sink.on_body(data)
+                return
+            if left:
+                self.received += left
+                self._sink.on_body(data if len(data) == left else data[:left])
+            self._state = _State.DONE
+            self._sink.on_complete(self._trailers)
+            if len(data) > left:
+                self._state = _State.FAILED
+                raise HttpError(_SECOND_ANSWER)
+            return
         parser = self._parser
         if parser is None or self._state in (_State.IDLE, _State.DONE, _State.DONE_EARLY):
             self._state = _State.FAILED
@@ -154,7 +190,7 @@ class ResponseParser:
         state = self._state
         if state is _State.BODY and self.framing is Framing.CLOSE:
             self._state = _State.DONE
-            self._sink.on_complete(self._trailers)
+            self._sink.on_complete(_fields(self._raw_trailers))
             return
         if state is _State.HEAD:
             self._state = _State.FAILED
@@ -167,27 +203,28 @@ class ResponseParser:
                 f"connection closed after {self.received} of {self.content_length} body bytes (truncated)"
             )
 
-    # -- llhttp callbacks (names fixed by httptools) ----------------------------------------
-    def on_message_begin(self) -> None:
-        if self._state is not _State.HEAD:
-            raise _Unexpected("unexpected bytes after the response (a second answer, never asked for)")
-        self._headers = {}
-
+    # -- llhttp callbacks (names fixed by httptools; no on_message_begin: a call saved per answer,
+    # a second answer is caught at its first header or at its head's end) -------------------
     def on_header(self, name: bytes, value: bytes) -> None:
-        target = self._headers if self._state is _State.HEAD else self._trailers
-        k = name.decode("latin-1").lower()
-        v = value.decode("latin-1").strip()
-        old = target.get(k)
-        target[k] = v if old is None else f"{old}, {v}"
+        # raw pairs only: one dict is built when the head is complete (a call per header is the cost)
+        state = self._state
+        if state is _State.HEAD:
+            self._raw.append((name, value))
+        elif state is _State.BODY:
+            self._raw_trailers.append((name, value))
+        else:
+            raise _Unexpected(_SECOND_ANSWER)
 
     def on_headers_complete(self) -> None:
         assert self._parser is not None
+        if self._state is not _State.HEAD:
+            raise _Unexpected(_SECOND_ANSWER)
         status = self._parser.get_status_code()
         if 100 <= status < 200:
             # 100 Continue, 102, 103 Early Hints: not the answer; llhttp completes it next.
             self._interim = True
             return
-        headers = self._headers
+        headers = self._headers = _fields(self._raw)
         self.status = status
         self.keep_alive = self._parser.should_keep_alive()
         te = headers.get("transfer-encoding", "").lower()
@@ -217,11 +254,26 @@ class ResponseParser:
     def on_message_complete(self) -> None:
         if self._interim:
             self._interim = False
-            self._headers = {}
+            self._raw = []
             return
         if self._state is _State.DONE_EARLY:
             return
         if self._state is not _State.BODY:
             raise _Unexpected("response completed twice")
         self._state = _State.DONE
-        self._sink.on_complete(self._trailers)
+        self._llhttp_clean = True
+        self._sink.on_complete(_fields(self._raw_trailers) if self._raw_trailers else self._trailers)
+
+
+def _fields(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Header (or trailer) fields: lower-case names, values stripped, repeats joined with ", "."""
+    # one decode for the whole head (llhttp refuses NUL in names and values, so it can separate them)
+    flat = iter(b"\0".join([part for pair in raw for part in pair]).decode("latin-1").split("\0"))
+    out = {k.lower(): v.strip() for k, v in zip(flat, flat, strict=False)} if raw else {}
+    if len(out) != len(raw):  # a repeated field: join its values in order
+        out = {}
+        for n, v in raw:
+            k, val = n.decode("latin-1").lower(), v.decode("latin-1").strip()
+            old = out.get(k)
+            out[k] = val if old is None else f"{old}, {val}"
+    return out
