@@ -280,13 +280,6 @@ class TestLimits:
         assert len(server.conns) == 2
         assert len(server.conns[0].requests) == 2  # the third request went on the released connection
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="HttpPool's semaphore is released when the response head arrives, so connections whose"
-        " bodies are still streaming are not counted: limit (max_pool_connections) does not bound"
-        " open connections",
-        raises=AssertionError,
-    )
     async def test_limit_bounds_open_connections_while_bodies_stream(self, env: Envs) -> None:
         """With limit=1, a second request waits until the first body is fully received."""
         finish = asyncio.Event()
@@ -370,12 +363,6 @@ class TestClose:
             lambda: all(c.closed_by_peer.is_set() for c in server.conns), "every idle connection closes"
         )
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="HttpPool._release ignores a connection finishing after close() but never aborts it, so"
-        " its socket stays open until the server hangs up",
-        raises=AssertionError,
-    )
     async def test_connection_finishing_after_close_is_closed(self, env: Envs) -> None:
         """A response still streaming at ``close()`` has its connection closed once it ends."""
         finish = asyncio.Event()

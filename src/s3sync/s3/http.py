@@ -122,6 +122,12 @@ class _Conn(asyncio.Protocol):
         self.got_bytes = False
         self.paused = False
         self.head_bytes = 0
+        self.slot: asyncio.Semaphore | None = None  # the pool slot a streaming body holds
+
+    def _free_slot(self) -> None:
+        slot, self.slot = self.slot, None
+        if slot is not None:
+            slot.release()
 
     # -- protocol callbacks ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -142,6 +148,7 @@ class _Conn(asyncio.Protocol):
         if self.body is not None:
             self.body._finish(lost)
             self.body = None
+        self._free_slot()
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
@@ -178,6 +185,7 @@ class _Conn(asyncio.Protocol):
             self.pool._release(self)
         else:
             self.abort()
+        self._free_slot()
 
     def _fail(self, exc: BaseException) -> None:
         if self.fut is not None and not self.fut.done():
@@ -186,6 +194,7 @@ class _Conn(asyncio.Protocol):
             self.body._finish(exc)
             self.body = None
         self.abort()
+        self._free_slot()
 
     # -- control ---------------------------------------------------------------
     def pause(self) -> None:
@@ -202,6 +211,7 @@ class _Conn(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+        self._free_slot()
 
     async def with_timeout(self, fut: asyncio.Future[_T]) -> _T:
         loop = asyncio.get_running_loop()
@@ -249,7 +259,10 @@ class HttpPool:
         self._closed = False
 
     def _release(self, conn: _Conn) -> None:
-        if self._closed or conn.closed:
+        if conn.closed:
+            return
+        if self._closed:
+            conn.abort()  # finished after close(): nothing will reuse it
             return
         self._idle.append(conn)
 
@@ -271,8 +284,14 @@ class HttpPool:
         return proto
 
     async def request(self, head: bytes, *, no_body: bool = False) -> Response:
-        """Send a complete request head (no request body) and return the response."""
-        async with self._sem:
+        """Send a complete request head (no request body) and return the response.
+
+        ``limit`` bounds open exchanges, not just heads in flight: a response whose
+        body is still arriving keeps its slot until the body ends or is closed.
+        """
+        await self._sem.acquire()
+        handed = False
+        try:
             for attempt in (0, 1):
                 while self._idle and self._idle[-1].closed:
                     self._idle.pop()
@@ -280,13 +299,20 @@ class HttpPool:
                 conn = self._idle.pop() if reused else await self._connect()
                 fut = conn.send(head, no_body)
                 try:
-                    return await conn.with_timeout(fut)
+                    resp = await conn.with_timeout(fut)
                 except HttpError:
                     # a keep-alive connection the server closed while idle: retry once, fresh
                     if reused and not conn.got_bytes and attempt == 0:
                         continue
                     raise
+                if conn.body is not None and not conn.closed:
+                    conn.slot = self._sem  # the body is still arriving: its end frees the slot
+                    handed = True
+                return resp
             raise HttpError("connection closed before a response")
+        finally:
+            if not handed:
+                self._sem.release()
 
     async def close(self) -> None:
         self._closed = True
