@@ -296,6 +296,15 @@ class Reconciler:
         futs = [self.pool.submit(Change(k, ChangeKind.REMOVE, source, listed=True)) for k in victims]
         for r in await asyncio.gather(*futs):
             report.add(r)
+            if (
+                r.operation == "delete"
+                and r.status == "unchanged"
+                and len(report.details) < MAX_WITHHELD_DETAILS
+            ):
+                # re-checked when applied and found back in S3: say why it is still here
+                report.details.append(
+                    {"operation": "delete", "file_key": r.key, "status": "kept", "message": r.message}
+                )
 
     async def _deletable(self, keys: list[str], filt: Selection) -> list[str]:
         """Drop the keys whose local file the size/age filters leave out (s5cmd#815).

@@ -1,0 +1,72 @@
+"""A reconcile's delete is re-checked when it is applied: a key re-created since the listing is kept.
+
+The race is real: the fault proxy holds the pass's GETs (latency), so the pass
+sits between its listing (which says ``victim`` is gone) and its deletes while
+``victim`` is re-created in S3 and its event is applied by the same engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from faultproxy import FaultProxy
+from support.s3kit import delete_objects, seed
+
+from s3sync.model import Change, ChangeKind, ChangeSource
+
+
+async def _until(cond: Any, what: str, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def _read(p: Path) -> bytes | None:
+    try:
+        return p.read_bytes()
+    except OSError:
+        return None
+
+
+class TestDeleteRecheck:
+    """Deletes go through the coalescing queue and ask S3 again, key by key."""
+
+    async def test_recreated_key_survives_a_slow_reconcile(
+        self, s3: Any, bucket: str, mirror: Path, proxy: FaultProxy, proxied_settings: Any
+    ) -> None:
+        from s3sync.runtime import open_engine
+
+        slow = {f"slow-{i}": b"v1" for i in range(3)}
+        seed(s3, bucket, {**slow, "victim": b"old", **{f"keep-{i}": b"k" for i in range(6)}})
+        settings = proxied_settings(bucket, mirror, sync={"max_delete": -1})
+        async with open_engine(settings) as engine:
+            first = await engine.reconcile()
+            assert first.ok and (mirror / "victim").read_bytes() == b"old", first.errors
+
+            seed(s3, bucket, {k: b"v2" for k in slow})  # the next pass has slow downloads to make
+            delete_objects(s3, bucket, ["victim"])  # ... and, per its listing, one delete
+            proxy.add("latency", op="GET", key_re="slow-", seconds=6.0)
+            proxy.reset_counters()
+            task = asyncio.create_task(engine.reconcile(delete=True))
+            await _until(
+                lambda: any(proxy.count("GET", k) for k in slow), "the pass to list and start its slow GETs"
+            )
+            assert proxy.count("LIST") >= 1 and proxy.count("HEAD", "victim") == 0
+
+            seed(s3, bucket, {"victim": b"reborn"})  # re-created after the listing ...
+            await engine.intake([Change("victim", ChangeKind.UPSERT, ChangeSource.NOTIFICATION)])
+            await _until(lambda: _read(mirror / "victim") == b"reborn", "the event's download")
+            assert not task.done(), "the pass must still be between its listing and its deletes"
+
+            report = await task
+        assert (mirror / "victim").read_bytes() == b"reborn"
+        assert report.deleted == 0, report.details
+        kept = [d for d in report.details if d["file_key"] == "victim"]
+        assert kept and kept[0]["operation"] == "delete" and kept[0]["status"] == "kept", kept
+        assert proxy.count("HEAD", "victim") >= 1  # the delete asked S3 again when it was applied
+        assert all((mirror / k).read_bytes() == b"v2" for k in slow)
