@@ -25,7 +25,7 @@ from pathlib import Path
 from s3sync.errors import KeyConflictError, LocalIOError, S3SyncError, UnsafeKeyError
 from s3sync.local.backup import Backups
 from s3sync.local.keys import KeyMapper, is_temp_name
-from s3sync.local.safefs import CaseProbe, DirSync, SafeFS, SymlinkError
+from s3sync.local.safefs import CaseConflictError, CaseProbe, DirSync, SafeFS, SymlinkError
 
 __all__ = ["DirSync", "LocalStat", "Mirror", "SymlinkError"]
 
@@ -84,6 +84,7 @@ class Mirror:
         through ``fd``, never reopen ``temp`` by path.
         """
         parts = tuple(self.mapper.parts(key))
+        self._check_spelling(parts, key)
         dirfd = self.fs.open_dir(parts[:-1], create=True, key=key)
         try:
             self.fs.check_replaceable(dirfd, parts[-1], key)
@@ -235,9 +236,23 @@ class Mirror:
         """A read-only fd of the file for ``key`` (never through a link); FileNotFoundError if none."""
         return self.fs.open_file(self.mapper.parts(key), key=key)
 
+    def _check_spelling(self, parts: tuple[str, ...] | list[str], key: str) -> None:
+        """On a folding filesystem, refuse a key whose path exists under another spelling.
+
+        ``a.txt`` would otherwise overwrite (or delete) the file of ``A.txt``: the
+        key that is there first keeps it (the reconcile's case policy makes that
+        the first in key order), the other is a ``case_conflict`` skip.
+        """
+        if self.case.folds and (other := self.fs.other_spelling(parts)) is not None:
+            raise CaseConflictError(
+                f"{key!r}: the filesystem already holds {other!r}, which differs only by case or "
+                "Unicode normalisation; the first in key order wins"
+            )
+
     def delete(self, key: str) -> bool:
         """Remove (or, with a backup dir, move away) the file for ``key``; True if it existed."""
         parts = self.mapper.parts(key)
+        self._check_spelling(parts, key)
         backups = self.backups
 
         def away(dirfd: int, name: str) -> None:

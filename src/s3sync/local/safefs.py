@@ -58,6 +58,12 @@ def temp_name(final_name: str, token: str, name_max: int) -> str:
     return temp_name_for(final_name, token, name_max)
 
 
+class CaseConflictError(UnsafeKeyError):
+    """On a folding filesystem the key's path already exists under another spelling."""
+
+    code = "case_conflict"
+
+
 class SafeFS:
     """Blocking dirfd-relative operations under one root; see the module docstring."""
 
@@ -300,6 +306,33 @@ class SafeFS:
         finally:
             _close_all(fds)
 
+    def other_spelling(self, parts: Sequence[str]) -> str | None:
+        """The first prefix of ``parts`` stored under another spelling (``Docs`` for ``docs``).
+
+        Only meaningful on a filesystem that folds names (the probe says so): there a
+        stat of ``docs`` finds ``Docs``, and only the directory listing tells them
+        apart. Costs one listing per existing component; None when all match.
+        """
+        fd = self.open_root()
+        try:
+            for i, part in enumerate(parts):
+                if self.leaf_stat(fd, part) is None:
+                    return None
+                with os.scandir(fd) as it:
+                    if not any(e.name == part for e in it):
+                        return "/".join(parts[: i + 1])
+                if i == len(parts) - 1:
+                    return None
+                try:
+                    nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except OSError:
+                    return None  # a file or a link: the walk that writes reports it
+                os.close(fd)
+                fd = nxt
+            return None
+        finally:
+            os.close(fd)
+
     # -- whole tree (fstree owns the recursion) -----------------------------
     def walk_sorted(self, prefix: str = "", after: str | None = None) -> Iterator[tuple[str, os.stat_result]]:
         """Regular files as (key, lstat) in key order; never enters a link (see fstree)."""
@@ -343,4 +376,4 @@ def _close_all(fds: list[int]) -> None:
             pass
 
 
-__all__ = ["CaseProbe", "DirSync", "SafeFS", "SymlinkError", "name_bytes", "temp_name"]
+__all__ = ["CaseConflictError", "CaseProbe", "DirSync", "SafeFS", "SymlinkError", "name_bytes", "temp_name"]
