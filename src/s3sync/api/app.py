@@ -21,7 +21,8 @@ from s3sync.api.middleware import NOTIFICATION_PATH, auth_middleware, context_mi
 from s3sync.api.openapi import build_spec
 from s3sync.api.services import Services
 from s3sync.config import Settings
-from s3sync.stats import SyncStats, make_registry
+from s3sync.metrics import make_registry
+from s3sync.stats import SyncStats
 from s3sync.systemd import Notifier
 
 

@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-import aiofiles
 import structlog
 
 from s3sync.errors import (
@@ -196,6 +195,8 @@ class Transfer:
         written = 0
         try:
             # through the fd the mirror created (at a directory fd, O_NOFOLLOW), never by path
+            import aiofiles  # on first use: a no-change pass never streams (W2 start-up)
+
             async with aiofiles.open(fd, "r+b", closefd=False) as fh:
                 async for chunk in res.body.iter_chunks(CHUNK):
                     checker.update(chunk)
