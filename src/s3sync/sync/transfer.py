@@ -34,6 +34,7 @@ from s3sync.errors import (
 )
 from s3sync.local.groupcommit import GroupCommitter
 from s3sync.local.mirror import Mirror
+from s3sync.local.writeback import start_writeback
 from s3sync.model import ObjectMeta
 from s3sync.retry import RetryPolicy
 from s3sync.s3.bucket import UNKNOWN_SIZE, Bucket, GetResult
@@ -319,11 +320,14 @@ WRITE_BATCH = 2 * 1024 * 1024
 
 
 def _pwrite_all(fd: int, data: bytearray, offset: int) -> None:
+    start = offset
     view = memoryview(data)
     while view:
         n = os.pwrite(fd, view, offset)
         view = view[n:]
         offset += n
+    # dirty pages never pile up: no pwrite throttling mid-download, a short final fsync
+    start_writeback(fd, start, offset - start)
 
 
 def _preallocate(fd: int, size: int) -> None:
