@@ -64,7 +64,68 @@ class CaseConflictError(UnsafeKeyError):
     code = "case_conflict"
 
 
-class SafeFS:
+class DirLeaves:
+    """Operations on one name inside an already open directory fd (no path walk at all).
+
+    Group durability builds on these: a caller holding a directory fd may create
+    many temps, :meth:`replace` each into place and record the fd in a
+    :class:`DirSync` instead of calling :meth:`fsync_dir` per file.
+    """
+
+    @property
+    def name_max(self) -> int:
+        raise NotImplementedError
+
+    def create_temp(self, dirfd: int, final_name: str) -> tuple[str, int]:
+        """Create a fresh temp sibling of ``final_name`` in ``dirfd``: (name, O_RDWR fd)."""
+        for _ in range(8):
+            name = temp_name(final_name, secrets.token_hex(_TOKEN_BYTES), self.name_max)
+            try:
+                return name, os.open(name, _TEMP_FLAGS, 0o644, dir_fd=dirfd)
+            except FileExistsError:
+                continue
+        raise LocalIOError(f"cannot create a temporary file for {final_name!r}")
+
+    def leaf_stat(self, dirfd: int, name: str) -> os.stat_result | None:
+        try:
+            return os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def check_replaceable(self, dirfd: int, name: str, key: str) -> os.stat_result | None:
+        """What sits at the final name, if it may be replaced by a file; raises otherwise."""
+        st = self.leaf_stat(dirfd, name)
+        if st is None or stat_mod.S_ISREG(st.st_mode):
+            return st
+        if stat_mod.S_ISLNK(st.st_mode):
+            raise SymlinkError(f"{key!r}: the local path is a symlink; not replaced")
+        if stat_mod.S_ISDIR(st.st_mode):
+            raise KeyConflictError(f"{key!r} exists locally as a directory (a/ next to a/b)")
+        raise LocalIOError(f"{key!r}: the local path is not a regular file")
+
+    def replace(self, dirfd: int, src: str, dst: str, *, key: str) -> None:
+        """renameat within one directory (atomic); refuses to replace a link or a directory."""
+        self.check_replaceable(dirfd, dst, key)
+        try:
+            os.replace(src, dst, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        except OSError as exc:
+            if exc.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
+                raise KeyConflictError(f"{key!r} exists locally as a directory") from exc
+            raise LocalIOError(f"{key!r}: {exc.strerror or exc}") from exc
+
+    def unlink_quiet(self, dirfd: int, name: str) -> None:
+        try:
+            os.unlink(name, dir_fd=dirfd)
+        except OSError:
+            pass
+
+    @staticmethod
+    def fsync_dir(dirfd: int) -> None:
+        """Make the renames and unlinks in this directory durable (one fsync)."""
+        os.fsync(dirfd)
+
+
+class SafeFS(DirLeaves):
     """Blocking dirfd-relative operations under one root; see the module docstring."""
 
     def __init__(self, root: Path | str) -> None:
@@ -156,55 +217,6 @@ class SafeFS:
             yield fd
         finally:
             os.close(fd)
-
-    # -- leaves (relative to an open directory) ------------------------------
-    def create_temp(self, dirfd: int, final_name: str) -> tuple[str, int]:
-        """Create a fresh temp sibling of ``final_name`` in ``dirfd``: (name, O_RDWR fd)."""
-        for _ in range(8):
-            name = temp_name(final_name, secrets.token_hex(_TOKEN_BYTES), self.name_max)
-            try:
-                return name, os.open(name, _TEMP_FLAGS, 0o644, dir_fd=dirfd)
-            except FileExistsError:
-                continue
-        raise LocalIOError(f"cannot create a temporary file for {final_name!r}")
-
-    def leaf_stat(self, dirfd: int, name: str) -> os.stat_result | None:
-        try:
-            return os.stat(name, dir_fd=dirfd, follow_symlinks=False)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-
-    def check_replaceable(self, dirfd: int, name: str, key: str) -> os.stat_result | None:
-        """What sits at the final name, if it may be replaced by a file; raises otherwise."""
-        st = self.leaf_stat(dirfd, name)
-        if st is None or stat_mod.S_ISREG(st.st_mode):
-            return st
-        if stat_mod.S_ISLNK(st.st_mode):
-            raise SymlinkError(f"{key!r}: the local path is a symlink; not replaced")
-        if stat_mod.S_ISDIR(st.st_mode):
-            raise KeyConflictError(f"{key!r} exists locally as a directory (a/ next to a/b)")
-        raise LocalIOError(f"{key!r}: the local path is not a regular file")
-
-    def replace(self, dirfd: int, src: str, dst: str, *, key: str) -> None:
-        """renameat within one directory (atomic); refuses to replace a link or a directory."""
-        self.check_replaceable(dirfd, dst, key)
-        try:
-            os.replace(src, dst, src_dir_fd=dirfd, dst_dir_fd=dirfd)
-        except OSError as exc:
-            if exc.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
-                raise KeyConflictError(f"{key!r} exists locally as a directory") from exc
-            raise LocalIOError(f"{key!r}: {exc.strerror or exc}") from exc
-
-    def unlink_quiet(self, dirfd: int, name: str) -> None:
-        try:
-            os.unlink(name, dir_fd=dirfd)
-        except OSError:
-            pass
-
-    @staticmethod
-    def fsync_dir(dirfd: int) -> None:
-        """Make the renames and unlinks in this directory durable (one fsync)."""
-        os.fsync(dirfd)
 
     # -- whole keys ----------------------------------------------------------
     def stat_many(self, many: Sequence[Sequence[str] | None]) -> list[os.stat_result | None]:
@@ -376,4 +388,13 @@ def _close_all(fds: list[int]) -> None:
             pass
 
 
-__all__ = ["CaseConflictError", "CaseProbe", "DirSync", "SafeFS", "SymlinkError", "name_bytes", "temp_name"]
+__all__ = [
+    "CaseConflictError",
+    "CaseProbe",
+    "DirLeaves",
+    "DirSync",
+    "SafeFS",
+    "SymlinkError",
+    "name_bytes",
+    "temp_name",
+]

@@ -20,9 +20,26 @@ listing is kept.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import os
 from dataclasses import dataclass
 
+import structlog
+
+from s3sync.errors import UnsafeKeyError
+from s3sync.local.keys import KeyFilter
+from s3sync.local.mirror import Mirror
+from s3sync.model import ObjectMeta
+from s3sync.state.store import StateStore
+from s3sync.stats import SyncStats
+from s3sync.sync.conflicts import CaseConflicts
+from s3sync.sync.report import OpResult, SyncReport
+
+log = structlog.get_logger("s3sync.reconcile")
+
 DEFAULT_MAX_DELETE = "50%"
+MAX_DETAILS = 1000
 
 
 def delete_limit(max_delete: int | str, tracked: int) -> int | None:
@@ -70,4 +87,97 @@ def refusal(
     return None
 
 
-__all__ = ["DEFAULT_MAX_DELETE", "DeletePlan", "delete_limit", "refusal"]
+def withhold(
+    removes: list[str], extras: list[str], uncertain: set[str], case: CaseConflicts | None
+) -> tuple[list[str], list[str], list[str]]:
+    """Split off the deletes whose key this pass could not settle: (removes, extras, withheld).
+
+    A local file of a listed key that failed or was skipped is not "extra"; on a
+    folding filesystem another spelling of a kept key is that key's file.
+    """
+    withheld = [k for k in extras if k in uncertain]
+    extras = [k for k in extras if k not in uncertain]
+    if case is not None:
+        folded = {k for k in removes + extras if case.owner(k) is not None}
+        withheld += sorted(folded)
+        removes = [k for k in removes if k not in folded]
+        extras = [k for k in extras if k not in folded]
+    return removes, extras, withheld
+
+
+def note_withheld(report: SyncReport, withheld: list[str]) -> None:
+    """The operator sees which deletes were held back, and why."""
+    for key in withheld[:MAX_DETAILS]:
+        why = f"delete withheld: {key!r} was not settled by this pass (failed, skipped or another spelling)"
+        report.details.append({"operation": "delete", "file_key": key, "status": "withheld", "message": why})
+    if withheld:
+        log.warning(
+            "deletes withheld for keys whose state is uncertain", count=len(withheld), keys=withheld[:10]
+        )
+
+
+def note_result(report: SyncReport, r: OpResult) -> None:
+    """Count a delete's outcome; one found back in S3 when applied is listed as kept, with why."""
+    report.add(r)
+    if r.operation == "delete" and r.status == "unchanged" and len(report.details) < MAX_DETAILS:
+        report.details.append(
+            {"operation": "delete", "file_key": r.key, "status": "kept", "message": r.message}
+        )
+
+
+def refuse(report: SyncReport, stats: SyncStats, refused: tuple[str, str], victims: int) -> None:
+    """Record a tripped guard: the pass fails (exit 1) with the one-line reason."""
+    code, report.aborted = refused
+    report.failed += 1
+    report.errors.append({"key": "", "error": code, "message": report.aborted})
+    stats.error(code, report.aborted)
+    log.error("delete guard tripped", guard=code, would_delete=victims, message=report.aborted)
+
+
+async def untracked_local_files(mirror: Mirror, state: StateStore, scope: str, filt: KeyFilter) -> list[str]:
+    """Local files in scope that are not tracked (candidates for the extra-file sweep)."""
+
+    def walk() -> list[str]:
+        return [k for k, _ in mirror.walk_sorted(scope) if filt.wants(k)]
+
+    local = await asyncio.to_thread(walk)
+    if not local:
+        return []
+    known = await state.contains_many(local)
+    return [k for k in local if k not in known]
+
+
+def case_policy(mirror: Mirror) -> CaseConflicts | None:
+    """Built only when the start-up probe says the filesystem folds case or Unicode forms."""
+    probe = mirror.case
+    return CaseConflicts(case_sensitive=probe.case_sensitive) if probe.folds else None
+
+
+def content_matches(mirror: Mirror, meta: ObjectMeta) -> bool:
+    """--checksum: compare local bytes with a single-part MD5 ETag (blocking; worker thread)."""
+    etag = meta.etag or ""
+    if len(etag) != 32:
+        return True  # multipart/unknown ETag: size+mtime is all we can compare cheaply
+    h = hashlib.md5(usedforsecurity=False)
+    try:
+        with os.fdopen(mirror.open_read(meta.key), "rb") as fh:  # never through a link
+            for chunk in iter(lambda: fh.read(1024 * 1024), b""):
+                h.update(chunk)
+    except (OSError, UnsafeKeyError):
+        return False
+    return h.hexdigest() == etag
+
+
+__all__ = [
+    "DEFAULT_MAX_DELETE",
+    "DeletePlan",
+    "case_policy",
+    "content_matches",
+    "delete_limit",
+    "note_result",
+    "note_withheld",
+    "refusal",
+    "refuse",
+    "untracked_local_files",
+    "withhold",
+]

@@ -10,24 +10,32 @@ never more than ``max_delete`` (a count or a percentage of tracked files).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
 import time
 from collections.abc import Callable
+from functools import partial
 
 import structlog
 
 from s3sync.config import Settings
-from s3sync.errors import S3SyncError, UnsafeKeyError
-from s3sync.local.keys import KeyFilter
+from s3sync.errors import S3SyncError
 from s3sync.local.mirror import Mirror
-from s3sync.model import Change, ChangeKind, ChangeSource, ObjectMeta
+from s3sync.model import Change, ChangeKind, ChangeSource
 from s3sync.s3.bucket import Bucket
 from s3sync.state.store import StateRow, StateStore
 from s3sync.stats import SyncStats
 from s3sync.sync.apply import Applier
 from s3sync.sync.conflicts import CaseConflicts
-from s3sync.sync.deletes import DeletePlan, refusal
+from s3sync.sync.deletes import (
+    DeletePlan,
+    case_policy,
+    content_matches,
+    note_result,
+    note_withheld,
+    refusal,
+    refuse,
+    untracked_local_files,
+    withhold,
+)
 from s3sync.sync.filters import Selection
 from s3sync.sync.inventory_pass import InventoryPass
 from s3sync.sync.plan import Adopt, Fetch, Remove, Skip, Unchanged, plan
@@ -35,7 +43,6 @@ from s3sync.sync.pool import TransferPool
 from s3sync.sync.report import OpResult, SyncReport
 
 log = structlog.get_logger("s3sync.reconcile")
-MAX_WITHHELD_DETAILS = 1000
 
 
 class Reconciler:
@@ -121,7 +128,7 @@ class Reconciler:
         removes: list[str] = []
         uncertain: set[str] = set()  # listed keys this pass did not settle: never deleted as "extra"
         listed = 0
-        case = self._case_policy()
+        case = case_policy(self.mirror)
         pending: set[asyncio.Future[OpResult]] = set()
 
         def collect(fut: asyncio.Future[OpResult]) -> None:
@@ -134,7 +141,7 @@ class Reconciler:
                 progress(report)
 
         await asyncio.to_thread(self.mirror.ensure_root)
-        content = self._content_matches if checksum else None
+        content = partial(content_matches, self.mirror) if checksum else None
         from_inventory = self._version_at is None and bool(self.settings.inventory.location)
         self._inv = InventoryPass(self.settings, self.state, self.stats) if from_inventory else None
         self.stats.last_reconcile_source = "inventory" if from_inventory else "listing"
@@ -224,11 +231,6 @@ class Reconciler:
             log.info("keys gone from the bucket kept locally (delete is off)", count=len(removes))
         return report
 
-    def _case_policy(self) -> CaseConflicts | None:
-        """Built only when the start-up probe says the filesystem folds case or Unicode forms."""
-        probe = self.mirror.case
-        return CaseConflicts(case_sensitive=probe.case_sensitive) if probe.folds else None
-
     async def _reconcile_deletes(
         self,
         report: SyncReport,
@@ -250,26 +252,9 @@ class Reconciler:
         that failed or were skipped, and, on a folding filesystem, another
         spelling of a key that is kept (deleting it would delete the kept file).
         """
-        uncertain = uncertain or set()
-        extras = await self._untracked_local_files(scope, filt)
-        withheld = [k for k in extras if k in uncertain]
-        extras = [k for k in extras if k not in uncertain]
-        if case is not None:
-            folded = [k for k in removes + extras if case.owner(k) is not None]
-            withheld += folded
-            removes = [k for k in removes if k not in folded]
-            extras = [k for k in extras if k not in folded]
-        for key in withheld[:MAX_WITHHELD_DETAILS]:
-            why = (
-                f"delete withheld: {key!r} was not settled by this pass (failed, skipped or another spelling)"
-            )
-            report.details.append(
-                {"operation": "delete", "file_key": key, "status": "withheld", "message": why}
-            )
-        if withheld:
-            log.warning(
-                "deletes withheld for keys whose state is uncertain", count=len(withheld), keys=withheld[:10]
-            )
+        extras = await untracked_local_files(self.mirror, self.state, scope, filt)
+        removes, extras, withheld = withhold(removes, extras, uncertain or set(), case)
+        note_withheld(report, withheld)
         victims = await self._deletable(removes + extras, filt)
         if self._inv is not None and victims:  # a day-old report: S3 must confirm each delete
             victims = await self._inv.confirm_gone(victims, self.bucket)
@@ -283,11 +268,7 @@ class Reconciler:
             allow_empty_source=sync.allow_empty_source,
         )
         if refused is not None:
-            code, report.aborted = refused
-            report.failed += 1
-            report.errors.append({"key": "", "error": code, "message": report.aborted})
-            self.stats.error(code, report.aborted)
-            log.error("delete guard tripped", guard=code, would_delete=len(victims), message=report.aborted)
+            refuse(report, self.stats, refused, len(victims))
             return
         if dry_run:
             for key in victims:
@@ -295,16 +276,7 @@ class Reconciler:
             return
         futs = [self.pool.submit(Change(k, ChangeKind.REMOVE, source, listed=True)) for k in victims]
         for r in await asyncio.gather(*futs):
-            report.add(r)
-            if (
-                r.operation == "delete"
-                and r.status == "unchanged"
-                and len(report.details) < MAX_WITHHELD_DETAILS
-            ):
-                # re-checked when applied and found back in S3: say why it is still here
-                report.details.append(
-                    {"operation": "delete", "file_key": r.key, "status": "kept", "message": r.message}
-                )
+            note_result(report, r)
 
     async def _deletable(self, keys: list[str], filt: Selection) -> list[str]:
         """Drop the keys whose local file the size/age filters leave out (s5cmd#815).
@@ -324,32 +296,6 @@ class Reconciler:
         if len(kept) < len(keys):
             log.info("local files outside the filters kept (not deleted)", count=len(keys) - len(kept))
         return kept
-
-    async def _untracked_local_files(self, scope: str, filt: KeyFilter) -> list[str]:
-        """Local files that are neither tracked nor bucket objects (after a clean pass)."""
-
-        def walk() -> list[str]:
-            return [k for k, _ in self.mirror.walk_sorted(scope) if filt.wants(k)]
-
-        local = await asyncio.to_thread(walk)
-        if not local:
-            return []
-        known = await self.state.contains_many(local)
-        return [k for k in local if k not in known]
-
-    def _content_matches(self, meta: ObjectMeta) -> bool:
-        """--checksum: compare local bytes with a single-part MD5 ETag (blocking; worker thread)."""
-        etag = meta.etag or ""
-        if len(etag) != 32:
-            return True  # multipart/unknown ETag: size+mtime is all we can compare cheaply
-        h = hashlib.md5(usedforsecurity=False)
-        try:
-            with os.fdopen(self.mirror.open_read(meta.key), "rb") as fh:  # never through a link
-                for chunk in iter(lambda: fh.read(1024 * 1024), b""):
-                    h.update(chunk)
-        except (OSError, UnsafeKeyError):
-            return False
-        return h.hexdigest() == etag
 
 
 __all__ = ["Reconciler"]
