@@ -26,6 +26,11 @@ _T = TypeVar("_T")
 _HIGH_WATER = 2 * 1024 * 1024
 _LOW_WATER = 512 * 1024
 _MAX_HEAD = 64 * 1024  # llhttp has no limit of its own: a head longer than this is refused
+#: Body silence (reader waiting, connection not paused) after which the body is given up:
+#: the caller's retry (a ranged part resumes from what it has) beats waiting out TCP's
+#: doubling retransmission / zero-window probe timers (0.2 s * (2**7 - 1) = 25.4 s seen
+#: once here) or ``read_timeout`` (300 s). Real S3 does not go silent mid-body for this long.
+BODY_STALL_SECONDS = 10.0
 
 
 class Body:
@@ -62,9 +67,11 @@ class Body:
             w.set_result(None)
 
     async def _wait(self) -> None:
+        # Only called with nothing buffered, so the connection is reading (never paused
+        # here): silence now is the network's, bounded by the pool's stall timeout.
         self._waiter = asyncio.get_running_loop().create_future()
         try:
-            await self._conn.with_timeout(self._waiter)
+            await self._conn.with_timeout(self._waiter, self._conn.pool.stall_timeout)
         finally:
             self._waiter = None
 
@@ -213,17 +220,18 @@ class _Conn(asyncio.Protocol):
             self.transport.abort()
         self._free_slot()
 
-    async def with_timeout(self, fut: asyncio.Future[_T]) -> _T:
+    async def with_timeout(self, fut: asyncio.Future[_T], seconds: float | None = None) -> _T:
         loop = asyncio.get_running_loop()
-        handle = loop.call_later(self.pool.read_timeout, self._timeout, fut)
+        limit = self.pool.read_timeout if seconds is None else seconds
+        handle = loop.call_later(limit, self._timeout, fut, limit)
         try:
             return await fut
         finally:
             handle.cancel()
 
-    def _timeout(self, fut: asyncio.Future[Any]) -> None:
+    def _timeout(self, fut: asyncio.Future[Any], limit: float) -> None:
         if not fut.done():
-            fut.set_exception(TimeoutError(f"no data for {self.pool.read_timeout:.0f}s"))
+            fut.set_exception(TimeoutError(f"no data for {limit:g}s"))
         self.abort()
 
     def send(self, data: bytes, no_body: bool) -> asyncio.Future[Response]:
@@ -248,11 +256,14 @@ class HttpPool:
         limit: int = 128,
         connect_timeout: float = 10.0,
         read_timeout: float = 300.0,
+        stall_timeout: float = BODY_STALL_SECONDS,
     ) -> None:
         self.host = host
         self.port = port
         self.ssl = ssl_context
         self.read_timeout = read_timeout
+        # silence mid-body while the reader waits (see BODY_STALL_SECONDS); never above read_timeout
+        self.stall_timeout = min(stall_timeout, read_timeout)
         self.connect_timeout = connect_timeout
         self._idle: list[_Conn] = []
         self._sem = asyncio.Semaphore(limit)
