@@ -70,3 +70,27 @@ class TestDeleteRecheck:
         assert kept and kept[0]["operation"] == "delete" and kept[0]["status"] == "kept", kept
         assert proxy.count("HEAD", "victim") >= 1  # the delete asked S3 again when it was applied
         assert all((mirror / k).read_bytes() == b"v2" for k in slow)
+
+
+class TestDeletesWithheldPerKey:
+    """One key failing holds back no other delete; only that key's own state is uncertain."""
+
+    async def test_failed_download_does_not_block_other_deletes(
+        self, s3: Any, bucket: str, mirror: Path, proxy: FaultProxy, proxied_settings: Any
+    ) -> None:
+        from s3sync.runtime import open_engine
+
+        seed(s3, bucket, {"broken": b"v1", "gone": b"g", **{f"k{i}": b"k" for i in range(4)}})
+        settings = proxied_settings(bucket, mirror, sync={"retry_attempts": 1})
+        async with open_engine(settings) as engine:
+            assert (await engine.reconcile()).ok
+            seed(s3, bucket, {"broken": b"v2", "new": b"n"})  # both must be fetched next pass
+            delete_objects(s3, bucket, ["gone"])
+            (mirror / "local-only").write_bytes(b"not in the bucket")
+            proxy.add("status", op="GET", key_re="^broken$", status=500, code="InternalError")
+            report = await engine.reconcile(delete=True)
+        assert report.failed == 1 and [e["key"] for e in report.errors] == ["broken"], report.errors
+        assert report.deleted == 2, report.details  # 'gone' and the untracked 'local-only'
+        assert not (mirror / "gone").exists() and not (mirror / "local-only").exists()
+        assert (mirror / "broken").read_bytes() == b"v1"  # the failed key keeps its old copy
+        assert (mirror / "new").read_bytes() == b"n"
