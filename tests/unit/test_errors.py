@@ -26,6 +26,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from s3sync.errors import (
+    ArchivedError,
     ChangedDuringTransferError,
     FatalError,
     IntegrityError,
@@ -119,7 +120,12 @@ class TestClientErrorCodes:
 
     def test_unknown_4xx_code_is_permanent(self) -> None:
         """An unrecognised client error fails the item only."""
-        assert type(classify(client_error("InvalidObjectState", 403))) is PermanentError
+        assert type(classify(client_error("InvalidRequest", 400))) is PermanentError
+
+    def test_invalid_object_state_is_archived(self) -> None:
+        """403 InvalidObjectState (Glacier, not restored) is an ArchivedError: a skip, not a failure."""
+        err = classify(client_error("InvalidObjectState", 403))
+        assert type(err) is ArchivedError and err.code == "archived"
 
     def test_cause_is_the_original_exception(self) -> None:
         """The classified error keeps botocore's exception as its cause for the logs."""

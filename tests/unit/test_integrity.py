@@ -231,6 +231,25 @@ class TestChoice:
         assert (kms.method, kms.parts) == (Method.COMPOSITE, 2)
         assert new_hasher(kms) is None  # without a part size there is nothing to compare
 
+    def test_untyped_checksum_of_multipart_object_is_not_full(self) -> None:
+        """No type, no ``-N``, but a multipart ETag: a per-part value (as moto sends), never compared."""
+        facts = Facts(
+            "0123456789abcdef0123456789abcdef-3", 10, checksum_algorithm="CRC32", checksum_value="VQhQCQ=="
+        )
+        assert choose(facts).method is Method.MULTIPART_ETAG
+        typed = Facts(
+            "0123456789abcdef0123456789abcdef-3",
+            10,
+            checksum_algorithm="CRC32",
+            checksum_value="VQhQCQ==",
+            checksum_type="FULL_OBJECT",
+        )
+        assert choose(typed).method is Method.CHECKSUM
+        single = Facts(
+            "0123456789abcdef0123456789abcdef", 10, checksum_algorithm="CRC32", checksum_value="VQhQCQ=="
+        )
+        assert choose(single).method is Method.CHECKSUM
+
     def test_disabled(self) -> None:
         assert choose(Facts("0" * 32, 1), enabled=False).method is Method.SIZE
 

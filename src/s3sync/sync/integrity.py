@@ -128,12 +128,26 @@ def is_composite(facts: Facts) -> bool:
     return facts.checksum_value is not None and _COMPOSITE_RE.match(facts.checksum_value) is not None
 
 
+def is_full_object(facts: Facts) -> bool:
+    """A checksum that covers the whole body and can be compared with one computed over it.
+
+    Typed ``FULL_OBJECT``; or untyped on a single-part object (an untyped checksum of a
+    multipart upload is a per-part one: before S3 had full-object checksums every
+    multipart checksum was composite, and some S3 clones send it without the ``-N``).
+    """
+    if facts.checksum_algorithm not in ALGORITHMS or not facts.checksum_value or is_composite(facts):
+        return False
+    if facts.checksum_type == "FULL_OBJECT":
+        return True
+    return facts.checksum_type is None and not _MULTIPART_RE.match(facts.etag or "")
+
+
 def choose(facts: Facts, *, enabled: bool = True) -> Verification:
     """The strongest check that can never fail a correct download."""
     if not enabled:
         return Verification(Method.SIZE, "verification disabled")
     algorithm, value = facts.checksum_algorithm, facts.checksum_value
-    if algorithm in ALGORITHMS and value and not is_composite(facts):
+    if is_full_object(facts) and algorithm and value:
         return Verification(Method.CHECKSUM, "full-object checksum", value, algorithm)
     md5_etag = etag_is_content_md5(facts)
     etag = facts.etag or ""
@@ -312,6 +326,7 @@ __all__ = [
     "choose",
     "etag_is_content_md5",
     "is_composite",
+    "is_full_object",
     "multipart_etag_hasher",
     "new_hasher",
     "part_layout_ok",
