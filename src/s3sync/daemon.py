@@ -22,7 +22,8 @@ from s3sync.api import keys as K
 from s3sync.api.app import create_app
 from s3sync.api.services import Services
 from s3sync.config import Settings
-from s3sync.errors import ConfigError
+from s3sync.errors import ConfigError, FatalError
+from s3sync.preflight import check_bucket
 from s3sync.systemd import Notifier, watchdog_loop
 
 log = structlog.get_logger("s3sync.app")
@@ -34,6 +35,11 @@ async def serve(settings: Settings, *, ready: Callable[[str], None] | None = Non
         ssl_ctx = _tls_context(settings)
     except ConfigError as exc:
         print(f"s3sync: {exc}", flush=True)
+        return 2
+    try:
+        await check_bucket(settings)  # missing bucket, wrong region: exit 2; unreachable: go on
+    except FatalError as exc:
+        print(f"s3sync: {exc}", file=sys.stderr, flush=True)
         return 2
     notifier = Notifier.from_env()
     app = create_app(settings, notifier=notifier)

@@ -86,6 +86,8 @@ def run_demo(port: int = 8888, directory: Path = Path("demo-mirror"), exit_after
             "\n"
             "  s3sync demo is running\n"
             f"  embedded S3 (moto):  {endpoint}   bucket: {DEMO_BUCKET} ({len(DEMO_OBJECTS)} objects)\n"
+            "                       in memory only: a restart starts again from an empty bucket\n"
+            "                       (re-seeded with the demo objects; your uploads are gone)\n"
             f"  mirror directory:    {directory}\n"
             f"  API docs:            {url}/docs\n"
             f"  health:              {url}/api/v1/health\n"

@@ -57,6 +57,19 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
+# C0 controls, DEL and C1 controls -> a visible escape: a key with a NUL or an ESC sequence must
+# not write raw control bytes to a terminal (JSON output escapes them already)
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def _escape_controls(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Console only: escape control characters in every value but the rendered traceback."""
+    for k, v in event.items():
+        if k != "exception" and isinstance(v, str):
+            event[k] = v.translate(_CONTROLS)
+    return event
+
+
 def configure(level: str = "INFO", fmt: str = "auto", file: Path | None = None) -> None:
     global _file_handler
     lvl = getattr(logging, level.upper(), logging.INFO)
@@ -86,6 +99,7 @@ def configure(level: str = "INFO", fmt: str = "auto", file: Path | None = None) 
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             _redact,
+            *([_escape_controls] if use_console else []),
             renderer,
         ],
     )

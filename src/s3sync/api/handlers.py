@@ -163,10 +163,16 @@ async def notification(request: web.Request) -> web.Response:
 def _cursor_decode(raw: str | None) -> str | None:
     if not raw:
         return None
+    # strict: the lenient decoder drops characters outside the alphabet, so "%%%" decoded to ""
+    # and silently meant "the first page"; only what _cursor_encode makes is accepted
     try:
-        return base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4)).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ApiError(400, "invalid_parameter", "cursor: not a cursor returned by this API") from None
+        padded = raw.encode("ascii") + b"=" * (-len(raw) % 4)
+        key = base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeError, ValueError):
+        key = ""
+    if not key or _cursor_encode(key) != raw.rstrip("="):
+        raise ApiError(400, "invalid_parameter", "cursor: not a cursor returned by this API")
+    return key
 
 
 def _cursor_encode(key: str) -> str:

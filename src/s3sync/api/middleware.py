@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from s3sync.api import keys as K
 from s3sync.api.auth import bearer_ok, hmac_problem
@@ -53,6 +55,11 @@ async def error_middleware(
         kept = ("allow", "content-range", "retry-after")
         headers = {k: v for k, v in exc.headers.items() if k.lower() in kept}
         return web.json_response(error_body(code, msg), status=exc.status, headers=headers)
+    except (RequestPayloadError, ContentEncodingError) as exc:
+        # a body that does not decode as its Content-Encoding says (or is cut short): the
+        # client's fault, answered like every other 4xx (issue 11)
+        msg = f"request body could not be read: {exc}"
+        return web.json_response(error_body("invalid_body", msg), status=400)
     except S3SyncError as exc:
         log.warning("request failed", path=request.path, error=str(exc))
         return web.json_response(error_body(exc.code, str(exc)), status=502)

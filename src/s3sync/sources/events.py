@@ -205,6 +205,8 @@ def _walk(value: object, path: str, depth: int, acc: _Acc) -> None:
     if isinstance(value, list):
         # Batch items are envelopes, not records: only check the length up front so
         # a huge array is refused before any work; the records inside are counted.
+        if not value:
+            raise EventParseError(f"{path or 'payload'}: an empty array carries no event")
         if len(value) > MAX_RECORDS:
             raise EventParseError(
                 f"{path or 'payload'}: too many records (more than {MAX_RECORDS} per payload)"

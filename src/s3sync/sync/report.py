@@ -109,7 +109,18 @@ class SyncReport:
             status = "partial"
         else:
             status = "success"
-        msg = f"Synced {ok} of {processed} files in {self.seconds:.2f} seconds"
+        # what happened, not "Synced 7 of 7" when all 7 were already in place
+        changed = self.downloaded + self.deleted
+        msg = (
+            f"Synced {changed} of {processed} files ({self.downloaded} downloaded, {self.deleted} deleted, "
+            f"{self.unchanged} unchanged, {self.skipped} skipped, {self.failed} failed) "
+            f"in {self.seconds:.2f} seconds"
+        )
+        if processed and not changed and not self.failed:
+            msg = (
+                f"Up to date: nothing downloaded or deleted; {processed} files checked "
+                f"({self.unchanged} unchanged, {self.skipped} skipped) in {self.seconds:.2f} seconds"
+            )
         if self.dry_run:
             msg = "Dry run: " + msg
         if self.aborted:
