@@ -395,3 +395,32 @@ class TestReplacedBetweenListingAndGet:
         assert tree(mirror) == {"small": b"brand new"}
         assert [s.status for s in full_gets(aws, "small")] == [412, 200]
         assert aws.requests("HEAD", "small")
+
+
+class TestVerify:
+    """``verify --checksum`` raises no false drift on KMS objects, and still finds real damage."""
+
+    @PATHS
+    async def test_kms_objects(
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+    ) -> None:
+        from s3sync.local.keys import KeyFilter
+        from s3sync.local.mirror import Mirror
+        from s3sync.s3.bucket import Bucket
+        from s3sync.sync.verify import verify
+
+        data = seed(s3, bucket, {k: body_for(k, 4000) for k in ("plain", "kms", "kms-crc", "kms-crc-bad")})
+        for key in ("kms", "kms-crc", "kms-crc-bad"):
+            aws.kms(key)
+        aws.checksum("kms-crc", "CRC64NVME")
+        aws.checksum("kms-crc-bad", "CRC64NVME")
+        settings = settings_for(bucket, mirror, fast_get)
+        report, _ = await reconcile(settings)
+        assert report.ok and report.downloaded == 4, report.errors
+        damaged = bytearray(data["kms-crc-bad"])
+        damaged[100] ^= 0xFF
+        (mirror / "kms-crc-bad").write_bytes(bytes(damaged))  # same size: only a checksum can tell
+        async with Bucket(settings.s3, fast_get=fast_get) as b:
+            result = await verify(b, Mirror(mirror, fsync=False), KeyFilter(), checksum=True)
+        assert [(d.key, d.kind) for d in result.drift] == [("kms-crc-bad", "checksum")]
+        assert result.checked == 4

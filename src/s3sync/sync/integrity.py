@@ -38,6 +38,7 @@ from typing import Protocol
 from awscrt import checksums as _crt
 
 from s3sync.errors import IntegrityError
+from s3sync.model import ObjectMeta
 
 #: Additional checksum algorithms S3 supports, strongest first (the order a choice is made in).
 ALGORITHMS: tuple[str, ...] = ("SHA256", "SHA1", "CRC64NVME", "CRC32C", "CRC32")
@@ -71,6 +72,19 @@ class Facts:
     checksum_algorithm: str | None = None  # upper case, e.g. "CRC64NVME"
     checksum_value: str | None = None  # base64, "-N" suffixed when composite
     checksum_type: str | None = None  # FULL_OBJECT | COMPOSITE | None (older objects: unknown)
+
+    @classmethod
+    def from_meta(cls, meta: ObjectMeta) -> Facts:
+        """Facts from an ObjectMeta built from GET/HEAD headers (a listing has no checksum value)."""
+        return cls(
+            etag=meta.etag,
+            size=meta.size,
+            encryption=meta.encryption,
+            sse_customer=meta.sse_customer,
+            checksum_algorithm=meta.checksum_algorithm if meta.checksum_value else None,
+            checksum_value=meta.checksum_value,
+            checksum_type=meta.checksum_type,
+        )
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str], *, etag: str | None, size: int) -> Facts:

@@ -1,11 +1,14 @@
 """Download one object into the mirror, verified, with bounded retries.
 
-Integrity (:mod:`s3sync.sync.hashing`), strongest first: an S3 additional
-checksum returned by the GET (SHA-256, SHA-1, or a full-object CRC32; other
-algorithms are not verified yet), else MD5 when the ETag is a single-part MD5,
-else the multipart ETag recomputed from the part size that
-``HEAD ?partNumber=1`` reveals. A body that fails its check never reaches its
-final name.
+Integrity is decided by :mod:`s3sync.sync.integrity` from what the GET (or,
+for ranged downloads, a HEAD) said, both asked with checksum mode: a
+full-object additional checksum (CRC64NVME, CRC32, CRC32C, SHA-1, SHA-256),
+else MD5 when the ETag is a single-part MD5 of an unencrypted or SSE-S3
+object, else the multipart ETag or a composite checksum recomputed per part
+from the part size ``HEAD ?partNumber=1`` reveals, else the size alone (KMS,
+DSSE and SSE-C ETags are never compared with an MD5). A body that fails its
+check never reaches its final name. A 412 (the object was replaced since it
+was listed) re-reads the object and restarts pinned to its new ETag.
 
 Objects at or above ``multipart_threshold_mb`` are fetched as parallel ranged
 GETs pinned with ``If-Match`` (an object replaced mid-download fails with 412
@@ -171,16 +174,7 @@ class Transfer:
         count does not fit the size) the check falls back to the size alone
         rather than raise a false alarm on every pass.
         """
-        facts = Facts(
-            etag=meta.etag,
-            size=meta.size,
-            encryption=meta.encryption,
-            sse_customer=meta.sse_customer,
-            checksum_algorithm=meta.checksum_algorithm if meta.checksum_value else None,
-            checksum_value=meta.checksum_value,
-            checksum_type=meta.checksum_type,
-        )
-        verification = choose(facts, enabled=self.verify)
+        verification = choose(Facts.from_meta(meta), enabled=self.verify)
         if not verification.needs_part_size:
             return BodyCheck(verification, new_hasher(verification))
         part1 = await self.bucket.head(key, part_number=1, version_id=meta.version_id)

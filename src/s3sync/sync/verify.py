@@ -3,7 +3,9 @@
 A sorted merge of the bucket listing against a sorted walk of the local
 directory: both arrive in key order, so memory stays O(page) however large
 the bucket. Content is checked against single-part MD5 ETags in worker
-threads; multipart ETags are compared by size (and the state's record).
+threads; multipart ETags are compared by size (and the state's record). An
+MD5 mismatch is confirmed with a HEAD: a KMS/DSSE/SSE-C ETag is not an MD5,
+and such objects are compared by their full-object checksum, else by size.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from s3sync.local.mirror import Mirror
 from s3sync.model import ObjectMeta
 from s3sync.s3.bucket import Bucket
 from s3sync.sync.filters import Selection
+from s3sync.sync.integrity import Facts, Method, checksum_hasher, choose
 from s3sync.sync.march import march, only
 from s3sync.sync.plan import flag_conflicts
 
@@ -61,6 +64,36 @@ async def _local_iter(mirror: Mirror, prefix: str) -> AsyncIterator[tuple[str, i
             return
 
 
+async def _confirm(bucket: Bucket, mirror: Mirror, m: ObjectMeta, digest: str) -> Drift | None:
+    """An MD5 that differs from a 32-hex ETag is drift only if that ETag is an MD5.
+
+    A listing does not say how an object is encrypted, and a KMS, DSSE or SSE-C
+    ETag looks like an MD5 without being one: a HEAD (checksum mode) tells, and
+    the object's full-object checksum, when it has one, is compared instead.
+    """
+    head = await bucket.head(m.key, version_id=m.version_id)
+    if head is None or head.etag != m.etag:
+        return Drift(m.key, "checksum", f"md5 {digest} != etag {m.etag}")  # replaced or gone meanwhile
+    verification = choose(Facts.from_meta(head))
+    if verification.method is Method.MD5:
+        return Drift(m.key, "checksum", f"md5 {digest} != etag {m.etag}")
+    if verification.method is not Method.CHECKSUM or verification.algorithm is None:
+        return None  # the ETag is not an MD5 and there is nothing else whole to compare: size matched
+
+    def run() -> str:
+        assert verification.algorithm is not None
+        h = checksum_hasher(verification.algorithm)
+        with os.fdopen(mirror.open_read(m.key), "rb") as fh:
+            for chunk in iter(lambda: fh.read(1024 * 1024), b""):
+                h.update(chunk)
+        return h.result()
+
+    got = await asyncio.to_thread(run)
+    if got != verification.expected:
+        return Drift(m.key, "checksum", f"{verification.algorithm} {got} != {verification.expected}")
+    return None
+
+
 async def verify(
     bucket: Bucket,
     mirror: Mirror,
@@ -89,8 +122,8 @@ async def verify(
             return out
 
         for m, digest in await asyncio.to_thread(run):
-            if digest != m.etag:
-                report.drift.append(Drift(m.key, "checksum", f"md5 {digest} != etag {m.etag}"))
+            if digest != m.etag and (drift := await _confirm(bucket, mirror, m, digest)) is not None:
+                report.drift.append(drift)
         to_hash.clear()
 
     def skipped(meta: ObjectMeta, conflict: bool) -> bool:
