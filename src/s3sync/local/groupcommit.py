@@ -11,7 +11,8 @@ workers hand it and commits them as one batch:
    ``O_EXCL`` below directory fds, never through a symlink);
 2. every temp is fsynced, **in parallel** from a small thread pool, so the
    kernel folds the waits into a few journal commits (64 files: ~30-50 ms in
-   parallel vs ~170-360 ms one after another on this disk);
+   parallel vs ~170-360 ms one after another on this disk); the creates,
+   renames and directory fsyncs of a batch run in parallel the same way;
 3. each temp is renamed into place (``Mirror.commit(synced=True)``: no second
    fsync — on ext4 even a clean fsync flushes the disk cache; the mtime was set
    before the fsync; backups honoured), deferring the directory fsync to one
@@ -34,8 +35,10 @@ looks again).
 Batches form by themselves (group commit): a request that finds no batch being
 written is written at once, alone — a single event's file is a batch of one and
 waits for nobody — and requests that arrive while a batch is being made durable
-form the next one. At most ``parallel_batches`` batches are in flight, so under
-load the batches grow instead of the thread count.
+form the next one. At most ``parallel_batches`` (4) batches of ``max_batch``
+(32) are in flight, so under load the batches fill instead of the thread count
+growing. Measured here, 2,000 x 4 KiB files from 128 writers: 4.3-5 s in
+batches of 32, 6.7-8.2 s committing each file on its own (same guarantees).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,9 +56,9 @@ from s3sync.local.dirsync import DirSync
 from s3sync.local.mirror import Mirror
 
 #: Most files in one batch: bounds how long the first file of a batch waits for the last.
-MAX_BATCH = 128
+MAX_BATCH = 32
 #: Threads that issue the parallel fsyncs (the kernel shares journal commits between them).
-FSYNC_THREADS = 16
+FSYNC_THREADS = 32
 
 _pool_lock = threading.Lock()
 _fsync_pool: ThreadPoolExecutor | None = None
@@ -81,7 +85,7 @@ class _Item:
 class GroupCommitter:
     """Writes small files into a :class:`Mirror` in self-forming durable batches."""
 
-    def __init__(self, mirror: Mirror, *, max_batch: int = MAX_BATCH, parallel_batches: int = 2) -> None:
+    def __init__(self, mirror: Mirror, *, max_batch: int = MAX_BATCH, parallel_batches: int = 4) -> None:
         self.mirror = mirror
         self.max_batch = max_batch
         self.parallel_batches = parallel_batches
@@ -128,33 +132,31 @@ class GroupCommitter:
 
 
 def commit_batch(mirror: Mirror, batch: list[_Item]) -> None:
-    """Blocking: steps 1-4 of the module docstring; each item's ``error`` says how it ended."""
-    for item in batch:
-        try:
-            final, temp, fd = mirror.new_temp(item.key)
-        except Exception as exc:
-            item.error = exc
-            continue
-        item.handle = (final, temp, fd)
-        try:
-            _write_all(fd, item.data)
-            if item.mtime is not None:  # before the fsync, so the fsync covers it too
-                os.utime(fd, (item.mtime, item.mtime))
-        except OSError as exc:
-            mirror.discard(fd, temp)
-            item.handle = None
-            item.error = LocalIOError(f"{item.key!r}: {exc.strerror or exc}")
-    live = [item for item in batch if item.handle is not None]
-    if mirror.fsync and live:
-        if len(live) == 1:
-            _fsync_item(live[0], mirror)
+    """Blocking: steps 1-4 of the module docstring; each item's ``error`` says how it ended.
+
+    Each step runs over the whole batch on the fsync pool, so the kernel sees the
+    creates, the fsyncs, the renames and the directory fsyncs of a batch at once
+    (one after another, each of them waits for a disk flush).
+    """
+    pool = _pool() if len(batch) > 1 else None
+
+    def each(fn: Callable[[_Item], None], items: list[_Item]) -> None:
+        if pool is None:
+            for item in items:
+                fn(item)
         else:
-            list(_pool().map(lambda it: _fsync_item(it, mirror), live))
-    dirsync = DirSync()
+            list(pool.map(fn, items))
+
+    each(lambda item: _create(mirror, item), batch)
+    live = [item for item in batch if item.handle is not None]
+    if mirror.fsync:
+        each(lambda item: _fsync_item(item, mirror), live)
+    dirsync = _ParallelDirSync(pool)
     committed: list[_Item] = []
-    for item in live:
+
+    def rename(item: _Item) -> None:
         if item.handle is None:
-            continue
+            return
         final, temp, fd = item.handle
         item.handle = None
         try:
@@ -162,11 +164,58 @@ def commit_batch(mirror: Mirror, batch: list[_Item]) -> None:
             committed.append(item)
         except Exception as exc:  # commit removed the temp and closed the fd
             item.error = exc
+
+    each(rename, live)
     try:
         dirsync.flush()
     except LocalIOError as exc:
         for item in committed:
             item.error = exc
+
+
+class _ParallelDirSync(DirSync):
+    """A :class:`DirSync` whose flush fsyncs its directories in parallel on the pool."""
+
+    def __init__(self, pool: ThreadPoolExecutor | None) -> None:
+        super().__init__()
+        self._pool = pool
+
+    def flush(self) -> None:
+        if self._pool is None or len(self) < 2:
+            super().flush()
+            return
+        with self._lock:
+            fds, self._fds = list(self._fds.values()), {}
+        errors = [e for e in self._pool.map(_fsync_close, fds) if e is not None]
+        if errors:
+            raise LocalIOError(f"directory fsync failed: {errors[0].strerror or errors[0]}") from errors[0]
+
+
+def _fsync_close(fd: int) -> OSError | None:
+    try:
+        os.fsync(fd)
+        return None
+    except OSError as exc:
+        return exc
+    finally:
+        os.close(fd)
+
+
+def _create(mirror: Mirror, item: _Item) -> None:
+    try:
+        final, temp, fd = mirror.new_temp(item.key)
+    except Exception as exc:
+        item.error = exc
+        return
+    try:
+        _write_all(fd, item.data)
+        if item.mtime is not None:  # before the fsync, so the fsync covers it too
+            os.utime(fd, (item.mtime, item.mtime))
+    except OSError as exc:
+        mirror.discard(fd, temp)
+        item.error = LocalIOError(f"{item.key!r}: {exc.strerror or exc}")
+        return
+    item.handle = (final, temp, fd)
 
 
 def _fsync_item(item: _Item, mirror: Mirror) -> None:
