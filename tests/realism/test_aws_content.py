@@ -424,3 +424,42 @@ class TestVerify:
             result = await verify(b, Mirror(mirror, fsync=False), KeyFilter(), checksum=True)
         assert [(d.key, d.kind) for d in result.drift] == [("kms-crc-bad", "checksum")]
         assert result.checked == 4
+
+
+class TestCommandLine:
+    """The flags and the key file work end to end in a real ``s3sync sync`` process."""
+
+    @PATHS
+    def test_flags(
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, tmp_path: Path, aws: AwsProxy
+    ) -> None:
+        from support.s3kit import CliRunner, clean_environ
+
+        keys = ("warm", "cold", "frozen", "thawed")
+        data = seed(s3, bucket, {k: body_for(k, 2000) for k in keys})
+        key = bytes(range(40, 72))
+        for k in keys:
+            aws.sse_c(k, key)
+            aws.kms(k)
+        aws.archive("cold", "GLACIER")
+        aws.archive("frozen", "DEEP_ARCHIVE")
+        aws.archive("thawed", "GLACIER", restore="done")
+        aws.requester_pays = True
+        key_file = tmp_path / "sse-c.key"
+        key_file.write_text(base64.b64encode(key).decode())
+        cli = CliRunner(aws.url, cwd=tmp_path, base_env=clean_environ())
+        env = {
+            "S3SYNC_S3__FAST_GET": str(fast_get).lower(),
+            "S3SYNC_S3__SSE_CUSTOMER_KEY_FILE": str(key_file),
+        }
+        res = cli.sync(bucket, mirror, "--request-payer", "--exclude-storage-class", "glacier", env=env)
+        assert res.returncode == 0, res
+        assert res.summary() == {"downloaded": 1, "deleted": 0, "failed": 0, "skipped": 3, "unchanged": 0}, (
+            res
+        )
+        # "thawed" is restored but its class is excluded: skipped from the listing like "cold"
+        assert tree(mirror) == {"warm": data["warm"]}
+        assert aws.requests("GET", "cold") == [] and aws.requests("GET", "thawed") == []
+        assert len(aws.requests("GET", "frozen")) == 1  # archived: asked once, skipped
+        assert all(s.header("x-amz-request-payer") == "requester" for s in aws.requests())
+        assert base64.b64encode(key).decode() not in res.output
