@@ -463,3 +463,27 @@ class TestCommandLine:
         assert len(aws.requests("GET", "frozen")) == 1  # archived: asked once, skipped
         assert all(s.header("x-amz-request-payer") == "requester" for s in aws.requests())
         assert base64.b64encode(key).decode() not in res.output
+
+
+class TestEvents:
+    """An event for an archived object is the same visible skip as in a reconcile pass."""
+
+    @PATHS
+    async def test_event_for_archived_object(
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+    ) -> None:
+        from s3sync.model import Change, ChangeKind, ChangeSource
+        from s3sync.runtime import open_engine
+        from s3sync.stats import SyncStats
+
+        seed(s3, bucket, {"cold": b"ice", "warm": b"sun"})
+        aws.archive("cold", "DEEP_ARCHIVE")
+        stats = SyncStats()
+        async with open_engine(settings_for(bucket, mirror, fast_get), stats) as engine:
+            cold = await engine.submit(Change("cold", ChangeKind.UPSERT, ChangeSource.NOTIFICATION))
+            warm = await engine.submit(Change("warm", ChangeKind.UPSERT, ChangeSource.NOTIFICATION))
+        assert (cold.status, cold.error) == ("skipped", "archived"), cold
+        assert warm.status == "success", warm
+        assert stats.skipped["archived"] == 1 and sum(stats.failed.values()) == 0
+        assert len(aws.requests("GET", "cold")) == 1
+        assert tree(mirror) == {"warm": b"sun"}
