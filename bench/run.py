@@ -45,6 +45,7 @@ from urllib.parse import quote_plus
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peers
+import spawner
 from peers import BENCH_DIR, REPO_DIR, Tool
 from proxy import DelayProxy, find_haproxy, haproxy_supports_lua, haproxy_version
 from server import RcloneServer, S3Client, free_port, wait_http
@@ -96,21 +97,13 @@ def run_child(
     """Run one child; return (exit code, wall s, cpu s, peak RSS MB).
 
     ``os.wait4`` gives the rusage of exactly this child (and the grandchildren it
-    reaped), which is both the CPU cost and the peak RSS without polling.
+    reaped), which is both the CPU cost and the peak RSS without polling. The
+    child is forked by ``spawner.py``, a helper started while the harness was
+    small: Linux carries a parent's RSS high-water mark into its children across
+    ``exec``, so a child forked by a harness holding a 200k-entry manifest would
+    report the harness's RSS as its own.
     """
-    with log_path.open("wb") as out:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-        try:
-            _pid, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    cpu = usage.ru_utime + usage.ru_stime
-    return proc.returncode, wall, cpu, usage.ru_maxrss / 1024.0
+    return spawner.spawner().run(argv, env, log_path, timeout)
 
 
 def tail(path: Path, n: int = 3) -> str:
@@ -1074,6 +1067,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    spawner.spawner()  # before the harness grows: see run_child
     t_start = time.monotonic()
     if any(t in PEER_NAMES for t in args.tools):
         peers.ensure_peers(log)

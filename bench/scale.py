@@ -51,6 +51,7 @@ from urllib.parse import quote_plus
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peers
+import spawner
 from run import log, run_child, tail
 from server import wait_http
 from stubs3 import MTIME, body_of, etag_of, iso, key_of
@@ -196,8 +197,9 @@ class Scale:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.work: Path = args.work
-        shutil.rmtree(self.work, ignore_errors=True)
-        (self.work / "logs").mkdir(parents=True)
+        if not args.reuse:
+            shutil.rmtree(self.work, ignore_errors=True)
+        (self.work / "logs").mkdir(parents=True, exist_ok=True)
         self.env = {**peers.base_env(self.work), "S3SYNC_SYNC__MAX_FILE_SIZE_MB": "0"}
         self.results: list[Result] = []
         self.notes: list[str] = []
@@ -209,9 +211,16 @@ class Scale:
             t0 = time.monotonic()
             d = self.work / f"n{n}"
             mirror, root = d / "mirror", d / "root"
+            location = f"s3://{INV_BUCKET}/{INV_PREFIX}/"
+            if self.args.reuse and (d / ".complete").exists():
+                self._made[n] = (mirror, root, location)
+                log(f"reusing the {n:,}-object data set in {d}")
+                return self._made[n]
+            shutil.rmtree(d, ignore_errors=True)
             mirror.mkdir(parents=True)
             gen_mirror(mirror, n, self.args.size)
             location = gen_report(root, n, self.args.size)
+            (d / ".complete").touch()
             log(
                 f"generated {n:,} objects (mirror, state DB, inventory report) "
                 f"in {time.monotonic() - t0:.1f} s"
@@ -284,7 +293,7 @@ class Scale:
             mirror, root, _ = self.dataset(n)
             pages = -(-n // 1000)
             self.one_pass("W6-nochange", n, mirror, root, [], 0, pages)
-            if n != self.args.w8_objects or "W8" not in self.args.workloads:
+            if not self.args.reuse and (n != self.args.w8_objects or "W8" not in self.args.workloads):
                 self.drop(n)
 
 
@@ -368,6 +377,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds before a pass is killed")
     ap.add_argument("--work", type=Path, default=BENCH_DIR / ".work-scale")
     ap.add_argument("--keep", action="store_true", help="keep the generated data afterwards")
+    ap.add_argument(
+        "--reuse", action="store_true", help="reuse complete data sets in --work (implies --keep)"
+    )
     ap.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
     args = ap.parse_args(argv)
     args.workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
@@ -389,13 +401,14 @@ def run(args: argparse.Namespace) -> tuple[list[Result], dict[str, Any], list[st
         if "W6" in args.workloads:
             scale.w6()
     finally:
-        if not args.keep:
+        if not (args.keep or args.reuse):
             shutil.rmtree(args.work, ignore_errors=True)
     return scale.results, summarise(scale.results), scale.notes
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    spawner.spawner()  # before the data sets grow this process (see run.run_child)
     t0 = time.monotonic()
     results, summary, notes = run(args)
     md = render(results, summary)
