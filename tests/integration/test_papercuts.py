@@ -147,10 +147,14 @@ class TestApiErrors:
     ) -> None:
         seed(s3, bucket, {"f.txt": b"hello"})
         assert (await client.post("/api/v1/sync")).status == 200
-        resp = await client.get("/api/v1/files/f.txt/content", headers={"Range": "bytes=100-200"})
-        if resp.status == 404:
-            pytest.skip("no file-content endpoint in this build")
+        resp = await client.get("/api/v1/download/f.txt", headers={"Range": "bytes=100-200"})
         await _json_error(resp, 416)
+        ok = await client.get("/api/v1/download/f.txt", headers={"Range": "bytes=1-3"})
+        assert ok.status == 206 and await ok.read() == b"ell"
+
+    @pytest.mark.parametrize("path", ["/static/../../etc/passwd", "/docs/static/nope.js"])
+    async def test_static_404s_are_json(self, client: Any, path: str) -> None:
+        await _json_error(await client.get(path), 404)
 
     async def test_unknown_path_is_json_404(self, client: Any) -> None:
         await _json_error(await client.get("/no/such/thing"), 404)

@@ -62,10 +62,7 @@ def create_app(settings: Settings, *, notifier: Notifier | None = None) -> web.A
     r.add_get("/api/v1/download/{key:.+}", h.download)
     r.add_get("/api/v1/openapi.json", h.openapi)
     r.add_get("/docs", h.docs)
-    try:
-        from swagger_ui_bundle import swagger_ui_path
-
-        r.add_static("/docs/static", swagger_ui_path)
-    except ImportError:  # pragma: no cover - dependency
-        pass
+    # one flat directory of Swagger UI assets; a handler (not add_static) so that a missing
+    # asset is a JSON 404 like every other 4xx (add_static answers an empty octet-stream 404)
+    r.add_get("/docs/static/{name}", h.docs_asset)
     return app

@@ -8,6 +8,7 @@ import binascii
 import datetime as dt
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -254,6 +255,17 @@ async def openapi(request: web.Request) -> web.Response:
 
 async def docs(request: web.Request) -> web.Response:
     return web.Response(text=DOCS_HTML, content_type="text/html")
+
+
+async def docs_asset(request: web.Request) -> web.StreamResponse:
+    """A Swagger UI asset shipped with swagger-ui-bundle (served locally: /docs needs no network)."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    name = request.match_info["name"]
+    path = Path(swagger_ui_path) / name
+    if name.startswith(".") or "/" in name or "\\" in name or not path.is_file():
+        raise ApiError(404, "not_found", f"no such documentation asset: {name!r}")
+    return web.FileResponse(path)
 
 
 __all__ = ["ApiError", "S3SyncError"]
