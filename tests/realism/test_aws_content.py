@@ -487,3 +487,31 @@ class TestEvents:
         assert stats.skipped["archived"] == 1 and sum(stats.failed.values()) == 0
         assert len(aws.requests("GET", "cold")) == 1
         assert tree(mirror) == {"warm": b"sun"}
+
+
+class TestConfigEndpoint:
+    """``/api/v1/config`` of a running app shows the key file's path, never the key."""
+
+    async def test_key_not_served(
+        self,
+        aiohttp_client: Any,
+        s3: Any,
+        bucket: str,
+        mirror: Path,
+        tmp_path: Path,
+        aws: AwsProxy,
+        settings_for: Any,
+    ) -> None:
+        from s3sync.api.app import create_app
+
+        key = bytes(range(150, 182))
+        key_file = tmp_path / "sse-c.key"
+        key_file.write_bytes(base64.b64encode(key))
+        settings = settings_for(bucket, mirror, True, s3={"sse_customer_key_file": str(key_file)})
+        client = await aiohttp_client(create_app(settings))
+        resp = await client.get("/api/v1/config")
+        assert resp.status == 200
+        body = await resp.text()
+        assert (await resp.json())["s3"]["sse_customer_key_file"] == str(key_file)
+        for form in (base64.b64encode(key).decode(), key.hex()):
+            assert form not in body
