@@ -172,9 +172,9 @@ class TestCoalescing:
         async with S3Proxy(moto_endpoint, get_delay=0.1) as proxy:
             settings = make_settings(bucket, mirror, s3={"endpoint_url": proxy.url})
             async with run_daemon(settings) as d:
-                for i in range(30):
-                    name = "ObjectCreated:Put" if i % 2 == 0 else "ObjectRemoved:Delete"
-                    await d.notify(s3_event(s3_record(bucket, name, key)))
+                names = ["ObjectCreated:Put" if i % 2 == 0 else "ObjectRemoved:Delete" for i in range(30)]
+                # concurrent, like a real burst (one by one, each waits for its durable journal commit)
+                await asyncio.gather(*(d.notify(s3_event(s3_record(bucket, n, key))) for n in names))
                 s3.delete_object(Bucket=bucket, Key=key)
                 await d.notify(s3_event(s3_record(bucket, "ObjectRemoved:Delete", key)))
                 await d.idle()
