@@ -128,6 +128,8 @@ class Bucket:
         self, key: str, part_number: int | None = None, version_id: str | None = None
     ) -> ObjectMeta | None:
         """The object's metadata (checksum, encryption, storage class too), or None when S3 says 404."""
+        if self._lean is not None:
+            return await self._lean.head(key, dict(self.extras.objects), part_number, version_id)
         return await self._boto.head(key, part_number, version_id)
 
     async def check(self) -> None:

@@ -9,12 +9,14 @@ chain (see :class:`~s3sync.s3.boto.BotoPath`).
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from s3sync.errors import FatalError, S3SyncError, classify_status, map_errors, wrong_region
+from s3sync.model import ObjectMeta
 from s3sync.s3.clock import CLOCK, MAX_SKEW_SECONDS
 from s3sync.s3.endpoints import Endpoint, endpoint_from_url, resolve
 from s3sync.s3.http import HttpPool
@@ -169,6 +171,39 @@ class LeanPath:
         if status == 301:
             raise FatalError(f"bucket {self.name!r} is in another region than {self._region!r}")
         raise classify_status(status, "", f"HeadBucket {self.name}", bucket=self.name, region=actual or "")
+
+    async def head(
+        self,
+        key: str,
+        headers: dict[str, str],
+        part_number: int | None = None,
+        version_id: str | None = None,
+    ) -> ObjectMeta | None:
+        """HEAD object (checksum mode on), or None on 404; the size is the answer's Content-Length.
+
+        On the lean path so that a pass needing one HEAD (a ranged download, a delete
+        confirmation) does not load botocore for it (~0.5 s of CPU and ~35 MB).
+        """
+        params = {"partNumber": str(part_number)} if part_number is not None else {}
+        if version_id:
+            params["versionId"] = version_id
+        query = "&".join(f"{k}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
+        resp = await self._signed(
+            self._target(key, query), {**headers, "x-amz-checksum-mode": "ENABLED"}, method="HEAD"
+        )
+        if resp.status == 404:
+            return None
+        if resp.status != 200:
+            raise classify_status(
+                resp.status,
+                "",
+                f"HEAD {key}",
+                bucket=self.name,
+                region=resp.headers.get("x-amz-bucket-region", ""),
+            )
+        meta = meta_from_headers(key, resp.headers)
+        length = resp.headers.get("content-length", "")
+        return dataclasses.replace(meta, size=int(length)) if length.isdigit() else meta
 
     async def get(self, key: str, headers: dict[str, str], version_id: str | None = None) -> GetResult:
         query = f"versionId={quote(version_id, safe='-_.~')}" if version_id else ""
