@@ -135,6 +135,12 @@ class TestRoute:
         assert r.proxy == "http://127.0.0.1:3128"
         assert "proxy" in r.reason
 
+    def test_proxy_credentials_never_in_the_reason(self) -> None:
+        env = {"HTTP_PROXY": "http://alice:s3cret@127.0.0.1:3128"}
+        r = route(resolve("b1b", "us-east-1", "http://127.0.0.1:9000", environ=env), env)
+        assert not r.lean and "s3cret" not in r.reason and "alice" not in r.reason
+        assert "127.0.0.1:3128" in r.reason
+
     def test_proxy_bypassed_stays_lean(self) -> None:
         env = {"HTTP_PROXY": "http://127.0.0.1:3128", "NO_PROXY": "127.0.0.1"}
         assert route(resolve("b1b", "us-east-1", "http://127.0.0.1:9000", environ=env), env).lean

@@ -56,6 +56,12 @@ class Bucket:
         if self.fast_get:
             # decided once: what the lean path does not implement (a proxy, say) goes to aioboto3
             r = self.route = route(resolve(self.name, self.settings.region, self.settings.endpoint_url))
+            if not r.lean:
+                import structlog
+
+                structlog.get_logger("s3sync.s3").info(
+                    "lean S3 path declined, using aioboto3", reason=r.reason, endpoint=r.endpoint.origin
+                )
             if r.lean:
                 self._lean = LeanPath(
                     self.settings,

@@ -140,7 +140,7 @@ def route(endpoint: Endpoint, environ: Mapping[str, str] | None = None) -> Route
     bundle = ca_bundle(env)
     reason = ""
     if proxy:
-        reason = f"proxy {proxy} applies to {endpoint.origin}"
+        reason = f"proxy {_masked(proxy)} applies to {endpoint.origin}"
     elif endpoint.auth_scheme != "sigv4":
         reason = f"auth scheme {endpoint.auth_scheme} is not plain SigV4"
     return Route(endpoint, not reason, reason, proxy, bundle)
@@ -242,3 +242,11 @@ def _provider() -> Any:
     return EndpointProvider(
         loader.load_service_model("s3", "endpoint-rule-set-1"), loader.load_data("partitions")
     )
+
+
+def _masked(url: str) -> str:
+    """A proxy URL fit for a log line: ``user:password@`` dropped."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
