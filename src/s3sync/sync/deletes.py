@@ -14,8 +14,11 @@ the operator can act on:
 
 What the guards do not decide is whether each single delete is still right when
 it is applied: that is re-checked per key by the worker that holds the key
-(S3 is asked again, see ``Engine._remove``), so a key re-created since the
-listing is kept.
+(S3 is asked again, see ``Applier._remove``), so a key re-created since the
+listing is kept. :func:`withhold` holds back only the deletes whose key the
+pass could not settle; the other helpers here are the local side of a pass
+(the untracked-file sweep, the case policy, ``--checksum``), kept out of the
+``Reconciler`` class so it stays one flow.
 """
 
 from __future__ import annotations
