@@ -250,6 +250,33 @@ class TestProxiesTlsIpv6:
         assert_mirror(mirror, data)
 
     @paths
+    async def test_https_proxy_tunnels_every_request(
+        self,
+        fast_get: bool,
+        s3: Any,
+        bucket: str,
+        mirror: Path,
+        moto_endpoint: str,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """An https:// endpoint behind HTTPS_PROXY: every connection is a CONNECT tunnel through it."""
+        data = seed(s3, bucket, objects(10, 4000))
+        ca, server_ctx = self_signed(tmp_path)
+        with TransportProxy(moto_endpoint, tls=server_ctx) as tls, TransportProxy(None) as fwd:
+            monkeypatch.setenv("AWS_CA_BUNDLE", str(ca))
+            monkeypatch.setenv("HTTPS_PROXY", fwd.url)
+            report = await reconcile(settings(bucket, mirror, tls.url, fast_get))
+            tunnels = fwd.requests()
+            served = tls.requests()
+        assert report.ok, report.errors
+        origin = tls.url.split("://", 1)[1]
+        assert tunnels and {(t.op, t.target, t.status) for t in tunnels} == {("CONNECT", origin, 200)}
+        assert sorted(s.key for s in served if s.op == "GET") == sorted(data)
+        assert all(s.signature_ok for s in served)
+        assert_mirror(mirror, data)
+
+    @paths
     async def test_no_proxy_bypasses_it(
         self,
         fast_get: bool,

@@ -25,7 +25,8 @@ bad one is AWS's 403 ``SignatureDoesNotMatch``) and recorded in :attr:`seen`
 with the listener it arrived on. A request in absolute form (``GET
 http://host:port/...``) is what a client sends to a *forward proxy*: the proxy
 records it (``forwarded=True``) and forwards it to the origin it names — so
-``TransportProxy(None)`` is a plain HTTP forward proxy for ``HTTP_PROXY``.
+``TransportProxy(None)`` is a plain HTTP forward proxy for ``HTTP_PROXY``; a
+``CONNECT host:port`` (``HTTPS_PROXY``) is recorded and tunnelled.
 
 Like the other proxies it runs its own event loop in a daemon thread.
 """
@@ -94,6 +95,8 @@ class Seen:
 
     @property
     def op(self) -> str:
+        if self.method == "CONNECT":
+            return "CONNECT"
         if self.method == "GET" and "list-type" in self.query:
             return "LIST"
         if not self.key:
@@ -239,6 +242,9 @@ class TransportProxy:
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
                 method, target, headers = _parse_head(head)
+                if method == "CONNECT":
+                    await self._tunnel(listener, target, headers, reader, writer)
+                    return
                 body = b""
                 if headers.get("content-length"):
                     body = await reader.readexactly(int(headers["content-length"]))
@@ -251,6 +257,42 @@ class TransportProxy:
             self._tasks.discard(task)
             if not writer.is_closing():
                 writer.close()
+
+    async def _tunnel(
+        self,
+        listener: str,
+        target: str,
+        headers: dict[str, str],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """``CONNECT host:port`` (what HTTPS_PROXY clients send): recorded, then bytes piped both ways."""
+        seen = Seen(listener, "CONNECT", target, "", {}, dict(headers), True)
+        with self._lock:
+            self.seen.append(seen)
+        host, _, port = target.rpartition(":")
+        if host.strip("[]") not in ("127.0.0.1", "::1", "localhost"):
+            seen.status = 403
+            writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            return
+        up_reader, up_writer = await asyncio.open_connection(host.strip("[]"), int(port))
+        seen.status = 200
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await writer.drain()
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except ConnectionError:
+                pass
+            finally:
+                if not dst.is_closing():
+                    dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     async def _exchange(
         self,
