@@ -223,6 +223,23 @@ class TestLastModified:
             assert abs(mtime - time.time()) < 3600, (key, mtime)  # not 1970: unknown, so "now"
         assert_mirror(mirror, data)
 
+    @paths
+    async def test_unparsable_dates_in_the_listing_too(
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, tp: TransportProxy
+    ) -> None:
+        """A pass over objects whose dates cannot be read: synced once, then unchanged (no loop)."""
+        data = seed(s3, bucket, objects(10, 20))
+        tp.hooks.bad_last_modified = True
+        cfg = settings(bucket, mirror, tp.url, fast_get)
+        first = await reconcile(cfg)
+        assert first.ok and first.downloaded == len(data), first.errors
+        for key in data:
+            assert abs(os.stat(mirror / key).st_mtime - time.time()) < 3600, key
+        again = await reconcile(cfg)
+        assert again.ok and again.downloaded == 0, again.details
+        assert len(tp.requests("GET")) == len(data)
+        assert_mirror(mirror, data)
+
 
 class TestProxiesTlsIpv6:
     """HTTP(S)_PROXY / NO_PROXY, AWS_CA_BUNDLE and IPv6 endpoints, honoured by every request."""

@@ -18,7 +18,8 @@ SigV4 headers) and writes the answer back *byte by byte as the test asks*:
 * ``skew`` — the proxy's clock runs ``skew`` seconds off: every answer's
   ``Date`` is that clock, and a request whose ``X-Amz-Date`` is more than
   15 minutes away from it gets AWS's 403 ``RequestTimeTooSkewed``;
-* ``bad_last_modified`` — GET/HEAD answers carry an unparsable ``Last-Modified``.
+* ``bad_last_modified`` — GET/HEAD answers carry an unparsable ``Last-Modified``, and so do the
+  listing's ``<LastModified>`` elements.
 
 Every request's SigV4 signature is checked against the test credentials (a
 bad one is AWS's 403 ``SignatureDoesNotMatch``) and recorded in :attr:`seen`
@@ -414,6 +415,10 @@ class TransportProxy:
             out = {k: v for k, v in up.headers.items() if k.lower() not in _HOP}
             if seen.method == "HEAD" and up.content_length is not None:
                 out["Content-Length"] = str(up.content_length)
+            if seen.op == "LIST" and up.status == 200 and hooks.bad_last_modified:
+                payload = re.sub(
+                    rb"<LastModified>[^<]*</LastModified>", b"<LastModified>last week</LastModified>", payload
+                )
             if seen.op == "LIST" and up.status == 200 and hooks.truncate_listing:
                 payload = re.sub(rb"<NextContinuationToken>.*?</NextContinuationToken>", b"", payload)
                 payload = re.sub(
