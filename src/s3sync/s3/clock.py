@@ -43,7 +43,8 @@ class Clock:
             return False
         with self._lock:
             self.offset = (server - dt.datetime.now(dt.UTC)).total_seconds()
-        _point_botocore_at(self)
+        if self is CLOCK:  # botocore follows the process clock only, never a private Clock
+            _point_botocore_at(self)
         return True
 
 
