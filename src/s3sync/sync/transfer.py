@@ -254,20 +254,24 @@ class Transfer:
                     try:
                         assert res.body is not None
                         off = lo
-                        buf = bytearray()
+                        # chunks gathered as they arrived and written with one pwritev: joining
+                        # them first was a memcpy of the whole object on the event loop
+                        batch: list[bytes] = []
+                        pending = 0
                         async for chunk in res.body.iter_chunks(CHUNK):
-                            if off + len(buf) + len(chunk) > hi + 1:
+                            if off + pending + len(chunk) > hi + 1:
                                 raise RetryableError(f"{key}: server sent more than the range")
-                            buf += chunk
-                            if len(buf) >= WRITE_BATCH:
-                                await asyncio.to_thread(_pwrite_all, fd, buf, off)
-                                off += len(buf)
-                                buf = bytearray()
+                            batch.append(chunk)
+                            pending += len(chunk)
+                            if pending >= WRITE_BATCH:
+                                await asyncio.to_thread(_pwritev_all, fd, batch, off)
+                                off += pending
+                                batch, pending = [], 0
                                 frontier[idx] = off
                                 progress.set()
-                        if buf:
-                            await asyncio.to_thread(_pwrite_all, fd, buf, off)
-                            off += len(buf)
+                        if batch:
+                            await asyncio.to_thread(_pwritev_all, fd, batch, off)
+                            off += pending
                         frontier[idx] = off
                         progress.set()
                         if off != hi + 1:
@@ -321,6 +325,21 @@ def _pwrite_all(fd: int, data: bytearray, offset: int) -> None:
         view = view[n:]
         offset += n
     # dirty pages never pile up: no pwrite throttling mid-download, a short final fsync
+    start_writeback(fd, start, offset - start)
+
+
+def _pwritev_all(fd: int, chunks: list[bytes], offset: int) -> None:
+    """Write ``chunks`` back to back at ``offset`` (one pwritev, retried on a short write)."""
+    start = offset
+    views = [memoryview(c) for c in chunks if c]
+    while views:
+        n = os.pwritev(fd, views, offset)
+        offset += n
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if n:
+            views[0] = views[0][n:]
     start_writeback(fd, start, offset - start)
 
 
