@@ -58,6 +58,12 @@ class StatsCollector(Collector):
         yield counter("s3sync_reconcile_runs", "Reconcile passes by outcome.", "outcome", s.reconcile_runs)
         yield counter("s3sync_auth_failures", "Rejected API authentications.", None, s.auth_failures)
         yield counter("s3sync_sqs_messages", "SQS messages by outcome.", "outcome", s.sqs_messages)
+        yield counter(
+            "s3sync_changes_other_shard",
+            "Changes ignored: another shard (--shard K/N) owns the key.",
+            None,
+            s.other_shard,
+        )
 
         def gauge(name: str, doc: str, value: float | None) -> Metric:
             g = GaugeMetricFamily(name, doc)
@@ -71,6 +77,11 @@ class StatsCollector(Collector):
             "s3sync_last_reconcile_success_timestamp_seconds",
             "Unix time of the last reconcile that finished without errors.",
             s.last_reconcile_success_at or 0,
+        )
+        yield gauge(
+            "s3sync_inventory_report_created_timestamp_seconds",
+            "creationTimestamp of the S3 Inventory report the last inventory-driven pass read (0 = none).",
+            s.inventory_report.created if s.inventory_report is not None else 0,
         )
         yield gauge(
             "s3sync_last_reconcile_duration_seconds",

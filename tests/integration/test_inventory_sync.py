@@ -150,6 +150,13 @@ class TestInventorySync:
         assert snap["inventory_report"]["date"] == "2026-11-30T04-05Z"
         assert snap["inventory_report"]["created"].startswith("2026-11-30T04:05:00")
         assert snap["inventory_report"]["location"] == location
+        from prometheus_client import generate_latest
+
+        from s3sync.metrics import make_registry
+
+        text = generate_latest(make_registry(stats)).decode()
+        gauge = next(ln for ln in text.splitlines() if ln.startswith("s3sync_inventory_report_created"))
+        assert float(gauge.split()[1]) == when.timestamp()
 
 
 class TestShards:
