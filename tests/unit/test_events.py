@@ -703,8 +703,8 @@ class TestBatch:
         assert parsed.subscribe_url == CONFIRM_URL
 
     def test_empty_batch(self) -> None:
-        """An empty array is an empty, valid notification."""
-        assert parse([]) == ParsedEvents([], 0, 0, None, False)
+        """An empty array carries no event: a 400 naming the problem (INTERFACE v2, bad input)."""
+        assert "empty array" in parse_error([])
 
     def test_error_path_includes_batch_index(self) -> None:
         """Errors inside a batch name the item index and the field."""

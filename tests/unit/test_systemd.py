@@ -185,15 +185,15 @@ class TestWatchdogLoop:
         assert pings >= 3
 
 
-class _NoSuchBucket(http.server.BaseHTTPRequestHandler):
-    """A stand-in S3 that answers every request at once with 404 NoSuchBucket."""
+class _Unavailable(http.server.BaseHTTPRequestHandler):
+    """A stand-in S3 that answers every request at once with 503 (S3 down: serve keeps retrying)."""
 
     def _reply(self) -> None:
         body = (
-            b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchBucket</Code>'
-            b"<Message>The specified bucket does not exist</Message></Error>"
+            b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code>'
+            b"<Message>Please reduce your request rate.</Message></Error>"
         )
-        self.send_response(404)
+        self.send_response(503)
         self.send_header("Content-Type", "application/xml")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -208,7 +208,7 @@ class _NoSuchBucket(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_s3() -> Iterator[str]:
-    with serve_http(_NoSuchBucket) as url:
+    with serve_http(_Unavailable) as url:
         yield url
 
 
@@ -222,7 +222,7 @@ class TestServeUnderSystemd:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "NOTIFY_SOCKET": fs_systemd.env_value,
             "WATCHDOG_USEC": "200000",
-            "S3SYNC_S3__BUCKET": "missing-bucket",
+            "S3SYNC_S3__BUCKET": "unreachable-bucket",
             "S3SYNC_S3__ENDPOINT_URL": fake_s3,
             "S3SYNC_API__PORT": "0",
             "S3SYNC_SYNC__LOCAL_DIR": str(tmp_path / "mirror"),
