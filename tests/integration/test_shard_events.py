@@ -66,8 +66,10 @@ class TestShardedIntake:
         )
         async with run_daemon(settings) as d:
             await wait_for(lambda: mine in tree(mirror), what="this shard's file")
-            # both messages arrive in one receive: the other shard's was handled with this one
-            assert (await d.stats())["changes_other_shard"] == 1
+            # the other shard's change is ignored and counted (on a shared queue, once per
+            # delivery: a released message may come back to this consumer before its owner's)
+            other = (await d.stats())["changes_other_shard"]
+            assert other >= 1 if shared else other == 1
             if shared:
                 # handed back, not deleted: the owner's consumer will receive it
                 s = (await d.stats())["sqs_messages"]

@@ -52,6 +52,8 @@ log = structlog.get_logger("s3sync.sqs")
 #: First and largest pause between attempts while SQS is unreachable.
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 30.0
+#: How long a message for other shards stays hidden when handed back to a shared queue.
+RELEASE_DELAY_SECONDS = 1
 #: How often to look again while the journal is above its high-water mark.
 BACKPRESSURE_POLL = 0.25
 
@@ -269,11 +271,18 @@ class SqsConsumer:
         )
 
     async def _release(self, client: Any, msg: dict[str, Any]) -> None:
-        """Make a message visible again now (not deleted): another host's consumer takes it."""
+        """Make a message visible again soon (not deleted): another host's consumer takes it.
+
+        Not at once: the releasing consumer is polling too, and with visibility 0 it would
+        receive the same foreign message again immediately, spinning while the owner is
+        down. ``RELEASE_DELAY_SECONDS`` bounds that to one bounce per second per message.
+        """
         self.stats.sqs_messages["released_other_shard"] += 1
         try:
             await client.change_message_visibility(
-                QueueUrl=self.queue_url, ReceiptHandle=msg["ReceiptHandle"], VisibilityTimeout=0
+                QueueUrl=self.queue_url,
+                ReceiptHandle=msg["ReceiptHandle"],
+                VisibilityTimeout=RELEASE_DELAY_SECONDS,
             )
         except asyncio.CancelledError:
             raise
