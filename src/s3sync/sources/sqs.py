@@ -273,9 +273,8 @@ class SqsConsumer:
     async def _release(self, client: Any, msg: dict[str, Any]) -> None:
         """Make a message visible again soon (not deleted): another host's consumer takes it.
 
-        Not at once: the releasing consumer is polling too, and with visibility 0 it would
-        receive the same foreign message again immediately, spinning while the owner is
-        down. ``RELEASE_DELAY_SECONDS`` bounds that to one bounce per second per message.
+        Not at once (visibility 0): this consumer would receive it again at once and spin
+        while the owner is down; ``RELEASE_DELAY_SECONDS`` bounds that to one bounce a second.
         """
         self.stats.sqs_messages["released_other_shard"] += 1
         try:
