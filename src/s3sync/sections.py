@@ -190,13 +190,6 @@ class SyncSettings(BaseModel):
                 raise ValueError(f"{c!r} is not an S3 storage class (GLACIER, DEEP_ARCHIVE, ...)")
         return out
 
-    def delete_limit(self, tracked: int) -> int | None:
-        """How many deletions one reconcile may make, or None for no limit."""
-        if isinstance(self.max_delete, int):
-            return None if self.max_delete < 0 else self.max_delete
-        pct = float(self.max_delete.rstrip("%"))
-        return int(tracked * pct / 100.0)
-
     @property
     def resolved_state_path(self) -> Path:
         """The state DB; each shard keeps its own, as N hosts may share one ``local_dir``."""

@@ -320,8 +320,10 @@ class TestValidationMessages:
 
     @pytest.mark.parametrize(("raw", "tracked", "limit"), [("-1", 50, None), ("3", 50, 3), ("10%", 50, 5)])
     def test_delete_limit(self, raw: str, tracked: int, limit: int | None) -> None:
+        from s3sync.sync.deletes import delete_limit
+
         s = load_settings(environ={"S3SYNC_SYNC__MAX_DELETE": raw})
-        assert s.sync.delete_limit(tracked) == limit
+        assert delete_limit(s.sync.max_delete, tracked) == limit
 
 
 class TestServingChecks:
