@@ -152,6 +152,30 @@ def wrong_region(bucket: str, actual: str, configured: str) -> FatalError:
     return FatalError(f"{name} is in region {actual!r}, not {configured!r} (set s3.region)")
 
 
+def head_bucket_error(
+    bucket: str, configured: str | None, status: int, actual: str | None
+) -> FatalError | None:
+    """What a HeadBucket answer means for a set-up, the same on both S3 paths; None when it is fine.
+
+    ``actual`` is the ``x-amz-bucket-region`` header. A 200 from another region is still
+    an error: the lean path signs with ``s3.region`` and would fail on every object.
+    A status this does not decide (5xx, throttling, ...) is None too: classify it.
+    """
+    if status == 200:
+        if actual and configured and configured != "auto" and actual != configured:
+            return wrong_region(bucket, actual, configured)
+        return None
+    if status == 404:
+        return FatalError(f"bucket {bucket!r} does not exist")
+    if status in (301, 400) and actual and actual != configured:
+        return wrong_region(bucket, actual, str(configured))
+    if status == 403:
+        return FatalError(f"access denied to bucket {bucket!r} (check credentials)")
+    if status == 301:
+        return FatalError(f"bucket {bucket!r} is in another region than {configured!r}")
+    return None
+
+
 def classify_status(
     status: int, code: str = "", message: str = "", *, bucket: str = "", region: str = ""
 ) -> S3SyncError:

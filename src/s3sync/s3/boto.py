@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any, NamedTuple
 
-from s3sync.errors import FatalError, NotFoundError, classify, map_errors, wrong_region
+from s3sync.errors import FatalError, NotFoundError, classify, head_bucket_error, map_errors
 from s3sync.model import ObjectMeta, normalize_etag
 from s3sync.s3.endpoints import configured_endpoint_url
 from s3sync.s3.extras import RequestExtras
@@ -188,27 +188,20 @@ class BotoPath:
             r = await (await self.client()).head_bucket(Bucket=self.name)
         except Exception as exc:
             mapped = classify(exc)
-            status = _status(exc)
-            if status == 404 or isinstance(mapped, NotFoundError):
-                raise FatalError(f"bucket {self.name!r} does not exist") from exc
-            if status == 403:
-                raise FatalError(f"access denied to bucket {self.name!r} (check credentials)") from exc
-            actual = (
-                getattr(exc, "response", {})
-                .get("ResponseMetadata", {})
-                .get("HTTPHeaders", {})
-                .get("x-amz-bucket-region")
-            )
-            if status in (301, 400) and actual and actual != self._region:
-                raise wrong_region(self.name, actual, str(self._region)) from exc
-            if status == 301:
-                raise FatalError(f"bucket {self.name!r} is in another region than {self._region!r}") from exc
+            status = _status(exc) or 0
+            if isinstance(mapped, NotFoundError):
+                status = 404
+            actual = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            verdict = head_bucket_error(self.name, self._region, status, actual.get("x-amz-bucket-region"))
+            if verdict is not None and status != 200:
+                raise verdict from exc
             raise mapped from exc
         actual = r.get("BucketRegion") or r.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(
             "x-amz-bucket-region"
         )
-        if actual and self._region and self._region != "auto" and actual != self._region:
-            raise wrong_region(self.name, actual, self._region)
+        verdict = head_bucket_error(self.name, self._region, 200, actual)
+        if verdict is not None:
+            raise verdict
 
     async def list_versions_page(
         self, prefix: str, key_marker: str | None, version_marker: str | None, limit: int

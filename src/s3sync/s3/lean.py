@@ -15,7 +15,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from s3sync.errors import FatalError, S3SyncError, classify_status, map_errors, wrong_region
+from s3sync.errors import (
+    S3SyncError,
+    classify_status,
+    head_bucket_error,
+    map_errors,
+)
 from s3sync.model import ObjectMeta
 from s3sync.s3.clock import CLOCK, MAX_SKEW_SECONDS
 from s3sync.s3.endpoints import Endpoint, endpoint_from_url, resolve
@@ -158,18 +163,11 @@ class LeanPath:
         resp = await self._signed(self._target(None), {}, method="HEAD")
         status = resp.status
         actual = resp.headers.get("x-amz-bucket-region")
+        verdict = head_bucket_error(self.name, self._region, status, actual)
+        if verdict is not None:
+            raise verdict
         if status == 200:
-            if actual and self._region and self._region != "auto" and actual != self._region:
-                raise wrong_region(self.name, actual, self._region)
             return
-        if status == 404:
-            raise FatalError(f"bucket {self.name!r} does not exist")
-        if status in (301, 400) and actual and actual != self._region:
-            raise wrong_region(self.name, actual, str(self._region))
-        if status == 403:
-            raise FatalError(f"access denied to bucket {self.name!r} (check credentials)")
-        if status == 301:
-            raise FatalError(f"bucket {self.name!r} is in another region than {self._region!r}")
         raise classify_status(status, "", f"HeadBucket {self.name}", bucket=self.name, region=actual or "")
 
     async def head(
