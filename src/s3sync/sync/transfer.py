@@ -37,7 +37,7 @@ from s3sync.errors import (
 )
 from s3sync.local.groupcommit import GroupCommitter
 from s3sync.local.mirror import Mirror
-from s3sync.local.writeback import start_writeback
+from s3sync.local.writeback import LaggedWriteback
 from s3sync.model import ObjectMeta
 from s3sync.retry import RetryPolicy
 from s3sync.s3.bucket import UNKNOWN_SIZE, Bucket, GetResult
@@ -238,6 +238,7 @@ class Transfer:
         frontier = [lo for lo, _ in ranges]
         watcher = asyncio.ensure_future(self.resumer.watch(op, frontier))
         seen_mtime: list[float | None] = [None]  # rclone's x-amz-meta-mtime, from any part's headers
+        writeback = LaggedWriteback(fd)
         try:
             sem = asyncio.Semaphore(self.part_concurrency)
             progress = asyncio.Event()
@@ -264,13 +265,13 @@ class Transfer:
                             batch.append(chunk)
                             pending += len(chunk)
                             if pending >= WRITE_BATCH:
-                                await asyncio.to_thread(_pwritev_all, fd, batch, off)
+                                await asyncio.to_thread(_pwritev_all, fd, batch, off, writeback)
                                 off += pending
                                 batch, pending = [], 0
                                 frontier[idx] = off
                                 progress.set()
                         if batch:
-                            await asyncio.to_thread(_pwritev_all, fd, batch, off)
+                            await asyncio.to_thread(_pwritev_all, fd, batch, off, writeback)
                             off += pending
                         frontier[idx] = off
                         progress.set()
@@ -317,19 +318,11 @@ class Transfer:
 WRITE_BATCH = 2 * 1024 * 1024
 
 
-def _pwrite_all(fd: int, data: bytearray, offset: int) -> None:
-    start = offset
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
-    # dirty pages never pile up: no pwrite throttling mid-download, a short final fsync
-    start_writeback(fd, start, offset - start)
+def _pwritev_all(fd: int, chunks: list[bytes], offset: int, writeback: LaggedWriteback) -> None:
+    """Write ``chunks`` back to back at ``offset`` (one pwritev, retried on a short write).
 
-
-def _pwritev_all(fd: int, chunks: list[bytes], offset: int) -> None:
-    """Write ``chunks`` back to back at ``offset`` (one pwritev, retried on a short write)."""
+    Dirty pages never pile up (``writeback``): no pwrite throttling mid-download, a short final fsync.
+    """
     start = offset
     views = [memoryview(c) for c in chunks if c]
     while views:
@@ -340,7 +333,7 @@ def _pwritev_all(fd: int, chunks: list[bytes], offset: int) -> None:
             views.pop(0)
         if n:
             views[0] = views[0][n:]
-    start_writeback(fd, start, offset - start)
+    writeback.written(start, offset - start)
 
 
 def _preallocate(fd: int, size: int) -> None:
