@@ -105,7 +105,13 @@ class TestKeyMapper:
         try:
             path = mapper.to_path(key)
         except UnsafeKeyError:
+            # the cached validation refuses it too, every time (refusals are never cached)
+            for _ in range(2):
+                with pytest.raises(UnsafeKeyError):
+                    mapper.check(key)
             return
+        mapper.check(key)  # the validation alone agrees, and the cached segments are the same
+        assert mapper.parts(key) == tuple(key.split("/"))
         resolved = os.path.normpath(str(path))
         assert resolved.startswith(str(root) + os.sep), (key, path)
         assert os.path.commonpath([str(root), resolved]) == str(root)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from s3sync.errors import KeyConflictError, UnsafeKeyError
-from s3sync.local.groupcommit import GroupCommitter
+from s3sync.local.dirsync import FilesystemSync, syncfs, syncfs_available
+from s3sync.local.groupcommit import SYNCFS_MIN_BATCH, GroupCommitter, _Item, commit_batch
 from s3sync.local.keys import is_temp_name
 from s3sync.local.mirror import Mirror
 
@@ -103,3 +105,69 @@ class TestFailures:
         await asyncio.gather(*(gc.write(f"x/{i}", b"z" * i, None) for i in range(40)))
         assert [len((m.root / "x" / str(i)).read_bytes()) for i in range(40)] == list(range(40))
         assert _temps(m.root) == []
+
+
+class TestSyncfsBatches:
+    """A batch of SYNCFS_MIN_BATCH or more is made durable with syncfs; the per-file path stays for fewer.
+
+    Both are driven through ``commit_batch`` directly on a real mirror, so each
+    path is exercised whatever batches the scheduler would have formed.
+    """
+
+    def _items(self, keys: list[str]) -> list[Any]:
+        loop = asyncio.new_event_loop()
+        try:
+            return [_Item(k, k.encode() * 2, 1_700_000_000.0, loop.create_future()) for k in keys]
+        finally:
+            loop.close()
+
+    @pytest.mark.skipif(not syncfs_available(), reason="syncfs needs Linux 5.8 or later")
+    @pytest.mark.parametrize("n", [1, SYNCFS_MIN_BATCH - 1, SYNCFS_MIN_BATCH, 40])
+    def test_every_file_lands_with_its_mtime_and_no_temp(self, mirror: Mirror, n: int) -> None:
+        keys = [f"d{i % 3}/f{i:03d}" for i in range(n)]
+        items = self._items(keys)
+        commit_batch(mirror, items)
+        assert [it.error for it in items] == [None] * n
+        for k in keys:
+            p = mirror.root / k
+            assert p.read_bytes() == k.encode() * 2
+            assert p.stat().st_mtime == 1_700_000_000.0
+        assert _temps(mirror.root) == []
+
+    @pytest.mark.skipif(not syncfs_available(), reason="syncfs needs Linux 5.8 or later")
+    def test_a_bad_key_in_a_syncfs_batch_fails_alone(self, mirror: Mirror) -> None:
+        (mirror.root / "clash" / "inner").mkdir(parents=True)
+        keys = [f"ok/{i}" for i in range(SYNCFS_MIN_BATCH * 2)] + ["clash"]
+        items = self._items(keys)
+        commit_batch(mirror, items)
+        assert all(it.error is None for it in items[:-1])
+        assert isinstance(items[-1].error, KeyConflictError)
+        assert sorted(os.listdir(mirror.root / "ok")) == sorted(str(i) for i in range(SYNCFS_MIN_BATCH * 2))
+        assert _temps(mirror.root) == []
+
+    @pytest.mark.skipif(not syncfs_available(), reason="syncfs needs Linux 5.8 or later")
+    def test_filesystem_sync_keeps_one_fd_per_filesystem(self, tmp_path: Path) -> None:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        fds = [os.open(tmp_path / d, os.O_RDONLY | os.O_DIRECTORY) for d in ("a", "b")]
+        try:
+            fs = FilesystemSync()
+            for fd in fds:
+                fs.add(fd)
+            assert len(fs) == 1  # same filesystem: one syncfs covers both
+            fs.flush()
+            assert len(fs) == 0
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def test_syncfs_on_a_closed_fd_raises(self) -> None:
+        if not syncfs_available():
+            with pytest.raises(OSError):
+                syncfs(0)
+            return
+        r, w = os.pipe()
+        os.close(r)
+        os.close(w)
+        with pytest.raises(OSError):
+            syncfs(r)

@@ -52,13 +52,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from s3sync.errors import LocalIOError
-from s3sync.local.dirsync import DirSync
+from s3sync.local.dirsync import DirSync, FilesystemSync, syncfs, syncfs_available
 from s3sync.local.mirror import Mirror
 
 #: Most files in one batch: bounds how long the first file of a batch waits for the last.
 MAX_BATCH = 32
 #: Threads that issue the parallel fsyncs (the kernel shares journal commits between them).
 FSYNC_THREADS = 32
+#: From this many files a batch is made durable with ``syncfs`` instead of per-file fsyncs.
+SYNCFS_MIN_BATCH = 8
 
 _pool_lock = threading.Lock()
 _fsync_pool: ThreadPoolExecutor | None = None
@@ -138,6 +140,9 @@ def commit_batch(mirror: Mirror, batch: list[_Item]) -> None:
     creates, the fsyncs, the renames and the directory fsyncs of a batch at once
     (one after another, each of them waits for a disk flush).
     """
+    if mirror.fsync and len(batch) >= SYNCFS_MIN_BATCH and syncfs_available():
+        _commit_batch_syncfs(mirror, batch)
+        return
     pool = _pool() if len(batch) > 1 else None
 
     def each(fn: Callable[[_Item], None], items: list[_Item]) -> None:
@@ -171,6 +176,62 @@ def commit_batch(mirror: Mirror, batch: list[_Item]) -> None:
     except LocalIOError as exc:
         for item in committed:
             item.error = exc
+
+
+def _commit_batch_syncfs(mirror: Mirror, batch: list[_Item]) -> None:
+    """Steps 1-4 with one ``syncfs`` for the data and one for the renames, all in this thread.
+
+    The same order as the fsync path: every temp's bytes are durable (the first
+    ``syncfs`` of their filesystem) before any of them is renamed, and the renames
+    are durable (the second) before a caller hears of success. Per-file fsyncs
+    spread over a thread pool cost a wake-up and a context switch per file per
+    step; on 2 cores that was a fifth of a cold sync's CPU. ``syncfs`` also flushes
+    whatever else is dirty on that filesystem, which is why lone files (events)
+    keep the fsync path.
+    """
+    for item in batch:
+        _create(mirror, item)
+    live = [item for item in batch if item.handle is not None]
+    by_dev: dict[int, list[_Item]] = {}
+    for item in live:
+        assert item.handle is not None
+        try:
+            by_dev.setdefault(os.fstat(item.handle[2]).st_dev, []).append(item)
+        except OSError as exc:
+            _fail(mirror, item, f"fstat failed: {exc.strerror or exc}")
+    for items in by_dev.values():
+        assert items[0].handle is not None
+        try:
+            syncfs(items[0].handle[2])
+        except OSError as exc:
+            for item in items:
+                _fail(mirror, item, f"syncfs failed: {exc.strerror or exc}")
+    dirsync = FilesystemSync()
+    committed: list[_Item] = []
+    for items in by_dev.values():
+        for item in items:
+            if item.handle is None:
+                continue
+            final, temp, fd = item.handle
+            item.handle = None
+            try:
+                mirror.commit(fd, temp, final, None, dirsync=dirsync, synced=True)
+                committed.append(item)
+            except Exception as exc:  # commit removed the temp and closed the fd
+                item.error = exc
+    try:
+        dirsync.flush()
+    except LocalIOError as exc:
+        for item in committed:
+            item.error = exc
+
+
+def _fail(mirror: Mirror, item: _Item, why: str) -> None:
+    assert item.handle is not None
+    _final, temp, fd = item.handle
+    mirror.discard(fd, temp)
+    item.handle = None
+    item.error = LocalIOError(f"{item.key!r}: {why}")
 
 
 class _ParallelDirSync(DirSync):
@@ -236,4 +297,4 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
         view = view[n:]
 
 
-__all__ = ["MAX_BATCH", "GroupCommitter", "commit_batch"]
+__all__ = ["MAX_BATCH", "SYNCFS_MIN_BATCH", "GroupCommitter", "commit_batch"]

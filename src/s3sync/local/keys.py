@@ -11,6 +11,7 @@ caller counts and reports; the rest of the sync goes on.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import re
 from collections.abc import Iterable
@@ -51,29 +52,42 @@ def check_key(key: str, name_max: int = NAME_MAX) -> list[str]:
 
     ``name_max`` is the filesystem's limit in bytes (``os.pathconf(local_dir, "PC_NAME_MAX")``).
     """
+    return list(_checked(key, name_max))
+
+
+@functools.lru_cache(maxsize=8192)
+def _checked(key: str, name_max: int) -> tuple[str, ...]:
+    """:func:`check_key`, remembered: one change asks for the same key's segments several times
+    (apply, transfer, the temp file, the rename), and a cold sync of small files paid for
+    each. Only successes are cached (an exception is never stored), so a refusal is always
+    re-derived and its message is the current one.
+    """
     if not key:
         raise UnsafeKeyError("empty key")
     if "\x00" in key:
         raise UnsafeKeyError("key contains NUL")
     if key.startswith("/"):
         raise UnsafeKeyError("absolute key (starts with '/')")
+    ascii_only = key.isascii()  # then a segment's length in characters is its length in bytes
     parts = key.split("/")
     for part in parts:
         if part == "":
             raise UnsafeKeyError("empty path segment ('//' or trailing '/')")
         if part in (".", ".."):
             raise UnsafeKeyError(f"'{part}' path segment")
-        if len(part.encode("utf-8", "surrogatepass")) > name_max:
+        size = len(part) if ascii_only else len(part.encode("utf-8", "surrogatepass"))
+        if size > name_max:
             raise UnsafeKeyError(f"path segment longer than the filesystem's {name_max}-byte name limit")
-        if is_temp_name(part):
+        if TEMP_MARKER in part and is_temp_name(part):
             raise UnsafeKeyError("segment matches s3sync's temporary-file pattern")
     if parts[0] == STATE_DIR_NAME:
         raise UnsafeKeyError(f"'{STATE_DIR_NAME}/' is reserved for s3sync's state")
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise UnsafeKeyError("key is not valid UTF-8") from exc
-    return parts
+    if not ascii_only:
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise UnsafeKeyError("key is not valid UTF-8") from exc
+    return tuple(parts)
 
 
 class KeyMapper:
@@ -85,13 +99,17 @@ class KeyMapper:
         self._root_str = str(self.root)
         self._root_prefix = os.path.join(self._root_str, "")
 
-    def parts(self, key: str) -> list[str]:
+    def parts(self, key: str) -> tuple[str, ...]:
         """The path segments of ``key`` below the root; raises :class:`UnsafeKeyError`."""
-        return check_key(key, self.name_max)
+        return _checked(key, self.name_max)
+
+    def check(self, key: str) -> None:
+        """Raise :class:`UnsafeKeyError` unless ``key`` maps to a path below the root (no Path built)."""
+        _checked(key, self.name_max)
 
     def to_path(self, key: str) -> Path:
         """The local path of ``key`` (for messages and readers: writers use dir fds)."""
-        parts = check_key(key, self.name_max)
+        parts = _checked(key, self.name_max)
         path = os.path.join(self._root_str, *parts)
         # Belt and braces: the checks above already exclude every escape (no segment is
         # empty, '.', '..' or absolute), so the joined path must extend the root verbatim.

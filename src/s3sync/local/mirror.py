@@ -220,7 +220,7 @@ class Mirror:
         return self.stat_many([key])[0]
 
     def stat_many(self, keys: list[str]) -> list[LocalStat | None]:
-        many: list[list[str] | None] = []
+        many: list[tuple[str, ...] | None] = []
         for key in keys:
             try:
                 many.append(self.mapper.parts(key))

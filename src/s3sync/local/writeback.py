@@ -90,6 +90,7 @@ class LaggedWriteback:
         self._queue: list[tuple[int, int]] = []
         self._queued = 0
         self._lock = threading.Lock()
+        self.submitted = 0  # bytes handed to the kernel so far (tests, profiling)
 
     def written(self, offset: int, length: int) -> None:
         if length <= 0:
@@ -106,6 +107,7 @@ class LaggedWriteback:
                 take.append(region)
                 taken += region[1]
             self._queued -= taken
+            self.submitted += taken
         for off, n in _coalesce(take):
             start_writeback(self.fd, off, n)
 

@@ -30,6 +30,8 @@ class SigV4Signer:
         self.service = service
         self._day = ""
         self._key = b""
+        self._second = -1  # the X-Amz-Date of the last second signed (strftime per request showed up)
+        self._amz_date = ""
 
     def _signing_key(self, day: str) -> bytes:
         if day != self._day:
@@ -55,7 +57,10 @@ class SigV4Signer:
         paths); ``query`` is already encoded and sorted by key.
         """
         t = now or dt.datetime.now(dt.UTC)
-        amz_date = t.strftime("%Y%m%dT%H%M%SZ")
+        second = int(t.timestamp())
+        if second != self._second:
+            self._amz_date, self._second = t.strftime("%Y%m%dT%H%M%SZ"), second
+        amz_date = self._amz_date
         day = amz_date[:8]
         out = dict(headers)
         out["X-Amz-Date"] = amz_date
@@ -81,7 +86,7 @@ class SigV4Signer:
         to_sign = "\n".join(
             ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
         )
-        sig = hmac.new(self._signing_key(day), to_sign.encode(), hashlib.sha256).hexdigest()
+        sig = hmac.digest(self._signing_key(day), to_sign.encode(), "sha256").hex()
         out["Authorization"] = (
             f"AWS4-HMAC-SHA256 Credential={self.access_key}/{scope}, "
             f"SignedHeaders={signed_headers}, Signature={sig}"

@@ -145,7 +145,7 @@ class Applier:
 
     async def _upsert(self, change: Change) -> OpResult:
         key = change.key
-        self.mirror.mapper.to_path(key)
+        self.mirror.mapper.check(key)
         if not self.filter.wants(key):
             self.stats.skipped["filtered"] += 1
             return OpResult(key, "skip", "skipped", "excluded by prefix/include/exclude")
@@ -218,7 +218,7 @@ class Applier:
         A key the filters leave out is never deleted because of them (s5cmd#815).
         """
         key = change.key
-        self.mirror.mapper.to_path(key)
+        self.mirror.mapper.check(key)
         if not self.filter.wants(key):
             self.stats.skipped["filtered"] += 1
             return OpResult(key, "skip", "skipped", "outside the filters; not deleted")

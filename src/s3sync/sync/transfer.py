@@ -100,7 +100,7 @@ class Transfer:
         self, key: str, *, expected: ObjectMeta | None = None, if_none_match: str | None = None
     ) -> Downloaded:
         """Fetch ``key`` into place; raises a PermanentError subclass when it cannot."""
-        self.mirror.mapper.to_path(key)  # unsafe keys fail before any request
+        self.mirror.mapper.check(key)  # unsafe keys fail before any request
         if expected is not None and self.max_size is not None and expected.size > self.max_size:
             raise TooLargeError(f"{key}: {expected.size} bytes exceeds max_file_size_mb")
         attempts = 0
