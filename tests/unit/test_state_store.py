@@ -264,6 +264,36 @@ class TestJournal:
         await store.journal_remove([])
         assert [c.key for _, c in await store.journal_pending()] == ["a"]
 
+    async def test_removal_commits_with_the_next_batch_of_rows(self, store: StateStore) -> None:
+        """A settled id leaves the table in the same transaction as the next state rows, not before."""
+        ids = await store.journal_append([change("a"), change("b")])
+        await store.journal_remove(ids[:1])
+        store.record(StateRow("a", "e", 1, 1.0))
+        raw = sqlite3.connect(store.path)
+        try:
+            # nothing committed yet: the row is still in the file, the state row not yet either
+            assert raw.execute("SELECT COUNT(*) FROM journal").fetchone()[0] == 2
+            assert raw.execute("SELECT COUNT(*) FROM objects").fetchone()[0] == 0
+            await store.flush()
+            assert raw.execute("SELECT id FROM journal").fetchall() == [(ids[1],)]
+            assert raw.execute("SELECT key FROM objects").fetchall() == [("a",)]
+        finally:
+            raw.close()
+
+    async def test_get_never_reads_older_than_the_last_write(self, store: StateStore) -> None:
+        """Point reads on the read connection see queued, committing and committed rows alike."""
+        store.record(StateRow("k", "e1", 1, 1.0))
+        assert (await store.get("k")).etag == "e1"  # type: ignore[union-attr]
+        flushing = asyncio.ensure_future(store.flush())
+        await asyncio.sleep(0)  # the batch is being committed on the store's thread
+        assert (await store.get("k")).etag == "e1"  # type: ignore[union-attr]
+        await flushing
+        assert (await store.get("k")).etag == "e1"  # type: ignore[union-attr]
+        store.forget("k")
+        assert await store.get("k") is None
+        await store.flush()
+        assert await store.get("k") is None
+
     async def test_ids_keep_growing_after_removal(self, store: StateStore) -> None:
         """A settled id is never handed out again (AUTOINCREMENT), so stale settles cannot hit new rows."""
         first = await store.journal_append([change("a")])

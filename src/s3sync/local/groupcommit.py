@@ -59,8 +59,10 @@ from s3sync.local.mirror import Mirror
 MAX_BATCH = 32
 #: Threads that issue the parallel fsyncs (the kernel shares journal commits between them).
 FSYNC_THREADS = 32
-#: From this many files a batch is made durable with ``syncfs`` instead of per-file fsyncs.
-SYNCFS_MIN_BATCH = 8
+#: From this many files a batch is made durable with ``syncfs`` instead of per-file fsyncs;
+#: smaller batches fsync file by file in one thread (no pool: each hop to a pool thread
+#: waits for the GIL, up to the 5 ms switch interval while the event loop is busy).
+SYNCFS_MIN_BATCH = 4
 
 _pool_lock = threading.Lock()
 _fsync_pool: ThreadPoolExecutor | None = None
@@ -143,7 +145,7 @@ def commit_batch(mirror: Mirror, batch: list[_Item]) -> None:
     if mirror.fsync and len(batch) >= SYNCFS_MIN_BATCH and syncfs_available():
         _commit_batch_syncfs(mirror, batch)
         return
-    pool = _pool() if len(batch) > 1 else None
+    pool = _pool() if len(batch) >= SYNCFS_MIN_BATCH else None
 
     def each(fn: Callable[[_Item], None], items: list[_Item]) -> None:
         if pool is None:

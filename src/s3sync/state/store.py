@@ -5,7 +5,17 @@ loop, in order, on a connection no other thread touches. Object rows are
 written in batches (a crash loses at most the last batch, and the reconcile
 adopts files whose size and mtime match the listing, so nothing is
 re-downloaded); journal appends commit before returning, because an HTTP 202
-or an SQS delete promises the change is durable.
+or an SQS delete promises the change is durable. Journal *removals* ride in
+the next batch, in the same transaction as the state rows of the changes they
+settle: a row that outlives a crash only replays a change already applied,
+which the conditional GET makes a no-op.
+
+Point reads (:meth:`StateStore.get`, one per event) run on the caller's thread
+on a second, read-only connection: a primary-key lookup in WAL mode takes
+microseconds, a hop to the store's thread and back cost several times that in
+wake-ups at 1,000 events/s. Rows not yet committed are answered from memory
+first (the queued batch, then the one being committed), so a read never sees
+older state than the last write.
 """
 
 from __future__ import annotations
@@ -74,7 +84,10 @@ class StateStore:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3sync-state")
         self._conn: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None  # point reads, on the event loop's thread
         self._pending: dict[str, StateRow | None] = {}
+        self._committing: dict[str, StateRow | None] = {}  # the batch _flush_sync is writing now
+        self._journal_done: list[int] = []  # settled journal ids, removed with the next batch
         self._lock = threading.Lock()
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -87,6 +100,10 @@ class StateStore:
     # -- lifecycle ---------------------------------------------------------
     async def open(self) -> None:
         await self._run(self._open_sync)
+        reader = sqlite3.connect(str(self.path), isolation_level=None)
+        reader.execute("PRAGMA query_only=1")
+        reader.execute("PRAGMA busy_timeout=5000")
+        self._reader = reader
         self._flusher = asyncio.create_task(self._flush_loop(), name="state-flusher")
 
     def _open_sync(self) -> None:
@@ -109,6 +126,9 @@ class StateStore:
             await self.flush()
             await self._run(self._conn.close)
             self._conn = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         self._executor.shutdown(wait=True)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -158,18 +178,24 @@ class StateStore:
 
     async def flush(self) -> None:
         with self._lock:
-            if not self._pending:
+            if not self._pending and not self._journal_done:
                 return
             batch, self._pending = self._pending, {}
+            done, self._journal_done = self._journal_done, []
+            self._committing = batch
         try:
-            await self._run(self._flush_sync, batch)
+            await self._run(self._flush_sync, batch, done)
         except BaseException:
             with self._lock:  # put the batch back under newer writes
                 for k, v in batch.items():
                     self._pending.setdefault(k, v)
+                self._journal_done[:0] = done
             raise
+        finally:
+            with self._lock:
+                self._committing = {}
 
-    def _flush_sync(self, batch: dict[str, StateRow | None]) -> None:
+    def _flush_sync(self, batch: dict[str, StateRow | None], journal_done: list[int] | None = None) -> None:
         conn = self.conn
         now = time.time()
         upserts = [
@@ -184,6 +210,8 @@ class StateStore:
                 conn.executemany("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?)", upserts)
             if deletes:
                 conn.executemany("DELETE FROM objects WHERE key = ?", deletes)
+            if journal_done:
+                journal.remove(conn, [(i,) for i in journal_done])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -193,13 +221,21 @@ class StateStore:
         with self._lock:
             if key in self._pending:
                 return True, self._pending[key]
+            if key in self._committing:
+                return True, self._committing[key]
         return False, None
 
     async def get(self, key: str) -> StateRow | None:
         hit, row = self._pending_row(key)
         if hit:
             return row
-        return await self._run(self._get_sync, key)
+        if self._reader is None:
+            return await self._run(self._get_sync, key)
+        try:
+            r = self._reader.execute("SELECT * FROM objects WHERE key = ?", (key,)).fetchone()
+        except sqlite3.OperationalError:  # busy past the timeout, say: the store's own thread
+            return await self._run(self._get_sync, key)
+        return StateRow(*r) if r else None
 
     def _get_sync(self, key: str) -> StateRow | None:
         cur = self.conn.execute("SELECT * FROM objects WHERE key = ?", (key,))
@@ -304,11 +340,18 @@ class StateStore:
             start += len(items)
 
     async def journal_remove(self, ids: Iterable[int]) -> None:
-        items = [(i,) for i in ids]
-        if items:
-            await self._run(journal.remove, self.conn, items)
+        """Settle journal rows: removed with the next batch (see the module docstring)."""
+        items = list(ids)
+        if not items:
+            return
+        with self._lock:
+            self._journal_done.extend(items)
+            n = len(self._journal_done)
+        if n >= self.BATCH:
+            self._wake.set()
 
     async def journal_pending(self) -> list[tuple[int, Change]]:
+        await self.flush()  # settled rows are not pending, even if their removal is still queued
         return await self._run(journal.pending, self.conn)
 
 
