@@ -25,8 +25,16 @@ _FIELDS = frozenset(
 )
 
 
+_LOCAL_NAMES: dict[str, str] = {}  # '{ns}Key' -> 'Key': a page repeats a dozen tags thousands of times
+
+
 def _strip_ns(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
+    name = _LOCAL_NAMES.get(tag)
+    if name is None:
+        name = tag.rsplit("}", 1)[-1]
+        if len(_LOCAL_NAMES) < 256:  # S3's tag set is small; a hostile server cannot grow this
+            _LOCAL_NAMES[tag] = name
+    return name
 
 
 def parse_list_xml(body: bytes) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,11 +24,19 @@ _MONTHS = {
 
 def timestamp(value: Any) -> float:
     """LastModified as unix seconds, from a datetime, ISO 8601 (listings) or RFC 1123 (headers)."""
+    if isinstance(value, str):
+        return _timestamp_text(value) if value else 0.0
     if isinstance(value, dt.datetime):
         return value.timestamp()
     if isinstance(value, (int, float)):
         return float(value)
-    if isinstance(value, str) and value:
+    return 0.0
+
+
+@functools.lru_cache(maxsize=4096)
+def _timestamp_text(value: str) -> float:
+    """Objects written together share their second: a listing page repeats the same few texts."""
+    if value:
         try:
             if value[:1].isdigit():
                 parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))

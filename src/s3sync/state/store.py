@@ -93,9 +93,7 @@ class StateStore:
         self._wake = asyncio.Event()
         self._closing = False
         # journal group commit: appends waiting for the one in progress share the next commit
-        self._journal_waiting: list[tuple[list[Change], asyncio.Future[list[int]]]] = []
-        self._journal_busy = False
-        self._journal_task: asyncio.Task[None] | None = None
+        self._appender = journal.GroupAppender(lambda items: self._run(journal.append, self.conn, items))
 
     # -- lifecycle ---------------------------------------------------------
     async def open(self) -> None:
@@ -293,51 +291,9 @@ class StateStore:
 
     # -- journal -----------------------------------------------------------
     async def journal_append(self, changes: Iterable[Change]) -> list[int]:
-        """Durably record accepted changes; returns their journal ids.
-
-        Group commit: each append is an fsync of the WAL (``synchronous=FULL``),
-        3-5 ms on a busy disk, on the store's one SQLite thread — one commit per
-        notification caps intake at a few hundred per second. So an append that
-        finds a commit in progress waits for it and then goes out in one
-        transaction with every append that queued meanwhile; each caller still
-        returns only after the commit holding its rows. A lone append commits at
-        once, alone.
-        """
-        items = list(changes)
-        if not items:
-            return []
-        fut: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._journal_waiting.append((items, fut))
-        if not self._journal_busy:
-            # its own task: a caller cancelled mid-commit must not strand the ones queued behind it
-            self._journal_busy = True
-            self._journal_task = asyncio.ensure_future(self._journal_drain())
-        return await fut
-
-    async def _journal_drain(self) -> None:
-        try:
-            while self._journal_waiting:
-                batch, self._journal_waiting = self._journal_waiting, []
-                await self._journal_commit(batch)
-        finally:
-            self._journal_busy = False
-
-    async def _journal_commit(self, batch: list[tuple[list[Change], asyncio.Future[list[int]]]]) -> None:
-        everything = [c for items, _ in batch for c in items]
-        try:
-            ids = await self._run(journal.append, self.conn, everything)
-        except BaseException as exc:
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        start = 0
-        for items, fut in batch:
-            if not fut.done():
-                fut.set_result(ids[start : start + len(items)])
-            start += len(items)
+        """Durably record accepted changes; returns their journal ids (group commit:
+        :class:`~s3sync.state.journal.GroupAppender`)."""
+        return await self._appender.append(changes)
 
     async def journal_remove(self, ids: Iterable[int]) -> None:
         """Settle journal rows: removed with the next batch (see the module docstring)."""

@@ -35,8 +35,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from awscrt import checksums as _crt
-
 from s3sync.errors import IntegrityError
 from s3sync.model import ObjectMeta
 
@@ -244,10 +242,12 @@ def _zlib_crc32(data: bytes, value: int) -> int:
 def checksum_hasher(algorithm: str) -> _Crc | _Digest:
     """A streaming hasher for one S3 algorithm; ``result()`` is S3's base64 form."""
     algorithm = algorithm.upper()
-    if algorithm == "CRC64NVME":
-        return _Crc(_crt.crc64nvme, 8)
-    if algorithm == "CRC32C":
-        return _Crc(_crt.crc32c, 4)
+    if algorithm in ("CRC64NVME", "CRC32C"):
+        # on first use: loading awscrt's native library is ~65 ms, and a no-change pass (W2)
+        # or an MD5-verified one never needs it
+        from awscrt import checksums as crt
+
+        return _Crc(crt.crc64nvme, 8) if algorithm == "CRC64NVME" else _Crc(crt.crc32c, 4)
     if algorithm == "CRC32":
         return _Crc(_zlib_crc32, 4)
     if algorithm in ("SHA1", "SHA256"):
