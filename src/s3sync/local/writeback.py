@@ -90,6 +90,7 @@ class LaggedWriteback:
         self._queue: list[tuple[int, int]] = []
         self._queued = 0
         self._lock = threading.Lock()
+        self.lock = threading.Lock()  # writers of this file take turns (see sync.transfer)
         self.submitted = 0  # bytes handed to the kernel so far (tests, profiling)
 
     def written(self, offset: int, length: int) -> None:

@@ -40,16 +40,24 @@ class BodyCheck:
 
 
 class RegionHasher:
-    """Feeds a file to ``hasher`` in order; ``done`` is how far it got."""
+    """Feeds a file to ``hasher`` in order; ``done`` is how far it got.
+
+    Reads go into one reused 1 MiB buffer (``preadv``): a fresh 8 MiB ``bytes``
+    per read was a new mapping each time, page-faulted in and unmapped again —
+    a tenth of a 1 GiB download's system time — and a buffer this size stays in
+    the CPU cache between the copy and the hash.
+    """
 
     def __init__(self, hasher: Hasher) -> None:
         self.hasher = hasher
         self.done = 0
+        self._buf = bytearray(CHUNK)
 
     def feed(self, fd: int, upto: int) -> None:
+        view = memoryview(self._buf)
         while self.done < upto:
-            data = os.pread(fd, min(CHUNK * 8, upto - self.done), self.done)
-            if not data:
+            n = os.preadv(fd, [view[: min(CHUNK, upto - self.done)]], self.done)
+            if not n:
                 raise RetryableError("temp file shorter than written frontier")
-            self.hasher.update(data)
-            self.done += len(data)
+            self.hasher.update(view[:n])
+            self.done += n

@@ -323,8 +323,16 @@ def _pwritev_all(fd: int, chunks: list[bytes], offset: int, writeback: LaggedWri
 
     Dirty pages never pile up (``writeback``): no pwrite throttling mid-download, a short final fsync.
     """
-    start = offset
     views = [memoryview(c) for c in chunks if c]
+    total = sum(len(v) for v in views)
+    # the parts' writers take turns: eight threads copying into one file at once spun on its
+    # inode lock in the kernel (rwsem_spin_on_owner), burning the CPU the hasher needed
+    with writeback.lock:
+        _pwritev_locked(fd, views, offset)
+    writeback.written(offset, total)
+
+
+def _pwritev_locked(fd: int, views: list[memoryview], offset: int) -> None:
     while views:
         n = os.pwritev(fd, views, offset)
         offset += n
@@ -333,7 +341,6 @@ def _pwritev_all(fd: int, chunks: list[bytes], offset: int, writeback: LaggedWri
             views.pop(0)
         if n:
             views[0] = views[0][n:]
-    writeback.written(start, offset - start)
 
 
 def _preallocate(fd: int, size: int) -> None:
