@@ -9,15 +9,20 @@ workers hand it and commits them as one batch:
 
 1. each file is written to its temp sibling (``Mirror.new_temp``; created
    ``O_EXCL`` below directory fds, never through a symlink);
-2. every temp is fsynced, **in parallel** from a small thread pool, so the
-   kernel folds the waits into a few journal commits (64 files: ~30-50 ms in
-   parallel vs ~170-360 ms one after another on this disk); the creates,
-   renames and directory fsyncs of a batch run in parallel the same way;
+2. the temps' bytes are made durable: for a batch of ``SYNCFS_MIN_BATCH`` (4)
+   or more, one ``syncfs`` of each filesystem holding them, all in the batch's
+   one thread (per-file fsyncs spread over a thread pool cost a wake-up and a
+   context switch per file per step: a fifth of a cold sync's CPU on 2 cores);
+   for fewer, each temp is fsynced in that thread; where ``syncfs`` cannot be
+   trusted (before Linux 5.8 it hides writeback errors; not Linux) a large
+   batch is fsynced **in parallel** from a small thread pool, so the kernel
+   folds the waits into a few journal commits;
 3. each temp is renamed into place (``Mirror.commit(synced=True)``: no second
    fsync — on ext4 even a clean fsync flushes the disk cache; the mtime was set
-   before the fsync; backups honoured), deferring the directory fsync to one
-   :class:`~s3sync.local.dirsync.DirSync`;
-4. every touched directory is fsynced once;
+   before the fsync; backups honoured), deferring the directory's durability
+   to one :class:`~s3sync.local.dirsync.DirSync`;
+4. the renames are made durable: a second ``syncfs`` per filesystem for a large
+   batch, every touched directory fsynced once otherwise;
 5. only then is each caller told its file is in place, and only then does the
    caller record the state row (the state store batches those rows into one
    transaction).
