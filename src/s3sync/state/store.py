@@ -86,7 +86,7 @@ class StateStore:
         self._conn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None  # point reads, on the event loop's thread
         self._pending: dict[str, StateRow | None] = {}
-        self._committing: dict[str, StateRow | None] = {}  # the batch _flush_sync is writing now
+        self._committing: list[dict[str, StateRow | None]] = []  # batches being written, oldest first
         self._journal_done: list[int] = []  # settled journal ids, removed with the next batch
         self._lock = threading.Lock()
         self._flusher: asyncio.Task[None] | None = None
@@ -180,7 +180,7 @@ class StateStore:
                 return
             batch, self._pending = self._pending, {}
             done, self._journal_done = self._journal_done, []
-            self._committing = batch
+            self._committing.append(batch)  # flushes may overlap (the flusher and a caller's)
         try:
             await self._run(self._flush_sync, batch, done)
         except BaseException:
@@ -191,7 +191,7 @@ class StateStore:
             raise
         finally:
             with self._lock:
-                self._committing = {}
+                self._committing = [b for b in self._committing if b is not batch]
 
     def _flush_sync(self, batch: dict[str, StateRow | None], journal_done: list[int] | None = None) -> None:
         conn = self.conn
@@ -219,8 +219,9 @@ class StateStore:
         with self._lock:
             if key in self._pending:
                 return True, self._pending[key]
-            if key in self._committing:
-                return True, self._committing[key]
+            for batch in reversed(self._committing):  # the newest write wins
+                if key in batch:
+                    return True, batch[key]
         return False, None
 
     async def get(self, key: str) -> StateRow | None:
