@@ -5,10 +5,14 @@ Runs in its own process so the harness's file poller and this sender never share
 a GIL, and sends on a fixed schedule: event ``i`` is due at ``start + i / rate``
 whatever the daemon does. A slow ``202`` never delays the next send (that would
 be a closed loop, which hides queueing: the generator would slow down exactly
-when the daemon falls behind). Each send goes out on an idle keep-alive
-connection; when every connection is busy a new one is opened, so the send rate
-is held even if responses are slow. Request bytes are built before the clock
-starts, so sending costs one ``write`` per event.
+when the daemon falls behind). All connections are opened before the clock
+starts; each send goes out on an idle keep-alive connection, or, when every one
+is busy, pipelined (HTTP/1.1) behind the answers due on the least-loaded one, so
+the send rate is held even when responses are slow. (Opening a new connection
+instead made sends wait for the daemon's accept backlog: once it was behind,
+the generator fell behind too and the run was INVALID for the generator's sake.)
+Request bytes are built before the clock starts, so sending costs one ``write``
+per event.
 
 Input: a JSON file ``{"host", "port", "path", "rate", "start_at", "bodies": [...]}``
 (``start_at`` is a ``time.monotonic()`` value: CLOCK_MONOTONIC is system-wide on
@@ -29,11 +33,13 @@ from typing import Any
 
 
 class _Conn:
-    """One keep-alive connection; at most one request outstanding (no pipelining)."""
+    """One keep-alive connection; requests on it are answered in order (HTTP/1.1 pipelining)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.outstanding = 0
+        self.broken = False
 
 
 async def _read_response(conn: _Conn) -> int:
@@ -63,35 +69,48 @@ async def _run(spec: dict[str, Any]) -> dict[str, Any]:
             ).encode()
             + raw
         )
-    idle: list[_Conn] = []
-    opened = 0
     statuses: dict[str, int] = {}
     sent = [0.0] * len(requests)
-    inflight: set[asyncio.Task[None]] = set()
+    done = asyncio.Event()
+    answered = 0
+    n = len(requests)
 
-    async def connect() -> _Conn:
-        nonlocal opened
+    async def replies(conn: _Conn) -> None:
+        """Read this connection's answers in order, for as long as the run lasts."""
+        nonlocal answered
+        while True:
+            try:
+                status = await _read_response(conn)
+            except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
+                if conn.outstanding:  # requests written but never answered
+                    statuses[type(exc).__name__] = statuses.get(type(exc).__name__, 0) + conn.outstanding
+                    answered += conn.outstanding
+                    conn.outstanding = 0
+                conn.broken = True
+                if answered >= n:
+                    done.set()
+                return
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+            conn.outstanding -= 1
+            answered += 1
+            if answered >= n:
+                done.set()
+
+    # Every connection is opened before the clock starts, so a send never waits for a
+    # connect (a daemon behind on its accept backlog made the old generator's sends late,
+    # which closed the loop). A send goes to the connection with the fewest requests
+    # outstanding — an idle one when there is one, otherwise it is pipelined behind the
+    # answers still due on that connection, so the schedule holds whatever the daemon does.
+    conns: list[_Conn] = []
+    for _ in range(int(spec.get("connections", 64))):
         reader, writer = await asyncio.open_connection(host, port)
-        opened += 1
-        return _Conn(reader, writer)
-
-    async def await_reply(conn: _Conn) -> None:
-        try:
-            status = await _read_response(conn)
-        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
-            statuses[type(exc).__name__] = statuses.get(type(exc).__name__, 0) + 1
-            conn.writer.close()
-            return
-        statuses[str(status)] = statuses.get(str(status), 0) + 1
-        idle.append(conn)
-
-    for _ in range(int(spec.get("connections", 16))):
-        idle.append(await connect())
+        conns.append(_Conn(reader, writer))
+    readers = [asyncio.ensure_future(replies(c)) for c in conns]
     start = float(spec["start_at"])
     interval = 1.0 / rate
     max_late = 0.0
+    pipelined = 0
     i = 0
-    n = len(requests)
     while i < n:
         now = time.monotonic()
         due = start + i * interval
@@ -101,19 +120,26 @@ async def _run(spec: dict[str, Any]) -> dict[str, Any]:
         # Send everything that is due now (a late wake-up sends a small burst,
         # which keeps the average rate exact).
         while i < n and start + i * interval <= now:
-            conn = idle.pop() if idle else await connect()
+            live = [c for c in conns if not c.broken]
+            if not live:
+                raise RuntimeError("every connection to the daemon was closed")
+            conn = min(live, key=lambda c: c.outstanding)
+            pipelined += conn.outstanding > 0
             t = time.monotonic()
             max_late = max(max_late, t - (start + i * interval))
             conn.writer.write(requests[i])
+            conn.outstanding += 1
             sent[i] = t
-            task = asyncio.ensure_future(await_reply(conn))
-            inflight.add(task)
-            task.add_done_callback(inflight.discard)
             i += 1
-    if inflight:
-        await asyncio.wait(inflight, timeout=60)
-    for conn in idle:
-        conn.writer.close()
+    try:
+        await asyncio.wait_for(done.wait(), timeout=60)
+    except TimeoutError:
+        pass
+    unanswered = sum(c.outstanding for c in conns)
+    for task in readers:
+        task.cancel()
+    for c in conns:
+        c.writer.close()
     span = sent[-1] - sent[0] if n > 1 else 0.0
     return {
         "sent_at": sent,
@@ -121,8 +147,9 @@ async def _run(spec: dict[str, Any]) -> dict[str, Any]:
         "achieved_rate": (n - 1) / span if span > 0 else 0.0,
         "target_rate": rate,
         "max_late_ms": round(max_late * 1000, 3),
-        "connections_opened": opened,
-        "unanswered": len(inflight),
+        "connections_opened": len(conns),
+        "pipelined": pipelined,
+        "unanswered": unanswered,
     }
 
 

@@ -652,6 +652,8 @@ class Bench:
             "achieved_rate": achieved,
             "generator_max_late_ms": out["max_late_ms"],
             "generator_connections": out["connections_opened"],
+            "generator_pipelined": out.get("pipelined", 0),
+            "unanswered": out.get("unanswered", 0),
             "valid": achieved >= W5_MIN_RATE_FRACTION * rate,
             "delivered": len(lat),
             "missing_after_30s": n - len(lat),
