@@ -7,15 +7,14 @@ many commits share those fsyncs.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import os
 import sys
 import threading
+from collections.abc import Callable
 
 from s3sync.errors import LocalIOError
-
-_syncfs_fn: object | None = None
-_syncfs_checked = False
+from s3sync.local import libc
 
 
 def _kernel_at_least(major: int, minor: int) -> bool:
@@ -32,25 +31,15 @@ def syncfs_available() -> bool:
     Linux only, and only from 5.8: older kernels return 0 from ``syncfs`` even
     when writeback failed, which would let a lost write look durable.
     """
-    return _load_syncfs() is not None
+    return _syncfs_fn() is not None
 
 
-def _load_syncfs() -> object | None:
-    global _syncfs_fn, _syncfs_checked
-    if _syncfs_checked:
-        return _syncfs_fn
-    _syncfs_checked = True
+@functools.cache
+def _syncfs_fn() -> Callable[[int], int] | None:
     if not sys.platform.startswith("linux") or not _kernel_at_least(5, 8):
         return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.syncfs
-        fn.argtypes = [ctypes.c_int]
-        fn.restype = ctypes.c_int
-        _syncfs_fn = fn
-    except (OSError, AttributeError):
-        _syncfs_fn = None
-    return _syncfs_fn
+    fn: Callable[[int], int] | None = libc.function("syncfs", ctypes.c_int)
+    return fn
 
 
 def syncfs(fd: int) -> None:
@@ -58,12 +47,11 @@ def syncfs(fd: int) -> None:
 
     Raises OSError when the kernel reports a writeback error, or when syncfs is unavailable.
     """
-    fn = _load_syncfs()
+    fn = _syncfs_fn()
     if fn is None:
         raise OSError(38, "syncfs is not available")  # ENOSYS
-    if fn(fd) != 0:  # type: ignore[operator]
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+    if fn(fd) != 0:
+        libc.raise_errno()
 
 
 class DirSync:
@@ -78,13 +66,22 @@ class DirSync:
     may share one. Use as a context manager to flush on exit.
     """
 
+    #: what the batch's sync is called in an error message
+    what = "directory fsync"
+
     def __init__(self) -> None:
         self._fds: dict[tuple[int, int], int] = {}
         self._lock = threading.Lock()
 
+    def _ident(self, st: os.stat_result) -> tuple[int, int]:
+        """Which recorded directories one sync covers: each directory, by device and inode."""
+        return (st.st_dev, st.st_ino)
+
+    def _sync(self, fd: int) -> None:
+        os.fsync(fd)
+
     def add(self, dirfd: int) -> None:
-        st = os.fstat(dirfd)
-        ident = (st.st_dev, st.st_ino)
+        ident = self._ident(os.fstat(dirfd))
         with self._lock:
             if ident not in self._fds:
                 self._fds[ident] = os.dup(dirfd)
@@ -92,20 +89,26 @@ class DirSync:
     def __len__(self) -> int:
         return len(self._fds)
 
+    def _sync_close(self, fd: int) -> OSError | None:
+        try:
+            self._sync(fd)
+            return None
+        except OSError as exc:
+            return exc
+        finally:
+            os.close(fd)
+
+    def _sync_all(self, fds: list[int]) -> list[OSError | None]:
+        """Sync (and close) every fd; a subclass may spread this over threads."""
+        return [self._sync_close(fd) for fd in fds]
+
     def flush(self) -> None:
-        """fsync every recorded directory; all fds are closed even if one fsync fails."""
+        """Sync every recorded directory; all fds are closed even if one sync fails."""
         with self._lock:
             fds, self._fds = list(self._fds.values()), {}
-        first: OSError | None = None
-        for fd in fds:
-            try:
-                os.fsync(fd)
-            except OSError as exc:
-                first = first or exc
-            finally:
-                os.close(fd)
-        if first is not None:
-            raise LocalIOError(f"directory fsync failed: {first.strerror or first}") from first
+        errors = [e for e in self._sync_all(fds) if e is not None]
+        if errors:
+            raise LocalIOError(f"{self.what} failed: {errors[0].strerror or errors[0]}") from errors[0]
 
     def __enter__(self) -> DirSync:
         return self
@@ -123,25 +126,13 @@ class FilesystemSync(DirSync):
     inside the mirror) each get their own.
     """
 
-    def add(self, dirfd: int) -> None:
-        dev = os.fstat(dirfd).st_dev
-        with self._lock:
-            if (dev, 0) not in self._fds:
-                self._fds[(dev, 0)] = os.dup(dirfd)
+    what = "filesystem sync"
 
-    def flush(self) -> None:
-        with self._lock:
-            fds, self._fds = list(self._fds.values()), {}
-        first: OSError | None = None
-        for fd in fds:
-            try:
-                syncfs(fd)
-            except OSError as exc:
-                first = first or exc
-            finally:
-                os.close(fd)
-        if first is not None:
-            raise LocalIOError(f"filesystem sync failed: {first.strerror or first}") from first
+    def _ident(self, st: os.stat_result) -> tuple[int, int]:
+        return (st.st_dev, 0)
+
+    def _sync(self, fd: int) -> None:
+        syncfs(fd)
 
 
 __all__ = ["DirSync", "FilesystemSync", "syncfs", "syncfs_available"]

@@ -154,8 +154,7 @@ def commit_batch(mirror: Mirror, batch: list[_Item]) -> None:
 
     def each(fn: Callable[[_Item], None], items: list[_Item]) -> None:
         if pool is None:
-            for item in items:
-                fn(item)
+            _in_turn(fn, items)
         else:
             list(pool.map(fn, items))
 
@@ -163,7 +162,20 @@ def commit_batch(mirror: Mirror, batch: list[_Item]) -> None:
     live = [item for item in batch if item.handle is not None]
     if mirror.fsync:
         each(lambda item: _fsync_item(item, mirror), live)
-    dirsync = _ParallelDirSync(pool)
+    _rename_all(mirror, live, _ParallelDirSync(pool), each)
+
+
+def _rename_all(
+    mirror: Mirror,
+    items: list[_Item],
+    dirsync: DirSync,
+    each: Callable[[Callable[[_Item], None], list[_Item]], None],
+) -> None:
+    """Steps 3-4 for both paths: rename each live temp into place, then make the renames durable.
+
+    A failed durability step fails every file renamed in the batch: its rename may not
+    survive a power cut, so no caller may record it.
+    """
     committed: list[_Item] = []
 
     def rename(item: _Item) -> None:
@@ -177,7 +189,7 @@ def commit_batch(mirror: Mirror, batch: list[_Item]) -> None:
         except Exception as exc:  # commit removed the temp and closed the fd
             item.error = exc
 
-    each(rename, live)
+    each(rename, items)
     try:
         dirsync.flush()
     except LocalIOError as exc:
@@ -213,24 +225,12 @@ def _commit_batch_syncfs(mirror: Mirror, batch: list[_Item]) -> None:
         except OSError as exc:
             for item in items:
                 _fail(mirror, item, f"syncfs failed: {exc.strerror or exc}")
-    dirsync = FilesystemSync()
-    committed: list[_Item] = []
-    for items in by_dev.values():
-        for item in items:
-            if item.handle is None:
-                continue
-            final, temp, fd = item.handle
-            item.handle = None
-            try:
-                mirror.commit(fd, temp, final, None, dirsync=dirsync, synced=True)
-                committed.append(item)
-            except Exception as exc:  # commit removed the temp and closed the fd
-                item.error = exc
-    try:
-        dirsync.flush()
-    except LocalIOError as exc:
-        for item in committed:
-            item.error = exc
+    _rename_all(mirror, [i for items in by_dev.values() for i in items], FilesystemSync(), _in_turn)
+
+
+def _in_turn(fn: Callable[[_Item], None], items: list[_Item]) -> None:
+    for item in items:
+        fn(item)
 
 
 def _fail(mirror: Mirror, item: _Item, why: str) -> None:
@@ -248,25 +248,10 @@ class _ParallelDirSync(DirSync):
         super().__init__()
         self._pool = pool
 
-    def flush(self) -> None:
-        if self._pool is None or len(self) < 2:
-            super().flush()
-            return
-        with self._lock:
-            fds, self._fds = list(self._fds.values()), {}
-        errors = [e for e in self._pool.map(_fsync_close, fds) if e is not None]
-        if errors:
-            raise LocalIOError(f"directory fsync failed: {errors[0].strerror or errors[0]}") from errors[0]
-
-
-def _fsync_close(fd: int) -> OSError | None:
-    try:
-        os.fsync(fd)
-        return None
-    except OSError as exc:
-        return exc
-    finally:
-        os.close(fd)
+    def _sync_all(self, fds: list[int]) -> list[OSError | None]:
+        if self._pool is None or len(fds) < 2:
+            return super()._sync_all(fds)
+        return list(self._pool.map(self._sync_close, fds))
 
 
 def _create(mirror: Mirror, item: _Item) -> None:

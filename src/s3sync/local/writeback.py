@@ -30,32 +30,11 @@ fsync of ~0.1 s (0.5 s with no writeback at all), measured with
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import sys
 import threading
 
+from s3sync.local import libc
+
 SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of dirty pages in the range, do not wait
-
-_fn: object | None = None
-_missing = False
-
-
-def _load() -> object | None:
-    global _fn, _missing
-    if _fn is not None or _missing:
-        return _fn
-    if not sys.platform.startswith("linux"):
-        _missing = True
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.sync_file_range
-        fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-        fn.restype = ctypes.c_int
-        _fn = fn
-    except (OSError, AttributeError):
-        _missing = True
-    return _fn
 
 
 def start_writeback(fd: int, offset: int, length: int) -> bool:
@@ -63,11 +42,10 @@ def start_writeback(fd: int, offset: int, length: int) -> bool:
 
     Never raises: a refusal (a filesystem without it, a pipe) only means no head start.
     """
-    fn = _load()
+    fn = libc.function("sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
     if fn is None or length <= 0:
         return False
-    rc = fn(fd, offset, length, SYNC_FILE_RANGE_WRITE)  # type: ignore[operator]
-    return bool(rc == 0)
+    return bool(fn(fd, offset, length, SYNC_FILE_RANGE_WRITE) == 0)
 
 
 LAG_BYTES = 64 * 1024 * 1024
@@ -90,7 +68,6 @@ class LaggedWriteback:
         self._queue: list[tuple[int, int]] = []
         self._queued = 0
         self._lock = threading.Lock()
-        self.lock = threading.Lock()  # writers of this file take turns (see sync.transfer)
         self.submitted = 0  # bytes handed to the kernel so far (tests, profiling)
 
     def written(self, offset: int, length: int) -> None:

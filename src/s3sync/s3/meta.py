@@ -36,18 +36,15 @@ def timestamp(value: Any) -> float:
 @functools.lru_cache(maxsize=4096)
 def _timestamp_text(value: str) -> float:
     """Objects written together share their second: a listing page repeats the same few texts."""
-    if value:
-        try:
-            if value[:1].isdigit():
-                parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-            else:
-                return rfc1123(value)
-        except ValueError:
-            return 0.0
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt.UTC)
-        return parsed.timestamp()
-    return 0.0
+    try:
+        if not value[:1].isdigit():
+            return rfc1123(value)
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
 
 
 def rfc1123(value: str) -> float:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -239,6 +240,7 @@ class Transfer:
         watcher = asyncio.ensure_future(self.resumer.watch(op, frontier))
         seen_mtime: list[float | None] = [None]  # rclone's x-amz-meta-mtime, from any part's headers
         writeback = LaggedWriteback(fd)
+        turn = threading.Lock()  # the parts' writers take turns (see _pwritev_all)
         try:
             sem = asyncio.Semaphore(self.part_concurrency)
             progress = asyncio.Event()
@@ -265,13 +267,13 @@ class Transfer:
                             batch.append(chunk)
                             pending += len(chunk)
                             if pending >= WRITE_BATCH:
-                                await asyncio.to_thread(_pwritev_all, fd, batch, off, writeback)
+                                await asyncio.to_thread(_pwritev_all, fd, batch, off, writeback, turn)
                                 off += pending
                                 batch, pending = [], 0
                                 frontier[idx] = off
                                 progress.set()
                         if batch:
-                            await asyncio.to_thread(_pwritev_all, fd, batch, off, writeback)
+                            await asyncio.to_thread(_pwritev_all, fd, batch, off, writeback, turn)
                             off += pending
                         frontier[idx] = off
                         progress.set()
@@ -318,7 +320,9 @@ class Transfer:
 WRITE_BATCH = 2 * 1024 * 1024
 
 
-def _pwritev_all(fd: int, chunks: list[bytes], offset: int, writeback: LaggedWriteback) -> None:
+def _pwritev_all(
+    fd: int, chunks: list[bytes], offset: int, writeback: LaggedWriteback, turn: threading.Lock
+) -> None:
     """Write ``chunks`` back to back at ``offset`` (one pwritev, retried on a short write).
 
     Dirty pages never pile up (``writeback``): no pwrite throttling mid-download, a short final fsync.
@@ -327,7 +331,7 @@ def _pwritev_all(fd: int, chunks: list[bytes], offset: int, writeback: LaggedWri
     total = sum(len(v) for v in views)
     # the parts' writers take turns: eight threads copying into one file at once spun on its
     # inode lock in the kernel (rwsem_spin_on_owner), burning the CPU the hasher needed
-    with writeback.lock:
+    with turn:
         _pwritev_locked(fd, views, offset)
     writeback.written(offset, total)
 
