@@ -315,3 +315,42 @@ class TestJournal:
             assert [(i, c.key) for i, c in await s2.journal_pending()] == [(ids[1], "y")]
         finally:
             await s2.close()
+
+
+class TestFlushOrder:
+    """A failed flush puts its rows back only where no newer write for the key exists (defect 7)."""
+
+    async def test_failed_older_batch_never_overwrites_a_newer_committed_row(self, store: StateStore) -> None:
+        """Batch A (k=old plus a row SQLite refuses) fails while batch B (k=new) is queued behind it.
+
+        Before the fix B was taken while A was on the store's thread, committed k=new,
+        and A's handler then put k=old back into the queue: the next flush wrote the
+        stale row over the newer one. Flushes now run one at a time, so B is taken
+        only after A's rows are back, and the newer write wins.
+        """
+        store.record(row("k", etag="old"))
+        store.record(StateRow("bad", "e", None, 1.0))  # type: ignore[arg-type]  # NOT NULL: the commit fails
+        first = asyncio.ensure_future(store.flush())
+        await asyncio.sleep(0)  # A is taken and on the store's thread
+        store.record(row("k", etag="new"))
+        second = asyncio.ensure_future(store.flush())
+        results = await asyncio.gather(first, second, return_exceptions=True)
+        assert isinstance(results[0], sqlite3.IntegrityError)
+        store.record(row("bad"))  # the bad row is replaced; the next flush can commit
+        await store.flush()
+        assert on_disk(store.path)["k"] == ("new", 1)
+        assert (await store.get("k")).etag == "new"  # type: ignore[union-attr]
+
+    async def test_failed_batch_keeps_its_rows_and_settled_ids(self, store: StateStore) -> None:
+        """The rows and journal settles of a failed flush are written by the next one, none lost."""
+        ids = await store.journal_append([change("a")])
+        await store.journal_remove(ids)
+        store.record(row("a", etag="v1"))
+        store.record(StateRow("bad", "e", None, 1.0))  # type: ignore[arg-type]
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.flush()
+        assert on_disk(store.path) == {}
+        store.record(row("bad"))
+        await store.flush()
+        assert on_disk(store.path) == {"a": ("v1", 1), "bad": ("e", 1)}
+        assert await store.journal_pending() == []

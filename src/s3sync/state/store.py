@@ -89,6 +89,7 @@ class StateStore:
         self._committing: list[dict[str, StateRow | None]] = []  # batches being written, oldest first
         self._journal_done: list[int] = []  # settled journal ids, removed with the next batch
         self._lock = threading.Lock()
+        self._flush_turn = asyncio.Lock()  # one flush at a time: batches commit in the order taken
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closing = False
@@ -175,23 +176,32 @@ class StateStore:
                 structlog.get_logger("s3sync.state.store").error("state flush failed", error=str(exc))
 
     async def flush(self) -> None:
-        with self._lock:
-            if not self._pending and not self._journal_done:
-                return
-            batch, self._pending = self._pending, {}
-            done, self._journal_done = self._journal_done, []
-            self._committing.append(batch)  # flushes may overlap (the flusher and a caller's)
-        try:
-            await self._run(self._flush_sync, batch, done)
-        except BaseException:
-            with self._lock:  # put the batch back under newer writes
-                for k, v in batch.items():
-                    self._pending.setdefault(k, v)
-                self._journal_done[:0] = done
-            raise
-        finally:
+        """Commit the queued rows and journal settles.
+
+        Flushes run one at a time (the flusher's and any caller's): a batch is taken
+        only after the previous one committed or, when it failed, after its rows went
+        back into the queue under any newer write. So a failed older batch can never
+        land after a newer one for the same key (it never leaves the queue while a
+        newer batch is in flight).
+        """
+        async with self._flush_turn:
             with self._lock:
-                self._committing = [b for b in self._committing if b is not batch]
+                if not self._pending and not self._journal_done:
+                    return
+                batch, self._pending = self._pending, {}
+                done, self._journal_done = self._journal_done, []
+                self._committing.append(batch)
+            try:
+                await self._run(self._flush_sync, batch, done)
+            except BaseException:
+                with self._lock:  # put the batch back under newer writes (all still queued)
+                    for k, v in batch.items():
+                        self._pending.setdefault(k, v)
+                    self._journal_done[:0] = done
+                raise
+            finally:
+                with self._lock:
+                    self._committing = [b for b in self._committing if b is not batch]
 
     def _flush_sync(self, batch: dict[str, StateRow | None], journal_done: list[int] | None = None) -> None:
         conn = self.conn
