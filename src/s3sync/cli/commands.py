@@ -1,0 +1,90 @@
+"""``sync`` and ``verify``: one pass against the bucket, a summary, an exit code.
+
+0 success, 1 any failure or drift, 2 a set-up mistake (a :class:`FatalError` of the pass).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from s3sync.bootstrap import configure_logs, run_loop
+from s3sync.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, load, preflight
+from s3sync.cli.progress import ProgressBar
+from s3sync.config import check_syncing
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    settings = load(args)
+    check_syncing(settings)
+    configure_logs(settings, quiet=True)
+    from s3sync.runtime import open_engine
+    from s3sync.sync.engine import SyncReport
+
+    show_bar = sys.stderr.isatty() and not args.json and not args.no_progress
+
+    async def main() -> SyncReport:
+        bar = ProgressBar() if show_bar else None
+        try:
+            async with open_engine(settings) as engine:
+                await preflight(engine.bucket)
+                return await engine.reconcile(
+                    dry_run=args.dry_run,
+                    progress=bar.update if bar is not None else None,
+                    version_at=args.version_at,
+                )
+        finally:
+            if bar is not None:
+                bar.stop()
+
+    report: SyncReport = run_loop(main)
+    fatal = report.aborted is not None and any(e.get("error") == "fatal" for e in report.errors)
+    if args.json:
+        print(json.dumps(report.as_json()))
+        if fatal:
+            print(f"s3sync: {report.errors[0]['message']}", file=sys.stderr)
+    elif fatal:
+        print(report.summary_line())
+        print(f"s3sync: {report.errors[0]['message']}", file=sys.stderr)
+    else:
+        for err in report.errors[:50]:
+            print(f"error: {err['key'] or '-'}: {err['message']}", file=sys.stderr)
+        if len(report.errors) > 50:
+            print(f"... and {len(report.errors) - 50} more errors", file=sys.stderr)
+        print(report.summary_line())
+    if fatal:
+        return EXIT_USAGE
+    return EXIT_OK if report.ok else EXIT_FAIL
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    settings = load(args)
+    check_syncing(settings)
+    configure_logs(settings, quiet=True)
+    from s3sync.local.mirror import Mirror
+    from s3sync.s3.bucket import Bucket
+    from s3sync.sync.filters import Selection
+    from s3sync.sync.verify import VerifyReport, verify
+
+    async def main() -> VerifyReport:
+        mirror = Mirror(settings.sync.local_dir)
+        filt = Selection.from_settings(settings.sync, settings.s3.prefix)
+        async with Bucket(settings.s3, fast_get=False) as bucket:
+            await preflight(bucket)
+            return await verify(
+                bucket, mirror, filt, checksum=not args.no_checksum, version_at=args.version_at
+            )
+
+    report: VerifyReport = run_loop(main)
+    if args.json:
+        print(json.dumps(report.as_json()))
+    else:
+        for d in report.drift:
+            print(f"{d.kind} {d.key}")
+        word = "identical" if report.identical else f"{len(report.drift)} differences"
+        print(f"verified {report.checked} objects: {word}")
+    return EXIT_OK if report.identical else EXIT_FAIL
+
+
+__all__ = ["cmd_sync", "cmd_verify"]
