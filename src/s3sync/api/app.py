@@ -17,7 +17,13 @@ from aiohttp import web
 from s3sync.api import handlers as h
 from s3sync.api import keys as K
 from s3sync.api.auth import FailureLimiter
-from s3sync.api.middleware import NOTIFICATION_PATH, auth_middleware, context_middleware, error_middleware
+from s3sync.api.middleware import (
+    NOTIFICATION_PATH,
+    auth_middleware,
+    context_middleware,
+    error_middleware,
+    query_middleware,
+)
 from s3sync.api.openapi import build_spec
 from s3sync.api.services import Services
 from s3sync.config import Settings
@@ -29,7 +35,7 @@ from s3sync.systemd import Notifier
 def create_app(settings: Settings, *, notifier: Notifier | None = None) -> web.Application:
     """Build the aiohttp application; services start with the app and stop with it."""
     app = web.Application(
-        middlewares=[context_middleware, error_middleware, auth_middleware],
+        middlewares=[context_middleware, error_middleware, auth_middleware, query_middleware],
         client_max_size=settings.api.max_body_bytes,
     )
     stats = SyncStats()

@@ -38,16 +38,24 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).isoformat()
 
 
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+BOOL_VALUES = (*_TRUE, *_FALSE)  # the OpenAPI enum (api/openapi.py) lists exactly these
+
+
 def _bool(request: web.Request, name: str, default: bool | None) -> bool | None:
+    """A boolean query parameter: absent is ``default``; anything outside ``BOOL_VALUES`` is a 400.
+
+    An empty value (``delete=``) is refused too: it used to mean "the default", which is not
+    what someone who typed ``delete=`` expected either way.
+    """
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
-    v = raw.strip().lower()
-    if v in ("1", "true", "yes", "on"):
+    if raw in _TRUE:
         return True
-    if v in ("0", "false", "no", "off"):
+    if raw in _FALSE:
         return False
-    raise ApiError(400, "invalid_parameter", f"{name}: expected true or false, got {raw!r}")
+    raise ApiError(400, "invalid_parameter", f"{name}: expected one of {', '.join(BOOL_VALUES)}; got {raw!r}")
 
 
 # -- service info ----------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Middlewares, outermost first: request context (request id in every log line), errors, auth.
+"""Middlewares, outermost first: request context (request id in every log line), errors, auth, query.
 
 The error middleware is the one place where an exception becomes a response:
 :class:`~s3sync.api.errors.ApiError` as itself, aiohttp's HTTP errors as JSON,
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -140,3 +142,48 @@ async def context_middleware(
             "request", method=request.method, path=request.path, duration=round(time.monotonic() - started, 4)
         )
         structlog.contextvars.unbind_contextvars("request_id")
+
+
+def _query_names(spec: dict[str, Any], path: str, method: str) -> list[str] | None:
+    """The query parameters the OpenAPI document declares for this route, or None if it has none."""
+    item = spec.get("paths", {}).get(path)
+    if item is None:
+        return None
+    op = item.get("get" if method == "head" else method)
+    if op is None:
+        return None
+    return [p["name"] for p in op.get("parameters", []) if p.get("in") == "query"]
+
+
+@web.middleware
+async def query_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Refuse what a handler would silently ignore: unknown query parameters and undecodable ones.
+
+    ``POST /api/v1/sync?dryrun=true`` (a typo) used to run a real sync; the accepted names come
+    from the OpenAPI document, so the server and its description cannot drift apart. A value
+    that is not UTF-8 (``prefix=%FF``) is refused instead of being read as U+FFFD. Routes the
+    document does not describe (``/docs``) are not checked.
+    """
+    raw = request.rel_url.raw_query_string
+    if not raw:
+        return await handler(request)
+    try:
+        pairs = urllib.parse.parse_qsl(raw, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_parameter", "query string: not valid UTF-8 after %-decoding") from None
+    resource = request.match_info.route.resource
+    path = resource.canonical if resource is not None else request.path
+    accepted = _query_names(request.app[K.OPENAPI], path, request.method.lower())
+    if accepted is None:
+        return await handler(request)
+    for name, _ in pairs:
+        if name not in accepted:
+            allowed = ", ".join(accepted) if accepted else "none"
+            raise ApiError(
+                400,
+                "unknown_parameter",
+                f"{name}: unknown query parameter for {request.method} {path} (accepted: {allowed})",
+            )
+    return await handler(request)

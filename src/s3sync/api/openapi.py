@@ -30,7 +30,7 @@ def _q(name: str, schema: dict[str, Any], desc: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": desc}
 
 
-_BOOL = {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]}
+_BOOL = {"type": "string", "enum": ["true", "1", "yes", "on", "false", "0", "no", "off"]}
 
 
 def build_spec() -> dict[str, Any]:
