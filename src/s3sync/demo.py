@@ -2,13 +2,20 @@
 
 Uses throwaway credentials that only the embedded server accepts, never the
 user's AWS credentials, and only ever talks to 127.0.0.1.
+
+The embedded S3 lives in memory, so every start seeds a fresh bucket; the demo owns its mirror
+too and starts it empty (a mirror kept from the last run would hold the previous run's uploads
+and trip the delete guard on every pass). It only ever empties a directory it created itself,
+recognised by a marker in the state directory; any other non-empty directory is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -22,6 +29,33 @@ DEMO_OBJECTS = {
     "data/unicode/caf\u00e9.txt": "d\u00e9j\u00e0 vu\n".encode(),
     "logs/app.log": b"2026-11-24T00:00:00Z started\n" * 50,
 }
+
+
+MARKER = Path(".s3sync") / "demo-mirror"
+
+
+def _legacy_demo_mirror(directory: Path) -> bool:
+    """A mirror from a demo run before the marker: only demo keys (and the state dir) at the top."""
+    tops = {k.split("/", 1)[0] for k in DEMO_OBJECTS} | {".s3sync"}
+    names = {p.name for p in directory.iterdir()}
+    return ".s3sync" in names and names <= tops
+
+
+def prepare_mirror(directory: Path) -> str | None:
+    """Start the demo's mirror empty; None, or why the directory is not the demo's to empty."""
+    if directory.exists():
+        if not directory.is_dir():
+            return f"{directory} exists and is not a directory; choose another with --dir"
+        if any(directory.iterdir()):
+            if not ((directory / MARKER).is_file() or _legacy_demo_mirror(directory)):
+                return (
+                    f"{directory} is not empty and is not a demo mirror; the demo empties its mirror "
+                    "on every start, so choose an empty or new directory with --dir"
+                )
+            shutil.rmtree(directory)
+    (directory / MARKER).parent.mkdir(parents=True, exist_ok=True)
+    (directory / MARKER).write_text("made by `s3sync demo`, which empties this directory on start\n")
+    return None
 
 
 def _free_port() -> int:
@@ -61,11 +95,15 @@ def run_demo(port: int = 8888, directory: Path = Path("demo-mirror"), exit_after
         os.environ.pop(var, None)
     os.environ["AWS_ACCESS_KEY_ID"] = "demo-access-key"
     os.environ["AWS_SECRET_ACCESS_KEY"] = "demo-secret-key"
+    directory = directory.resolve()
+    problem = prepare_mirror(directory)
+    if problem is not None:
+        print(f"s3sync: {problem}", file=sys.stderr)
+        return 2
     server, endpoint = start_moto()
     seed(endpoint)
     if port == 0:
         port = _free_port()
-    directory = directory.resolve()
     from s3sync.bootstrap import configure_logs, run_loop
     from s3sync.config import load_settings
 
@@ -88,7 +126,7 @@ def run_demo(port: int = 8888, directory: Path = Path("demo-mirror"), exit_after
             f"  embedded S3 (moto):  {endpoint}   bucket: {DEMO_BUCKET} ({len(DEMO_OBJECTS)} objects)\n"
             "                       in memory only: a restart starts again from an empty bucket\n"
             "                       (re-seeded with the demo objects; your uploads are gone)\n"
-            f"  mirror directory:    {directory}\n"
+            f"  mirror directory:    {directory} (emptied on every start)\n"
             f"  API docs:            {url}/docs\n"
             f"  health:              {url}/api/v1/health\n"
             f"  stats:               {url}/api/v1/stats\n"

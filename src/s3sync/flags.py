@@ -63,6 +63,55 @@ def add_filter_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _max_delete(text: str) -> int | str:
+    """``--max-delete``: the same forms as ``[sync] max_delete`` (a count, ``N%``, or -1)."""
+    from s3sync.sections import SyncSettings
+
+    try:
+        out: int | str = SyncSettings._max_delete(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    return out
+
+
+def _storage_class(text: str) -> str:
+    from s3sync.sections import STORAGE_CLASSES
+
+    c = text.strip().upper()
+    if c not in STORAGE_CLASSES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an S3 storage class (one of {', '.join(STORAGE_CLASSES)})"
+        )
+    return c
+
+
+def add_delete_flags(p: argparse.ArgumentParser) -> None:
+    """The delete guard's two switches (docs/configuration.md, ``[sync]``)."""
+    p.add_argument(
+        "--allow-empty-source",
+        action="store_true",
+        default=None,
+        help="let an empty listing delete the mirror's files (sync.allow_empty_source); "
+        "otherwise such a pass deletes nothing",
+    )
+    p.add_argument(
+        "--max-delete",
+        metavar="N|N%",
+        type=_max_delete,
+        help="most files one pass may delete: a count, a percentage of the mirror, or -1 for no "
+        "limit (sync.max_delete, default 50%%)",
+    )
+    p.add_argument(
+        "--exclude-storage-class",
+        metavar="CLASS",
+        action="append",
+        type=_storage_class,
+        dest="exclude_storage_classes",
+        help="skip objects of this storage class without a GET, e.g. GLACIER; repeatable "
+        "(sync.exclude_storage_classes)",
+    )
+
+
 def add_bwlimit_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--bwlimit",
@@ -72,4 +121,4 @@ def add_bwlimit_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
-__all__ = ["add_bwlimit_flag", "add_filter_flags"]
+__all__ = ["add_bwlimit_flag", "add_delete_flags", "add_filter_flags"]

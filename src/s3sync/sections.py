@@ -66,6 +66,22 @@ class S3Settings(BaseModel):
         return v.rstrip("/")
 
 
+# the StorageClass values a listing can carry (ListObjectsV2 API reference); a typo is refused
+STORAGE_CLASSES = (
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "GLACIER_IR",
+    "OUTPOSTS",
+    "SNOW",
+    "EXPRESS_ONEZONE",
+)
+
+
 class SyncSettings(BaseModel):
     """How the mirror is kept."""
 
@@ -186,8 +202,8 @@ class SyncSettings(BaseModel):
     def _storage_classes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         out = tuple(c.strip().upper() for c in v if c.strip())
         for c in out:
-            if not re.fullmatch(r"[A-Z_]+", c):
-                raise ValueError(f"{c!r} is not an S3 storage class (GLACIER, DEEP_ARCHIVE, ...)")
+            if c not in STORAGE_CLASSES:
+                raise ValueError(f"{c!r} is not an S3 storage class (one of {', '.join(STORAGE_CLASSES)})")
         return out
 
     @property

@@ -15,12 +15,18 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from s3sync.watermarks import Watermarks
+
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
 # Skips that leave a key out of the mirror (INTERFACE "Incomplete mirror is visible"):
 # each one sets last_error and counts in s3sync_files_skipped_total{reason=...}.
 VISIBLE_SKIPS = ("unsafe_key", "key_conflict", "case_conflict", "symlink", "archived")
+
+RECENT = 20  # latest changes / latest problems kept for the status page
+THROUGHPUT_STEP = 10  # seconds per step of the rate history
+THROUGHPUT_STEPS = 30  # 5 minutes of history
 
 
 @dataclass
@@ -89,6 +95,9 @@ class SyncStats:
     reconcile_running: bool = False
     last_error: str | None = None
     last_error_at: float | None = None
+    # the delete guard's refusal while reconciles keep tripping it (health: degraded); cleared by
+    # the next pass whose deletes the guard lets through
+    delete_guard: str | None = None
     s3_reachable: bool | None = None
     s3_error: str | None = None
     directory_writable: bool | None = None
@@ -98,6 +107,17 @@ class SyncStats:
     local_io_failed: dict[str, str] = field(default_factory=dict)
     transfer_seconds: Histogram = field(default_factory=Histogram)
     event_to_file_seconds: Histogram = field(default_factory=Histogram)
+    freshness: Watermarks = field(default_factory=Watermarks)
+    # what the status page shows: the latest applied changes, the latest skips and failures,
+    # and files/bytes per THROUGHPUT_STEP-second step over the last minutes
+    recent_changes: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
+    recent_problems: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
+    throughput: deque[list[float]] = field(default_factory=lambda: deque(maxlen=THROUGHPUT_STEPS))
+    hooks_enabled: bool = False
+    hook_calls: Counter[str] = field(default_factory=Counter)  # by outcome
+    hook_pending: int = 0  # changes in the outbox not yet acknowledged by the hooks
+    hook_last_error: str | None = None
+    hook_last_success_at: float | None = None
 
     def __post_init__(self) -> None:
         # Known label values start at 0 so every series exists from the first scrape.
@@ -110,6 +130,8 @@ class SyncStats:
             self.skipped[reason] += 0
         for outcome in ("success", "failed", "aborted"):
             self.reconcile_runs[outcome] += 0
+        for outcome in ("success", "failed", "timeout"):
+            self.hook_calls[outcome] += 0
 
     def note_local_io(self, key: str, message: str) -> None:
         self.local_io_failed.pop(key, None)
@@ -131,11 +153,46 @@ class SyncStats:
         if reason in VISIBLE_SKIPS:
             self.last_error = f"{key!r} skipped ({reason}): {message}"
             self.last_error_at = time.time()
+            self.recent_problems.append(
+                {
+                    "at": _iso(self.last_error_at),
+                    "kind": "skipped",
+                    "reason": reason,
+                    "message": self.last_error,
+                }
+            )
 
     def error(self, reason: str, message: str) -> None:
         self.failed[reason] += 1
         self.last_error = message
         self.last_error_at = time.time()
+        self.recent_problems.append(
+            {"at": _iso(self.last_error_at), "kind": "failed", "reason": reason, "message": message}
+        )
+
+    def applied(self, key: str, op: str, source: str, size: int | None, nbytes: int) -> None:
+        """One change took effect in the mirror (the status page's latest changes and rate)."""
+        now = time.time()
+        self.recent_changes.append({"at": _iso(now), "key": key, "op": op, "source": source, "size": size})
+        step = now - now % THROUGHPUT_STEP
+        if not self.throughput or self.throughput[-1][0] != step:
+            self.throughput.append([step, 0.0, 0.0])
+        self.throughput[-1][1] += 1
+        self.throughput[-1][2] += nbytes
+
+    def rates(self) -> list[dict[str, float]]:
+        """Files and bytes per second for each step of the last minutes, oldest first, gaps as 0."""
+        now = time.time()
+        last = now - now % THROUGHPUT_STEP
+        steps = {int(t): (f, b) for t, f, b in self.throughput}
+        out = []
+        for i in range(THROUGHPUT_STEPS - 1, -1, -1):
+            t = int(last - i * THROUGHPUT_STEP)
+            f, b = steps.get(t, (0.0, 0.0))
+            out.append(
+                {"at": t, "files_per_second": f / THROUGHPUT_STEP, "bytes_per_second": b / THROUGHPUT_STEP}
+            )
+        return out
 
     def snapshot(self) -> dict[str, Any]:
         """The JSON shape of ``GET /api/v1/stats``."""
@@ -189,5 +246,16 @@ class SyncStats:
                 "p99": lat.quantile(0.99),
             },
             "transfer_seconds": {"count": tr.n, "p50": tr.quantile(0.5), "p99": tr.quantile(0.99)},
+            "freshness": self.freshness.snapshot(),
+            "hooks": {
+                "enabled": self.hooks_enabled,
+                "pending": self.hook_pending,
+                "calls": dict(self.hook_calls),
+                "last_error": self.hook_last_error,
+                "last_success": _iso(self.hook_last_success_at),
+            },
+            "recent_changes": list(self.recent_changes),
+            "recent_problems": list(self.recent_problems),
+            "throughput": self.rates(),
             "uptime_seconds": round(time.time() - self.started_at, 3),
         }

@@ -98,3 +98,29 @@ class TestUnknownQueryParameters:
     async def test_invalid_utf8_is_refused(self, client: Any) -> None:
         data = await _json_error(await client.get("/api/v1/files?prefix=%FF"), 400)
         assert "UTF-8" in data["message"], data
+
+
+class TestGuardInHealth:
+    """A delete guard that trips makes health ``degraded`` with the reason, until a pass gets past it."""
+
+    async def test_degraded_until_cleared(self, client: Any, s3: Any, bucket: str, mirror: Path) -> None:
+        keys = {f"k{i}.txt": b"x" for i in range(4)}
+        seed(s3, bucket, keys)
+        assert (await client.post("/api/v1/sync")).status == 200
+        for k in list(keys)[:3]:
+            s3.delete_object(Bucket=bucket, Key=k)
+        report = await (await client.post("/api/v1/sync?delete=true")).json()
+        assert report["status"] == "failed", report
+
+        async def degraded() -> dict[str, Any] | None:
+            resp = await client.get("/api/v1/health")
+            data: dict[str, Any] = await resp.json()
+            return data if resp.status == 503 else None
+
+        health = await wait_for(degraded, within=20, what="health degraded")
+        assert health["status"] == "degraded", health
+        assert "max_delete" in health["reason"] and "--max-delete 3" in health["reason"], health
+        seed(s3, bucket, keys)  # the operator puts the files back: the next pass deletes nothing
+        report = await (await client.post("/api/v1/sync?delete=true")).json()
+        assert report["status"] != "failed", report
+        await wait_for(lambda: _ready(client), within=20, what="health healthy again")

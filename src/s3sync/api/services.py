@@ -216,9 +216,13 @@ class Services:
         if disk_error:
             # e.g. disk full: the directory is writable in principle, but the last write failed
             reason = f"writing into the mirror failed: {disk_error}" + (f"; {reason}" if reason else "")
+        guard = self.stats.delete_guard
+        if guard:
+            # reconciles keep failing on the delete guard until an operator decides
+            reason = f"reconcile refused to delete: {guard}" + (f"; {reason}" if reason else "")
         status = (
             "healthy"
-            if (s3_ok and writable and not disk_error)
+            if (s3_ok and writable and not disk_error and not guard)
             else ("unhealthy" if not writable and not s3_ok else "degraded")
         )
         report = s.Health(

@@ -15,18 +15,26 @@ The commands live in their own modules (``commands``, ``serve``); this one maps 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from collections.abc import Callable, Sequence
 
 from s3sync.cli.commands import cmd_sync, cmd_verify
 from s3sync.cli.common import EXIT_FAIL, EXIT_USAGE, fail
-from s3sync.cli.parser import build_parser
+from s3sync.cli.parser import UsageError, build_parser
 from s3sync.cli.serve import cmd_demo, cmd_serve, cmd_status
 from s3sync.errors import ConfigError, FatalError, S3SyncError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        if "--json" in argv:  # the README's promise holds for a bad flag too: one JSON object
+            print(json.dumps({"error": "usage", "message": exc.message}))
+        return EXIT_USAGE
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "sync": cmd_sync,
         "verify": cmd_verify,

@@ -10,13 +10,22 @@ import sys
 
 from s3sync import __version__
 from s3sync.cli.common import EXIT_USAGE
-from s3sync.flags import add_bwlimit_flag, add_filter_flags
+from s3sync.flags import add_bwlimit_flag, add_delete_flags, add_filter_flags
+
+
+class UsageError(SystemExit):
+    """A usage mistake: exit 2 like argparse's own, but the message stays readable for ``--json``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(EXIT_USAGE)
+        self.message = message
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"s3sync: error: {message}\n")
+        print(f"s3sync: error: {message}", file=sys.stderr)
+        raise UsageError(message)
 
 
 def _source_flags(p: argparse.ArgumentParser) -> None:
@@ -51,13 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--delete", action="store_true", default=None, help="delete local files gone from the bucket"
     )
     sync.add_argument("--dry-run", action="store_true", help="report what would change; change nothing")
-    sync.add_argument(
-        "--allow-empty-source",
-        action="store_true",
-        default=None,
-        help="let an empty listing delete the mirror's files (sync.allow_empty_source); "
-        "otherwise such a pass deletes nothing",
-    )
+    add_delete_flags(sync)
     sync.add_argument(
         "--backup-dir",
         metavar="DIR",
@@ -72,14 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare local content with ETags, not just size and mtime",
     )
     sync.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
-    sync.add_argument(
-        "--exclude-storage-class",
-        metavar="CLASS",
-        action="append",
-        dest="exclude_storage_classes",
-        help="skip objects of this storage class without a GET, e.g. GLACIER; repeatable "
-        "(sync.exclude_storage_classes)",
-    )
     add_bwlimit_flag(sync)
     add_filter_flags(sync)
     sync.add_argument(
@@ -109,4 +104,4 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-__all__ = ["build_parser"]
+__all__ = ["UsageError", "build_parser"]

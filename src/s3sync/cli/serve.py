@@ -59,6 +59,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     host = settings.api.host if settings.api.host not in ("0.0.0.0", "::") else "127.0.0.1"
     scheme = "https" if settings.api.tls_cert else "http"
     base = (args.url or f"{scheme}://{host}:{settings.api.port}").rstrip("/")
+    if args.url is not None:
+        _check_url(args.url)
     req = urllib.request.Request(base + "/api/v1/stats")
     if settings.api.token is not None:
         req.add_header("Authorization", f"Bearer {settings.api.token.get_secret_value()}")
@@ -101,6 +103,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         ):
             print(f"{k:>20}: {data.get(k)}")
     return EXIT_OK
+
+
+def _check_url(url: str) -> None:
+    """``--url`` must be an http(s) URL with a host: ``localhost:8899`` is a usage mistake (exit 2)."""
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        hint = "http://HOST:PORT" if "://" in url else f"http://{url}"
+        raise ConfigError(f"--url {url!r}: not an http(s) URL; try --url {hint}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -77,7 +77,8 @@ def refusal(
         return (
             "empty_source",
             f"the listing {where} came back empty while the mirror holds {plan.tracked} files; "
-            f"nothing deleted (pass --allow-empty-source if the bucket really is empty)",
+            f"nothing deleted (if the bucket really is empty: --allow-empty-source, "
+            f"or sync.allow_empty_source = true)",
         )
     limit = delete_limit(max_delete, plan.tracked)
     if limit is not None and plan.victims > limit:
@@ -85,9 +86,33 @@ def refusal(
         return (
             "max_delete",
             f"max_delete guard: would delete {plan.victims} of {plan.tracked} files, "
-            f"limit is {limit} (max_delete = {shown}); nothing deleted",
+            f"limit is {limit} (max_delete = {shown}); nothing deleted (if these deletes are "
+            f"intended: --max-delete {plan.victims} for one run, or raise sync.max_delete; "
+            f"-1 = no limit)",
         )
     return None
+
+
+def guard(
+    report: SyncReport,
+    stats: SyncStats,
+    plan: DeletePlan,
+    *,
+    max_delete: int | str = DEFAULT_MAX_DELETE,
+    allow_empty_source: bool = False,
+) -> bool:
+    """Decide the pass's deletes as a whole: True when they may go ahead.
+
+    A refusal fails the pass and stays on ``stats.delete_guard`` (health says ``degraded``
+    with it) until a later pass gets past the guard.
+    """
+    refused = refusal(plan, max_delete=max_delete, allow_empty_source=allow_empty_source)
+    if refused is None:
+        stats.delete_guard = None
+        return True
+    refuse(report, stats, refused, plan.victims)
+    stats.delete_guard = refused[1]
+    return False
 
 
 def withhold(
@@ -177,6 +202,7 @@ __all__ = [
     "case_policy",
     "content_matches",
     "delete_limit",
+    "guard",
     "note_result",
     "note_withheld",
     "refusal",

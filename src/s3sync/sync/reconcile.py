@@ -29,10 +29,9 @@ from s3sync.sync.deletes import (
     DeletePlan,
     case_policy,
     content_matches,
+    guard,
     note_result,
     note_withheld,
-    refusal,
-    refuse,
     untracked_local_files,
     withhold,
 )
@@ -258,17 +257,17 @@ class Reconciler:
         victims = await self._deletable(removes + extras, filt)
         if self._inv is not None and victims:  # a day-old report: S3 must confirm each delete
             victims = await self._inv.confirm_gone(victims, self.bucket)
-        if not victims:
-            return
-        tracked = await self.state.count(scope)
+        tracked = await self.state.count(scope) if victims else 0
         sync = self.settings.sync
-        refused = refusal(
+        if not guard(
+            report,
+            self.stats,
             DeletePlan(len(victims), tracked + len(extras), listed, scope),
             max_delete=sync.max_delete,
             allow_empty_source=sync.allow_empty_source,
-        )
-        if refused is not None:
-            refuse(report, self.stats, refused, len(victims))
+        ):
+            return
+        if not victims:
             return
         if dry_run:
             for key in victims:
