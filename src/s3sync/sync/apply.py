@@ -4,7 +4,11 @@ Events are hints and S3 is the truth (DESIGN.md, decision 1):
 
 - an **upsert** fetches the object (a conditional GET with ``If-None-Match``
   when we hold a copy), and an object S3 says is gone (404) after an event
-  said "created" is deleted locally;
+  said "created" is deleted locally. The queue folds a remove and an upsert
+  whose order it cannot prove into such a hint (:data:`s3sync.sync.queue.COALESCE`),
+  so S3 decides between them here: 200 fetches, 404 deletes, as the remove
+  would (and, like a remove, not a file the size/age filters leave out). Only
+  a listed upsert takes a 404 as "gone since it was listed" and deletes nothing;
 - a **remove** deletes only when S3 confirms the key is gone *when the remove
   is applied*: a HEAD (404), or for an event a newer sequencer. A remove from a
   listing (``Change.listed``) is as old as the listing, so it is always
@@ -168,7 +172,10 @@ class Applier:
             done = await self.transfer.download(key, expected=change.meta, if_none_match=if_none_match)
         except NotFoundError:
             if change.meta is None:
-                # an event said "created" but S3 says gone: S3 is the truth
+                # an event said "created" (or a remove was folded in) but S3 says gone: S3 is the truth
+                if await self._filters_keep_local(key):
+                    self.stats.skipped["filtered"] += 1
+                    return OpResult(key, "skip", "skipped", "gone from S3; kept: outside the filters")
                 return await self.delete_local(change, "gone from S3 (404)")
             if change.listed:
                 # listed (or in a day-old inventory report), gone by the time of the GET:
@@ -222,11 +229,9 @@ class Applier:
         if not self.filter.wants(key):
             self.stats.skipped["filtered"] += 1
             return OpResult(key, "skip", "skipped", "outside the filters; not deleted")
-        if self.filter.objects.active:
-            held = await asyncio.to_thread(self.mirror.stat, key)
-            if held is not None and not self.filter.may_delete_local(key, held.size, held.mtime):
-                self.stats.skipped["filtered"] += 1
-                return OpResult(key, "skip", "skipped", "outside the size/age filters; not deleted")
+        if await self._filters_keep_local(key):
+            self.stats.skipped["filtered"] += 1
+            return OpResult(key, "skip", "skipped", "outside the size/age filters; not deleted")
         row = await self.state.get(key)
         proven = (
             not change.listed
@@ -263,6 +268,13 @@ class Applier:
                 )
                 return await self._upsert(up)
         return await self.delete_local(change, "not in bucket" if change.listed else "deleted in S3")
+
+    async def _filters_keep_local(self, key: str) -> bool:
+        """True when the size/age filters leave our file out: never deleted because of them."""
+        if not self.filter.objects.active:
+            return False
+        held = await asyncio.to_thread(self.mirror.stat, key)
+        return held is not None and not self.filter.may_delete_local(key, held.size, held.mtime)
 
     async def delete_local(self, change: Change, why: str) -> OpResult:
         key = change.key

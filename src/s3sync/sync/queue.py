@@ -1,18 +1,103 @@
 """KeyedCoalescingQueue: one pending change per key, never two operations on a key at once.
 
 A burst of N events on one key costs at most two transfers: the one in flight
-and one pending (the newest hint replaces older ones). Waiters of a replaced
-change are moved to its replacement, so everybody learns the final outcome.
+and one pending. Waiters and journal rows of a folded change move to the one
+kept, so everybody learns the final outcome and no accepted change is settled
+by something that does not do its job.
+
+Which change is kept is :data:`COALESCE`, a table (pending by incoming → kept).
+When both carry S3 sequencers the order is proven and the newer one is kept.
+Otherwise the table decides, on one rule: a remove is never replaced by a change
+that cannot prove it is newer, and a remove never replaces an upsert it cannot
+prove newer than. When unsure, the kept change is a hint upsert (``CHECK``):
+applied, it reads S3 *then* and both outcomes are right, 200 fetches the current
+object and 404 deletes our copy (:mod:`s3sync.sync.apply`). A listed upsert must
+not simply replace an event's remove: it treats a 404 as "gone since it was
+listed" and keeps the file, so with ``delete = false`` the remove would be lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import enum
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from s3sync.model import Change, compare_sequencers
+from s3sync.model import Change, ChangeKind, compare_sequencers
+
+
+class Role(enum.Enum):
+    """What a change does when applied (read from its fields, never from its source)."""
+
+    REMOVE = "remove"  # an event's remove: S3 (a HEAD) or a newer sequencer confirms it; deletes
+    LISTED_REMOVE = "listed_remove"  # absent from a listing (only with delete on): confirmed with a HEAD
+    HINT = "hint"  # an event's upsert: GETs what S3 holds now; a 404 deletes our copy
+    LISTED = "listed"  # a listing's upsert: GETs the listed object; a 404 skips, deletes nothing
+
+
+class Keep(enum.Enum):
+    """Which change survives a fold."""
+
+    PENDING = "pending"
+    INCOMING = "incoming"
+    CHECK = "check"  # a hint upsert for the key: S3, read when applied, decides (200 fetch, 404 delete)
+
+
+_R, _LR, _H, _L = Role.REMOVE, Role.LISTED_REMOVE, Role.HINT, Role.LISTED
+#: (pending, incoming) → kept, when neither change can prove it is the newer one
+#: (both with sequencers: the newer is kept, the older dropped, whatever they are).
+COALESCE: dict[tuple[Role, Role], Keep] = {
+    # a remove pending: only another remove or a hint (404 deletes) may take its place
+    (_R, _R): Keep.INCOMING,
+    (_R, _LR): Keep.PENDING,  # both delete; the event's remove keeps its sequencer proof
+    (_R, _H): Keep.INCOMING,  # the hint reads S3: 404 deletes as the remove would
+    (_R, _L): Keep.CHECK,  # a listed upsert would take a 404 as "gone since listed" and keep the file
+    (_LR, _R): Keep.INCOMING,
+    (_LR, _LR): Keep.INCOMING,
+    (_LR, _H): Keep.INCOMING,
+    (_LR, _L): Keep.CHECK,  # listings disagree: S3 now decides
+    # an upsert pending: a remove that cannot prove it is newer must not delete on a sequencer
+    (_H, _R): Keep.CHECK,
+    (_H, _LR): Keep.CHECK,
+    (_H, _H): Keep.INCOMING,
+    (_H, _L): Keep.PENDING,  # the hint already reads S3 now and keeps its event's sequencer
+    (_L, _R): Keep.CHECK,
+    (_L, _LR): Keep.CHECK,
+    (_L, _H): Keep.INCOMING,
+    (_L, _L): Keep.INCOMING,
+}
+
+
+def role(change: Change) -> Role:
+    if change.kind is ChangeKind.REMOVE:
+        return Role.LISTED_REMOVE if change.listed else Role.REMOVE
+    return Role.LISTED if change.listed else Role.HINT
+
+
+def fold(pending: Change, incoming: Change) -> Change:
+    """The change to keep when ``incoming`` meets ``pending`` for the same key (see :data:`COALESCE`).
+
+    Only a fold proven by sequencers keeps one: after a fold the table decided, the
+    survivor carries none, since it can no longer prove it is newer than what it
+    stands for (a later remove would otherwise "prove" itself newer than a listed
+    upsert it never saw, and delete without asking S3).
+    """
+    if pending.sequencer and incoming.sequencer:
+        order = compare_sequencers(incoming.sequencer, pending.sequencer)
+        if order or pending.kind is incoming.kind:  # the same sequencer twice: a duplicate
+            return incoming if order >= 0 else pending
+    keep = COALESCE[role(pending), role(incoming)]
+    if keep is Keep.CHECK:
+        return Change(
+            incoming.key,
+            ChangeKind.UPSERT,
+            incoming.source,
+            received_at=min(pending.received_at, incoming.received_at),
+        )
+    kept = pending if keep is Keep.PENDING else incoming
+    return dataclasses.replace(kept, sequencer=None) if kept.sequencer else kept
 
 
 @dataclass(slots=True)
@@ -57,8 +142,7 @@ class KeyedCoalescingQueue:
         if work is not None:
             self.coalesced_total += 1
             work.coalesced += 1
-            if not _older(change, work.change):
-                work.change = change
+            work.change = fold(work.change, change)
             if waiter is not None:
                 work.waiters.append(waiter)
             work.journal_ids.extend(ids)
@@ -101,10 +185,3 @@ class KeyedCoalescingQueue:
         self._pending.clear()
         self._ready.clear()
         return items
-
-
-def _older(new: Change, old: Change) -> bool:
-    """True when ``new`` is provably older than ``old`` (both carry sequencers)."""
-    if new.sequencer and old.sequencer:
-        return compare_sequencers(new.sequencer, old.sequencer) < 0
-    return False
