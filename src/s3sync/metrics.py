@@ -70,6 +70,21 @@ class StatsCollector(Collector):
             g.add_metric([], float(value) if value is not None else float("nan"))
             return g
 
+        fresh = s.freshness
+        yield gauge(
+            "s3sync_events_applied_through_timestamp_seconds",
+            "Every event received before this unix time has been applied (NaN until one arrived).",
+            fresh.applied_through(),
+        )
+        yield gauge(
+            "s3sync_reconciled_through_timestamp_seconds",
+            "Start of the last complete, error-free reconcile pass (NaN until one finished).",
+            fresh.reconciled_through,
+        )
+        yield counter("s3sync_hook_calls", "Change hook calls by outcome.", "outcome", s.hook_calls)
+        yield gauge(
+            "s3sync_hook_pending", "Applied changes the hooks have not acknowledged yet.", s.hook_pending
+        )
         yield gauge("s3sync_queue_depth", "Changes waiting for a worker.", s.queue_depth)
         yield gauge("s3sync_transfers_in_flight", "Operations running now.", s.in_flight)
         yield gauge("s3sync_journal_pending", "Accepted changes not yet applied.", s.journal_pending)
@@ -104,7 +119,11 @@ class StatsCollector(Collector):
         yield info
         for name, doc, h in (
             ("s3sync_transfer_duration_seconds", "Time to download one object.", s.transfer_seconds),
-            ("s3sync_event_to_file_seconds", "Event received to file visible.", s.event_to_file_seconds),
+            (
+                "s3sync_event_to_file_seconds",
+                "Event accepted to file durable in the mirror.",
+                s.event_to_file_seconds,
+            ),
         ):
             fam = HistogramMetricFamily(name, doc)
             fam.add_metric([], h.cumulative(), sum_value=h.total)

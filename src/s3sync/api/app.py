@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from s3sync.api import freshness as f
 from s3sync.api import handlers as h
 from s3sync.api import keys as K
 from s3sync.api.auth import FailureLimiter
@@ -60,6 +61,7 @@ def create_app(settings: Settings, *, notifier: Notifier | None = None) -> web.A
     r.add_get("/api/v1/health", h.health)
     r.add_get("/api/v1/config", h.config)
     r.add_get("/api/v1/stats", h.stats)
+    r.add_get("/api/v1/freshness", f.freshness)
     r.add_get("/metrics", h.metrics)
     r.add_post("/api/v1/sync", h.sync)
     r.add_get("/api/v1/sync/{job_id}", h.sync_job)

@@ -45,6 +45,9 @@ def build_spec() -> dict[str, Any]:
         s.Job,
         s.NotificationAccepted,
         s.FileList,
+        s.Freshness,
+        s.WaitResult,
+        s.WaitTimeout,
     ]
     components: dict[str, Any] = {}
     for m in models:
@@ -85,6 +88,33 @@ def build_spec() -> dict[str, Any]:
         },
         "/api/v1/stats": {
             "get": {"summary": "Counters and gauges", "responses": {"200": _resp(s.Stats, "ok"), **auth_errs}}
+        },
+        "/api/v1/freshness": {
+            "get": {
+                "summary": "Watermarks: how current the mirror provably is",
+                "responses": {"200": _resp(s.Freshness, "ok"), **auth_errs},
+            }
+        },
+        "/api/v1/wait": {
+            "get": {
+                "summary": "Wait until the mirror holds a key's given version (or not the key)",
+                "description": "If the mirror does not match yet, s3sync fetches (or removes) the key "
+                "itself, as an event would; waiters on one key share one fetch.",
+                "parameters": [
+                    {"name": "key", "in": "query", "required": True, "schema": {"type": "string"}},
+                    _q("etag", {"type": "string"}, "wait for this ETag (quotes optional)"),
+                    _q("version_id", {"type": "string"}, "wait for this version id"),
+                    _q("absent", _BOOL, "wait until the key is not in the mirror"),
+                    _q("timeout", {"type": "number", "minimum": 0, "maximum": 300}, "seconds (default 30)"),
+                ],
+                "responses": {
+                    "200": _resp(s.WaitResult, "the mirror matches"),
+                    "400": _err("bad parameter, unsafe_key or not_mirrored"),
+                    "503": _err("not connected to S3 yet"),
+                    "504": _resp(s.WaitTimeout, "timed out; the state the mirror has"),
+                    **auth_errs,
+                },
+            }
         },
         "/metrics": {
             "get": {

@@ -47,6 +47,30 @@ class LatencySummary(BaseModel):
     p99: float | None
 
 
+class Freshness(BaseModel):
+    events_applied_through: str | None = Field(
+        description="RFC 3339: every event accepted before this instant has been applied (null: none yet)"
+    )
+    reconciled_through: str | None = Field(
+        description="RFC 3339: start of the last complete, error-free reconcile pass (null: none yet)"
+    )
+    lag_seconds: float = Field(description="now - events_applied_through; 0 when nothing is pending")
+    pending: int = Field(description="changes accepted but not yet applied")
+
+
+class WaitResult(BaseModel):
+    key: str
+    status: Literal["present", "absent"]
+    etag: str | None
+    size: int | None
+    path: str = Field(description="relative to sync.local_dir")
+
+
+class WaitTimeout(WaitResult):
+    error: Literal["wait_timeout"] = "wait_timeout"
+    message: str
+
+
 class Stats(_Out):
     files_synced: int
     files_deleted: int
@@ -74,6 +98,7 @@ class Stats(_Out):
     event_latency_seconds: LatencySummary
     transfer_seconds: LatencySummary
     uptime_seconds: float
+    freshness: Freshness
 
 
 class SyncDetail(BaseModel):

@@ -44,6 +44,7 @@ from s3sync.retry import Backoff
 from s3sync.sources.events import EventParseError, parse_body
 from s3sync.stats import SyncStats
 from s3sync.sync.engine import Engine
+from s3sync.watermarks import held
 
 __all__ = ["SqsConsumer"]
 
@@ -179,7 +180,7 @@ class SqsConsumer:
             self._backoff.reset()
             messages = response.get("Messages") or []
             if messages:
-                await self._handle(client, messages)
+                await held(self.stats.freshness, self._handle(client, messages))  # not yet journaled
 
     async def _wait_for_room(self) -> bool:
         """Backpressure: do not receive while the journal is over its high-water mark."""

@@ -11,6 +11,7 @@ the API and the CLI one object to hold:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import structlog
@@ -102,7 +103,14 @@ class Engine:
             owned = [c for c in changes if self.shard.owns(c.key)]
             self.stats.other_shard += len(changes) - len(owned)
             changes = owned
-        return await self.pool.intake(changes)
+        if not changes:
+            return 0
+        # received but not journaled yet: the watermark must not pass them while the commit runs
+        hold = self.stats.freshness.hold(min(c.received_at for c in changes))
+        try:
+            return await self.pool.intake(changes)
+        finally:
+            self.stats.freshness.release(hold)
 
     def submit(self, change: Change) -> asyncio.Future[OpResult]:
         return self.pool.submit(change)
@@ -118,8 +126,14 @@ class Engine:
         source: ChangeSource = ChangeSource.RECONCILE,
         version_at: float | None = None,
     ) -> SyncReport:
-        """One full pass: plan by sorted merge, download, then (maybe) delete."""
-        return await self.reconciler.reconcile(
+        """One full pass: plan by sorted merge, download, then (maybe) delete.
+
+        A complete (whole scope, not a dry run, current versions), error-free pass
+        moves ``reconciled_through`` to the instant it was asked for, which is no
+        later than the instant it started listing; an aborted one moves nothing.
+        """
+        asked = time.time()
+        report = await self.reconciler.reconcile(
             prefix=prefix,
             delete=delete,
             dry_run=dry_run,
@@ -128,6 +142,9 @@ class Engine:
             source=source,
             version_at=version_at,
         )
+        if report.ok and not report.aborted and not dry_run and not prefix and version_at is None:
+            self.stats.freshness.reconciled(asked)
+        return report
 
     async def check_s3(self) -> tuple[bool, str | None]:
         """HEAD the bucket; the answer also lands in the stats (health, /metrics)."""

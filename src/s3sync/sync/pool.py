@@ -115,6 +115,7 @@ class TransferPool:
         # the workers decrement this as rows settle; without it the gauge (and the
         # backpressure check that reads it) would under-count after a restart
         self.stats.journal_pending += len(pending)
+        self.stats.freshness.accepted((j for j, _ in pending), (c.received_at for _, c in pending))
         self.update_gauges()
         if pending:
             log.info("replaying journal", count=len(pending))
@@ -129,6 +130,7 @@ class TransferPool:
             if self.queue.put_nowait(change, journal_ids=[jid]):
                 self.stats.coalesced += 1
         self.stats.journal_pending += len(ids)
+        self.stats.freshness.accepted(ids, (c.received_at for c in changes))
         self.update_gauges()
         return len(ids)
 
@@ -180,6 +182,7 @@ class TransferPool:
                 self._requeue_later(work)
             elif work.journal_ids:
                 self._requeue_attempts.pop(work.change.key, None)
+                self.stats.freshness.settled(work.journal_ids)  # the watermark may pass them now
                 try:
                     await self.state.journal_remove(work.journal_ids)
                     self.stats.journal_pending = max(0, self.stats.journal_pending - len(work.journal_ids))

@@ -1,0 +1,160 @@
+"""Watermarks end to end: the real app (and a real ``s3sync serve``) against moto.
+
+``events_applied_through`` must be true, not optimistic: while a burst is held
+back by a slow S3 (a real proxy in front of moto) it stays at the burst's
+receive time; after a SIGKILL and a journal replay it starts from the replayed
+rows' receive times; ``reconciled_through`` ignores a pass the delete guard
+aborts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import signal
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from support.eventkit import S3Proxy, free_port, run_daemon, s3_event, s3_record
+from support.s3kit import seed, tree, wait_for
+from test_journal_crash import Serve
+
+
+def _ts(text: str | None) -> float:
+    assert text is not None
+    return dt.datetime.fromisoformat(text).timestamp()
+
+
+async def _get(http: aiohttp.ClientSession, url: str) -> Any:
+    async with http.get(url) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not exposed")
+
+
+class TestEventWatermark:
+    async def test_burst_holds_the_watermark_until_applied(
+        self, s3: Any, bucket: str, mirror: Path, make_settings: Any, moto_endpoint: str
+    ) -> None:
+        """A burst held by slow GETs keeps the watermark at its receive time; applied, it moves on."""
+        objects = {f"burst/{i}.txt": f"body {i}".encode() for i in range(20)}
+        seed(s3, bucket, objects)
+        async with S3Proxy(moto_endpoint, get_delay=2.0) as proxy:
+            settings = make_settings(bucket, mirror, s3={"endpoint_url": proxy.url})
+            async with run_daemon(settings) as d:
+                before = await _get(d.http, f"{d.url}/api/v1/freshness")
+                assert before == {
+                    "events_applied_through": None,
+                    "reconciled_through": None,
+                    "lag_seconds": 0.0,
+                    "pending": 0,
+                }
+                sent_before = time.time()
+                await d.notify(s3_event(*(s3_record(bucket, "ObjectCreated:Put", k) for k in objects)))
+                sent_after = time.time()
+                seen: list[float] = []
+
+                async def observe() -> dict[str, Any] | None:
+                    f = await _get(d.http, f"{d.url}/api/v1/freshness")
+                    seen.append(_ts(f["events_applied_through"]))
+                    return f if f["pending"] == 0 else None
+
+                during = await _get(d.http, f"{d.url}/api/v1/freshness")
+                assert during["pending"] > 0
+                through = _ts(during["events_applied_through"])
+                # not optimistic: no later than the instant the burst was received
+                assert sent_before - 0.01 <= through <= sent_after + 0.01
+                stats = await d.stats()
+                assert stats["freshness"]["pending"] > 0
+                async with d.http.get(f"{d.url}/metrics") as resp:
+                    metrics = await resp.text()
+                assert _metric(metrics, "s3sync_events_applied_through_timestamp_seconds") <= sent_after
+
+                after = await wait_for(observe, within=60, what="burst applied")
+                assert tree(mirror) == objects
+                assert _ts(after["events_applied_through"]) >= sent_after  # now: nothing pending
+                assert after["lag_seconds"] == 0.0
+                assert seen == sorted(seen)  # never backwards
+                async with d.http.get(f"{d.url}/metrics") as resp:
+                    metrics = await resp.text()
+                assert _metric(metrics, "s3sync_event_to_file_seconds_count") >= len(objects)
+                assert proxy.gets("burst/0.txt") >= 1
+
+
+class TestReconcileWatermark:
+    async def test_guard_aborted_pass_does_not_move_it(
+        self, s3: Any, bucket: str, mirror: Path, make_settings: Any
+    ) -> None:
+        objects = {f"r/{i}.txt": b"x" * i for i in range(1, 11)}
+        seed(s3, bucket, objects)
+        settings = make_settings(bucket, mirror, sync={"max_delete": 2})
+        async with run_daemon(settings) as d:
+            asked = time.time()
+            await d.reconcile()
+            assert len(tree(mirror)) == 10
+            first = await _get(d.http, f"{d.url}/api/v1/freshness")
+            t1 = _ts(first["reconciled_through"])
+            assert asked - 0.01 <= t1 <= time.time()
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": f"r/{i}.txt"} for i in range(1, 9)]})
+            async with d.http.post(f"{d.url}/api/v1/sync?delete=true") as resp:
+                body = await resp.text()
+            assert "max_delete" in body or "guard" in body, body
+            second = await _get(d.http, f"{d.url}/api/v1/freshness")
+            assert second["reconciled_through"] == first["reconciled_through"]
+            assert len(tree(mirror)) == 10  # the guard deleted nothing
+            async with d.http.get(f"{d.url}/metrics") as resp:
+                metrics = await resp.text()
+            assert abs(_metric(metrics, "s3sync_reconciled_through_timestamp_seconds") - t1) < 0.001
+
+
+class TestReplayWatermark:
+    async def test_restart_starts_from_the_replayed_receive_times(
+        self, s3: Any, bucket: str, mirror: Path, tmp_path: Path, moto_endpoint: str
+    ) -> None:
+        """SIGKILL with changes only in the journal: after restart the watermark is their receive time."""
+        objects = {"a.txt": b"alpha", "b.txt": b"bravo"}
+        seed(s3, bucket, objects)
+        port = free_port()
+        async with S3Proxy(moto_endpoint, get_delay=60.0) as proxy, aiohttp.ClientSession() as http:
+            config = tmp_path / "s3sync.toml"
+            config.write_text(
+                f'[s3]\nbucket = "{bucket}"\nendpoint_url = "{proxy.url}"\n'
+                f"[sync]\nlocal_dir = {json.dumps(str(mirror))}\nperiodic = false\n"
+                f'[api]\nport = {port}\n[log]\nformat = "json"\n'
+            )
+            daemon = Serve(config, port, tmp_path / "serve.log")
+            await daemon.start(http)
+            await daemon.notify(http, s3_event(*(s3_record(bucket, "ObjectCreated:Put", k) for k in objects)))
+            assert await daemon.kill(signal.SIGKILL) == -signal.SIGKILL
+            db = sqlite3.connect(mirror / ".s3sync" / "state.db")
+            try:
+                received = min(r[0] for r in db.execute("SELECT received_at FROM journal"))
+            finally:
+                db.close()
+            await asyncio.sleep(1.0)  # the restart must not look like "now"
+            proxy.get_delay = 3.0
+            await daemon.start(http)
+            f = await _get(http, f"{daemon.url}/api/v1/freshness")
+            assert f["pending"] == 2
+            assert abs(_ts(f["events_applied_through"]) - received) < 0.001
+            assert f["lag_seconds"] >= 1.0
+            proxy.get_delay = 0.0
+
+            async def drained() -> dict[str, Any] | None:
+                got = await _get(http, f"{daemon.url}/api/v1/freshness")
+                return got if got["pending"] == 0 else None
+
+            done = await wait_for(drained, within=60, what="replayed changes applied")
+            assert _ts(done["events_applied_through"]) > received + 1.0
+            assert tree(mirror) == objects
+            assert await daemon.kill(signal.SIGTERM) == 0
