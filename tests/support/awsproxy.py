@@ -28,7 +28,21 @@ AWS documents:
 * **an object replaced between listing and GET** (:meth:`AwsProxy.replace_on_get`):
   the proxy overwrites the object in moto just before forwarding the GET, so a
   GET pinned with the old ETag gets moto's own 412 (``force_412`` answers 412
-  even to an unconditional GET).
+  even to an unconditional GET);
+* **KMS/SSE-C ETags change on every PUT** (:meth:`AwsProxy.reput`): the same
+  bytes PUT again get a new opaque ETag;
+* **parts** (:mod:`support.awsparts`): a ``?partNumber=N`` answer carries the
+  checksum AWS gives a part (the whole object's, the part's own, or none); a
+  part past the last is 416 ``InvalidPartNumber``, with ``Range`` 400;
+* **default checksums** (:attr:`AwsProxy.assign_checksums`, on by default): an
+  object moto stored without a checksum carries CRC64NVME FULL_OBJECT, in
+  GET/HEAD answers and in the listing, as every object S3 stores since 2025;
+  a whole-object COMPOSITE value keeps its ``-N``;
+* **delete markers**: a GET of a marker's version is 405, a GET of a key whose
+  latest version is a marker is 404 with ``x-amz-delete-marker``;
+* **ListObjectVersions** with ``encoding-type=url`` has its keys percent-encoded.
+
+Each rule names the recorded AWS answer it reproduces (``tests/data/aws-truth``).
 
 Every request is recorded (:attr:`AwsProxy.seen`: method, operation, key,
 query, headers, status) so a test asserts on what s3sync *sent* as well as on
@@ -46,6 +60,15 @@ from urllib.parse import parse_qsl
 
 import aiohttp
 from aiohttp import web
+from support.awsparts import (
+    assigned_rule,
+    composite_suffix,
+    content_range,
+    delete_marker_answer,
+    encode_versions_listing,
+    part_checksum,
+    part_error,
+)
 from support.awsrules import (
     SSE_C_HEADERS,
     Etags,
@@ -76,11 +99,13 @@ class AwsProxy:
 
         self.upstream = upstream.rstrip("/")
         self.requester_pays = False
+        self.assign_checksums = True
         self.seen: list[Seen] = []
         self._rules: dict[str, ObjectRule] = {}
         self._lock = threading.Lock()
         self._etags = Etags()
         self._bodies: dict[tuple[str, str, str], bytes] = {}
+        self._stored: dict[tuple[str, str, str], bool] = {}
         # the proxy's own reads and writes of moto (checksums, replacements) go straight to it
         self._s3 = boto3.client(
             "s3",
@@ -146,6 +171,13 @@ class AwsProxy:
             rule.replacements.append((new_body, force_412))
             return rule
 
+    def reput(self, key: str) -> ObjectRule:
+        """``key`` was PUT again with the same bytes: an opaque (KMS, SSE-C) ETag changes."""
+        with self._lock:
+            rule = self._rules.setdefault(key, ObjectRule())
+            rule.generation += 1
+            return rule
+
     def requests(self, op: str | None = None, key: str | None = None) -> list[Seen]:
         """What was seen, optionally only one operation (``GET`` includes ranged GETs) / key."""
         with self._lock:
@@ -162,7 +194,7 @@ class AwsProxy:
     def etag_seen_by_clients(self, real: str, key: str) -> str:
         """The ETag clients see for a stored (real) ETag of ``key``."""
         rule = self._rule(key)
-        return opaque_etag(real) if rule is not None and rule.opaque_etag else real
+        return opaque_etag(real, rule.generation) if rule is not None and rule.opaque_etag else real
 
     def _rule(self, key: str) -> ObjectRule | None:
         with self._lock:
@@ -277,6 +309,10 @@ class AwsProxy:
                         "At least one of the pre-conditions you specified did not hold",
                         Condition="If-Match",
                     )
+        part = _part_number(seen.query) if seen.op in ("GET", "RANGE", "HEAD") else None
+        if part is not None and "range" in headers:
+            status, code, message, fields = part_error(part, True, None) or (400, "", "", {})
+            return _error(request, status, code, message, **fields)
         assert self._session is not None
         # raw_path keeps the client's exact percent-encoding (it is what SigV4 signed)
         url = URL(self.upstream + request.raw_path, encoded=True)
@@ -285,26 +321,114 @@ class AwsProxy:
         ) as up:
             out = {k: v for k, v in up.headers.items() if k.lower() not in _HOP}
             out.update(extra)
-            if seen.op == "LIST" and up.status == 200 and self._has_rules():
-                xml = rewrite_listing(await up.read(), headers, self._rule, self._etags)
+            if seen.op == "LIST" and up.status == 200 and (self._has_rules() or self.assign_checksums):
+                xml = rewrite_listing(
+                    await up.read(), headers, self._rule, self._etags, assign=self.assign_checksums
+                )
                 out.pop("Content-Length", None)
                 return web.Response(status=200, body=xml, headers=out)
+            if _versions_encoded(request.method, seen) and up.status == 200:
+                out.pop("Content-Length", None)
+                return web.Response(status=200, body=encode_versions_listing(await up.read()), headers=out)
+            if seen.op in ("GET", "RANGE", "HEAD") and up.status in (404, 416):
+                answer = await self._refined_error(request, seen, bucket, up.status, part)
+                if answer is not None:
+                    return answer
+            if rule is None and self.assign_checksums and seen.op in ("GET", "RANGE", "HEAD"):
+                rule = await self._assigned(bucket, seen.key, out, up.status)
             if rule is not None and up.status in (200, 206, 304, 412):
                 real = dress(out, rule, up.status, self._etags)
                 wants = headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
-                if (
-                    rule.checksum
-                    and wants
-                    and seen.op != "RANGE"
-                    and "partNumber" not in seen.query
-                    and up.status == 200
-                    and real
-                ):
-                    value = rule_checksum(rule, await self._body(bucket, seen.key, real))
-                    out[f"x-amz-checksum-{rule.checksum.lower()}"] = value
-                    out["x-amz-checksum-type"] = rule.checksum_type
+                if rule.checksum and wants and real and seen.op != "RANGE":
+                    data = await self._body(bucket, seen.key, real)
+                    out.update(self._checksum_headers(rule, data, part, up.status, out))
+            elif up.status in (200, 206) and seen.op in ("GET", "HEAD") and part is None:
+                out.update(composite_suffix({k.lower(): v for k, v in out.items()}, out.get("ETag", "")))
             seen.status = up.status  # before the body: the client may look as soon as it has it
             return await _relay(request, up, out)
+
+    @staticmethod
+    def _checksum_headers(
+        rule: ObjectRule, data: bytes, part: int | None, status: int, out: dict[str, str]
+    ) -> dict[str, str]:
+        if part is None:
+            if status != 200:
+                return {}
+            value = rule_checksum(rule, data)
+            assert rule.checksum is not None
+            return {
+                f"x-amz-checksum-{rule.checksum.lower()}": value,
+                "x-amz-checksum-type": rule.checksum_type,
+            }
+        low = {k.lower(): v for k, v in out.items()}
+        span = content_range(low.get("content-range"))
+        if status != 206 or span is None:
+            return {}
+        count = low.get("x-amz-mp-parts-count")
+        return part_checksum(rule, data, int(count) if count else None, span[0], span[1])
+
+    async def _assigned(self, bucket: str, key: str, out: dict[str, str], status: int) -> ObjectRule | None:
+        """S3's CRC64NVME for an unconfigured key moto stored without a checksum (None otherwise)."""
+        if status not in (200, 206, 304, 412):
+            return None
+        etag = next((v for k, v in out.items() if k.lower() == "etag"), "").strip('"')
+        if not etag:
+            return None
+        return assigned_rule(await self._stored_facts(bucket, key, etag))
+
+    async def _stored_facts(self, bucket: str, key: str, etag: str) -> bool:
+        """Whether moto stored a checksum for this version of ``key`` (True if it is gone)."""
+        from botocore.exceptions import ClientError
+
+        cache_key = (bucket, key, etag)
+        with self._lock:
+            known = self._stored.get(cache_key)
+        if known is None:
+            try:
+                head = await asyncio.to_thread(
+                    self._s3.head_object, Bucket=bucket, Key=key, IfMatch=etag, ChecksumMode="ENABLED"
+                )
+            except ClientError:
+                return True
+            known = any(name.startswith("Checksum") and name != "ChecksumType" for name in head)
+            with self._lock:
+                self._stored[cache_key] = known
+        return known
+
+    async def _refined_error(
+        self, request: web.Request, seen: Seen, bucket: str, status: int, part: int | None
+    ) -> web.Response | None:
+        """AWS's 416 for a part past the last, and its 404/405 for delete markers (moto differs)."""
+        from botocore.exceptions import ClientError
+
+        if status == 416 and part is not None:
+            try:
+                head = await asyncio.to_thread(
+                    self._s3.head_object, Bucket=bucket, Key=seen.key, PartNumber=1
+                )
+            except ClientError:
+                return None
+            refused = part_error(part, False, head.get("PartsCount"))
+            if refused is None:
+                return None
+            code, message, fields = refused[1], refused[2], refused[3]
+            return _error(request, refused[0], code, message, **fields)
+        if status != 404 or request.method != "GET":
+            return None
+        version = seen.query.get("versionId")
+        kwargs = {"Bucket": bucket, "Key": seen.key, **({"VersionId": version} if version else {})}
+        try:
+            await asyncio.to_thread(self._s3.head_object, **kwargs)
+            return None
+        except ClientError as exc:
+            probe = {k.lower(): v for k, v in exc.response["ResponseMetadata"]["HTTPHeaders"].items()}
+        answer = delete_marker_answer(request.method, version is not None, probe)
+        if answer is None:
+            return None
+        status, code, message, fields, extra = answer
+        resp = _error(request, status, code, message, **fields)
+        resp.headers.update(extra)
+        return resp
 
     async def _maybe_replace(self, bucket: str, key: str, rule: ObjectRule) -> bool:
         with self._lock:
@@ -328,6 +452,21 @@ class AwsProxy:
     def _has_rules(self) -> bool:
         with self._lock:
             return bool(self._rules)
+
+
+def _part_number(query: dict[str, str]) -> int | None:
+    raw = query.get("partNumber")
+    return int(raw) if raw is not None and raw.isdigit() else None
+
+
+def _versions_encoded(method: str, seen: Seen) -> bool:
+    """A ListObjectVersions request that asked for ``encoding-type=url``."""
+    return (
+        method == "GET"
+        and not seen.key
+        and "versions" in seen.query
+        and seen.query.get("encoding-type", "").lower() == "url"
+    )
 
 
 def _error(request: web.Request, status: int, code: str, message: str, **extra: str) -> web.Response:

@@ -5,6 +5,12 @@ Each function takes moto's answer (headers, listing XML) and one key's
 class and restore headers, checksum values, the errors AWS returns before it
 reads a byte (SSE-C, archived objects). No I/O here, so the proxy's own logic
 stays a thin loop around them.
+
+AWS truth, not belief: every rule is marked with :func:`reproduces`, naming the
+entries of the recorded corpus (``tests/data/aws-truth``, cited as in its
+README) it reproduces, or saying what the corpus did *not* record (the rule then
+keeps what AWS documents). ``tests/realism/test_corpus_rules.py`` checks each
+rule's output against the entries it names.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import unquote_plus
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -28,8 +35,27 @@ ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 EXPIRY = "Fri, 21 Dec 2035 00:00:00 GMT"
 EXPIRY_ISO = "2035-12-21T00:00:00.000Z"
 KMS_KEY_ARN = "arn:aws:kms:us-east-1:111122223333:key/awsproxy"
+#: aws-truth s3 TestS3SSECEncryption::test_object_retrieval_sse_c [get-obj-sse-c-wrong-key]
+SSE_C_WRONG_KEY = (
+    "Requests specifying Server Side Encryption with Customer provided keys "
+    + "must provide the correct secret key."
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
+def reproduces(*entries: str, not_recorded: str | None = None) -> Callable[[F], F]:
+    """Mark a rule with the corpus entries it reproduces and what the corpus did not record."""
+
+    def mark(fn: F) -> F:
+        fn.corpus = entries  # type: ignore[attr-defined]
+        fn.not_recorded = not_recorded  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+@reproduces(not_recorded="routing only: which operation a path-style request is, no AWS answer")
 def classify(method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str]) -> str:
     """GET, RANGE, HEAD, LIST, HEAD_BUCKET, PUT or OTHER, for a path-style request."""
     parts = [p for p in path.split("/") if p]
@@ -44,6 +70,11 @@ def classify(method: str, path: str, query: Mapping[str, str], headers: Mapping[
     return "PUT" if method == "PUT" else "OTHER"
 
 
+@reproduces(
+    "s3 TestS3::test_get_object_part [part-doesnt-exist]",
+    "api TestS3ObjectCRUD::test_delete_object_versioned [get-delete-marker]",
+    not_recorded="the raw XML (the corpus holds parsed fields): the layout is the documented <Error> body",
+)
 def error_xml(code: str, message: str, **extra: str) -> bytes:
     fields = "".join(f"<{k}>{v}</{k}>" for k, v in extra.items())
     return (
@@ -81,6 +112,7 @@ class ObjectRule:
     restore: str | None = None  # None (never asked), "ongoing", "done"
     sse_c_key: bytes | None = None
     replacements: list[tuple[bytes, bool]] = field(default_factory=list)  # (new body, force 412)
+    generation: int = 0  # opaque ETags: one more for every PUT of the same bytes (AwsProxy.reput)
 
     @property
     def opaque_etag(self) -> bool:
@@ -96,6 +128,14 @@ class ObjectRule:
 # ----------------------------------------------------------------------------- checksums
 
 
+@reproduces(
+    "s3 TestS3PutObjectChecksum::test_s3_get_object_checksum[CRC32] [get-object-with-checksum]",
+    "s3 TestS3PutObjectChecksum::test_s3_get_object_checksum[CRC32C] [get-object-with-checksum]",
+    "s3 TestS3PutObjectChecksum::test_s3_get_object_checksum[SHA1] [get-object-with-checksum]",
+    "s3 TestS3PutObjectChecksum::test_s3_get_object_checksum[SHA256] [get-object-with-checksum]",
+    "s3 TestS3PutObjectChecksum::test_s3_get_object_checksum[CRC64NVME] [get-object-with-checksum]",
+    "s3 TestS3PutObjectChecksum::test_s3_checksum_no_automatic_sdk_calculation [head-obj-no-checksum]",
+)
 def checksum_of(algorithm: str, data: bytes) -> bytes:
     """The raw (big-endian) checksum S3 would store for ``data``."""
     from awscrt import checksums
@@ -110,6 +150,12 @@ def checksum_of(algorithm: str, data: bytes) -> bytes:
     return hashlib.new(algorithm.lower(), data).digest()
 
 
+@reproduces(
+    "s3 TestS3MultipartUploadChecksum::test_complete_multipart_parts_checksum_composite[CRC32] "
+    "[complete-multipart-checksum]",
+    "s3 TestS3MultipartUploadChecksum::test_complete_multipart_parts_checksum_composite[CRC32] "
+    "[get-object-part-checksum]",
+)
 def s3_checksum(algorithm: str, data: bytes, *, part_size: int | None = None) -> str:
     """The header value: base64 of the full-object checksum, or composite ``<b64>-N``."""
     if part_size is None:
@@ -119,6 +165,7 @@ def s3_checksum(algorithm: str, data: bytes, *, part_size: int | None = None) ->
     return f"{base64.b64encode(checksum_of(algorithm, joined)).decode()}-{len(parts)}"
 
 
+@reproduces(not_recorded="a deliberately wrong checksum is a fault we inject, not an AWS answer")
 def rule_checksum(rule: ObjectRule, data: bytes) -> str:
     """The value the proxy announces for ``rule`` (deliberately wrong when asked)."""
     assert rule.checksum is not None
@@ -129,9 +176,22 @@ def rule_checksum(rule: ObjectRule, data: bytes) -> str:
 # ----------------------------------------------------------------------------- ETags
 
 
-def opaque_etag(real: str) -> str:
-    """A KMS-style ETag: same shape as ``real`` (``-N`` kept), not an MD5 of the body."""
-    digest = hashlib.md5(b"kms-opaque:" + real.encode()).hexdigest()
+@reproduces(
+    "api TestS3BucketEncryption::test_s3_bucket_encryption_sse_kms [put-object-encrypted]",
+    "api TestS3BucketEncryption::test_s3_bucket_encryption_sse_kms "
+    "[put-object-encrypted-bucket-key-disabled]",
+    "s3 TestS3SSECEncryption::test_object_retrieval_sse_c [put-obj-sse-c]",
+    "s3 TestS3::test_s3_multipart_upload_sse [multi-sse-compete-multipart]",
+    "s3 TestS3SSECEncryption::test_multipart_upload_sse_c [complete-multipart-checksum]",
+)
+def opaque_etag(real: str, generation: int = 0) -> str:
+    """A KMS/SSE-C ETag: same shape as ``real`` (``-N`` kept), not an MD5 of the body.
+
+    AWS gives a new one on every PUT, even of the same bytes: ``generation``
+    counts the PUTs the proxy was told about (:meth:`AwsProxy.reput`).
+    """
+    salt = b"kms-opaque:" if generation == 0 else f"kms-opaque-{generation}:".encode()
+    digest = hashlib.md5(salt + real.encode()).hexdigest()
     _, dash, parts = real.partition("-")
     return f"{digest}{dash}{parts}"
 
@@ -146,7 +206,7 @@ class Etags:
     def for_client(self, real: str, rule: ObjectRule) -> str:
         if not rule.opaque_etag:
             return real
-        fake = opaque_etag(real)
+        fake = opaque_etag(real, rule.generation)
         with self._lock:
             self._fake_to_real[fake] = real
         return fake
@@ -170,6 +230,17 @@ class Etags:
 # ----------------------------------------------------------------------------- answers
 
 
+@reproduces(
+    "s3 TestS3SSECEncryption::test_object_retrieval_sse_c [get-obj-no-sse-c]",
+    "s3 TestS3SSECEncryption::test_object_retrieval_sse_c [get-obj-sse-c-wrong-key]",
+    "s3 TestS3::test_put_object_storage_class[GLACIER-False] [get-object]",
+    "s3 TestS3::test_put_object_storage_class[DEEP_ARCHIVE-False] [get-object]",
+    not_recorded=(
+        "a key-MD5 header that does not match the key (400 InvalidArgument, as documented); "
+        "Intelligent-Tiering archive tiers (403 InvalidObjectState with AccessTier, as documented); "
+        "a HEAD of an unrestored archived object (answered 200, as documented)"
+    ),
+)
 def refusal(
     rule: ObjectRule, op: str, headers: Mapping[str, str]
 ) -> tuple[int, str, str, dict[str, str]] | None:
@@ -198,7 +269,7 @@ def refusal(
                 {},
             )
         if given[0] != "AES256" or raw != rule.sse_c_key:
-            return 403, "AccessDenied", "Access Denied", {}
+            return 403, "AccessDenied", SSE_C_WRONG_KEY, {}
     if op != "HEAD" and rule.archived:
         extra = {"StorageClass": rule.storage_class or "GLACIER"}
         if rule.archive_status:
@@ -207,6 +278,17 @@ def refusal(
     return None
 
 
+@reproduces(
+    "api TestS3BucketEncryption::test_s3_bucket_encryption_sse_kms [put-object-encrypted]",
+    "s3 TestS3SSECEncryption::test_put_object_lifecycle_with_sse_c [head-obj-sse-c]",
+    "s3 TestS3::test_put_object_storage_class[STANDARD-True] [get-object]",
+    "s3 TestS3::test_put_object_storage_class[GLACIER_IR-True] [get-object]",
+    "s3 TestS3::test_s3_copy_object_storage_class [head-object]",
+    not_recorded=(
+        'the x-amz-restore value beyond ongoing-request="false" (asserted only), the in-progress form '
+        'ongoing-request="true", and x-amz-archive-status: kept as AWS documents them'
+    ),
+)
 def dress(out: dict[str, str], rule: ObjectRule, status: int, etags: Etags) -> str:
     """Turn moto's GET/HEAD headers for a configured key into AWS's; returns moto's ETag.
 
@@ -243,10 +325,23 @@ def dress(out: dict[str, str], rule: ObjectRule, status: int, etags: Etags) -> s
     return real
 
 
+@reproduces(
+    "list TestS3ListObjectsV2::test_list_objects_v2_with_prefix [list-objects-v2-1]",
+    not_recorded="OptionalObjectAttributes=RestoreStatus: the RestoreStatus element is as AWS documents it",
+)
 def rewrite_listing(
-    xml: bytes, headers: Mapping[str, str], rule_for: Callable[[str], ObjectRule | None], etags: Etags
+    xml: bytes,
+    headers: Mapping[str, str],
+    rule_for: Callable[[str], ObjectRule | None],
+    etags: Etags,
+    *,
+    assign: bool = False,
 ) -> bytes:
-    """Dress the ``<Contents>`` of configured keys: ETag, StorageClass, checksum, restore status."""
+    """Dress the ``<Contents>`` of configured keys: ETag, StorageClass, checksum, restore status.
+
+    With ``assign``, an unconfigured key listed without a checksum gets S3's
+    default CRC64NVME FULL_OBJECT (see :func:`support.awsparts.assigned_rule`).
+    """
     ET.register_namespace("", NS)
     root = ET.fromstring(xml)
     ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
@@ -256,6 +351,9 @@ def rewrite_listing(
         raw_key = item.findtext(f"{ns}Key") or ""
         rule = rule_for(unquote_plus(raw_key) if encoded else raw_key)
         if rule is None:
+            if assign and item.find(f"{ns}ChecksumAlgorithm") is None:
+                ET.SubElement(item, f"{ns}ChecksumAlgorithm").text = "CRC64NVME"
+                ET.SubElement(item, f"{ns}ChecksumType").text = "FULL_OBJECT"
             continue
         etag_el = item.find(f"{ns}ETag")
         if etag_el is not None and etag_el.text:
