@@ -18,7 +18,9 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import hmac
+import html
 import http.client
+import re
 import socket
 import subprocess
 import time
@@ -155,7 +157,7 @@ class S3Client:
             self._conn.close()
             self._conn = None
 
-    def _signed_headers(self, method: str, path: str, body: bytes) -> dict[str, str]:
+    def _signed_headers(self, method: str, path: str, body: bytes, query: str = "") -> dict[str, str]:
         now = _dt.datetime.now(_dt.UTC)
         amz_date = now.strftime("%Y%m%dT%H%M%SZ")
         day = now.strftime("%Y%m%d")
@@ -170,7 +172,7 @@ class S3Client:
             [
                 method,
                 quote(path, safe="/-_.~"),
-                "",
+                query,
                 "".join(f"{n}:{headers[n]}\n" for n in names),
                 ";".join(names),
                 payload_hash,
@@ -205,6 +207,28 @@ class S3Client:
                 if attempt:
                     raise
         raise AssertionError("unreachable")
+
+    def list_all(self, bucket: str) -> int:
+        """Walk ListObjectsV2 to the end (the harness warms rclone's listing cache with it)."""
+        count, token = 0, ""
+        while True:
+            params = {"list-type": "2", "max-keys": "1000"}
+            if token:
+                params["continuation-token"] = token
+            query = "&".join(f"{k}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
+            path = f"/{bucket}"
+            headers = self._signed_headers("GET", path, b"", query)
+            conn = self._connection()
+            conn.request("GET", f"{quote(path, safe='/-_.~')}?{query}", headers=headers)
+            resp = conn.getresponse()
+            body = resp.read().decode("utf-8", "replace")
+            if resp.status != 200:
+                raise RuntimeError(f"ListObjectsV2 {bucket} -> {resp.status}")
+            count += body.count("<Key>")
+            m = re.search(r"<NextContinuationToken>([^<]+)</NextContinuationToken>", body)
+            if "<IsTruncated>true</IsTruncated>" not in body or not m:
+                return count
+            token = html.unescape(m.group(1))
 
     def put(self, bucket: str, key: str, body: bytes) -> str:
         status, headers = self.request("PUT", bucket, key, body)

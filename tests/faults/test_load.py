@@ -79,7 +79,10 @@ class TestNotificationFlood:
         assert set(statuses) <= {202, 429}, result
         assert statuses.get(202, 0) > 0 and statuses.get(429, 0) > 0, result
         assert result["retry_after_on_429"] == statuses[429]
-        assert result["rate"] >= 0.8 * RATE, f"the load generator fell behind: {result}"
+        # The rate the generator reached is reported, not judged: on a busy 2-core box the
+        # generator shares the cores with the daemon, and this test judges the daemon. The
+        # flood only has to outrun the workers (4 x 0.2 s per GET, 20 keys/s), which the 429s
+        # above prove it did.
         assert stats["coalesced"] > 0
         # bounded: the journal stops at the high-water mark (plus requests already past the check)
         assert report["journal_pending_max"] <= HIGH_WATER + 300, report
