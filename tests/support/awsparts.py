@@ -140,7 +140,9 @@ def composite_suffix(headers: Mapping[str, str], etag: str) -> dict[str, str]:
         return {}
     out = {}
     for name, value in headers.items():
-        if name.startswith("x-amz-checksum-") and name != "x-amz-checksum-type" and "-" not in value:
+        if name in ("x-amz-checksum-type", "x-amz-checksum-algorithm"):
+            continue
+        if name.startswith("x-amz-checksum-") and "-" not in value:
             out[name] = f"{value}-{m[1]}"
     return out
 

@@ -343,7 +343,8 @@ class AwsProxy:
                     data = await self._body(bucket, seen.key, real)
                     out.update(self._checksum_headers(rule, data, part, up.status, out))
             elif up.status in (200, 206) and seen.op in ("GET", "HEAD") and part is None:
-                out.update(composite_suffix({k.lower(): v for k, v in out.items()}, out.get("ETag", "")))
+                low = {k.lower(): v for k, v in out.items()}
+                out.update(composite_suffix(low, low.get("etag", "")))
             seen.status = up.status  # before the body: the client may look as soon as it has it
             return await _relay(request, up, out)
 
@@ -386,7 +387,7 @@ class AwsProxy:
         if known is None:
             try:
                 head = await asyncio.to_thread(
-                    self._s3.head_object, Bucket=bucket, Key=key, IfMatch=etag, ChecksumMode="ENABLED"
+                    self._s3.head_object, Bucket=bucket, Key=key, ChecksumMode="ENABLED"
                 )
             except ClientError:
                 return True
