@@ -47,6 +47,7 @@ def create_app(settings: Settings, *, notifier: Notifier | None = None) -> web.A
     app[K.LIMITER] = FailureLimiter(settings.api.auth_failures_per_minute)
     services = Services(settings, stats, notifier)
     app[K.SERVICES] = services
+    app[f.DEPARTURES] = f.Departures()
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         await services.start()
@@ -62,6 +63,7 @@ def create_app(settings: Settings, *, notifier: Notifier | None = None) -> web.A
     r.add_get("/api/v1/config", h.config)
     r.add_get("/api/v1/stats", h.stats)
     r.add_get("/api/v1/freshness", f.freshness)
+    r.add_get("/api/v1/wait", f.wait)
     r.add_get("/metrics", h.metrics)
     r.add_post("/api/v1/sync", h.sync)
     r.add_get("/api/v1/sync/{job_id}", h.sync_job)

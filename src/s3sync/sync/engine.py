@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -26,10 +26,11 @@ from s3sync.state.store import StateStore
 from s3sync.stats import SyncStats
 from s3sync.sync.apply import Applier
 from s3sync.sync.pool import TransferPool
-from s3sync.sync.queue import KeyedCoalescingQueue
+from s3sync.sync.queue import KeyedCoalescingQueue, Work
 from s3sync.sync.reconcile import Reconciler
 from s3sync.sync.report import OpResult, SyncReport
 from s3sync.sync.shard import parse_shard
+from s3sync.sync.waiters import Held, KeyWaiters
 
 log = structlog.get_logger("s3sync.engine")
 
@@ -54,16 +55,44 @@ class Engine:
         self.stats = stats
         sync = settings.sync
         self.shard = parse_shard(sync.shard)  # --shard K/N: the keys this host owns
+        # temps and sidecars carry (host, shard, process): the start-up sweep removes only its own
+        # and those of owners proven gone, never another host's or shard's (docs/scale.md)
+        mirror.claim(self.shard.index, self.shard.count)
         self.retry = retry or RetryPolicy(attempts=sync.retry_attempts + 1)
         self.applier = Applier(settings, bucket, state, mirror, stats, retry=self.retry)
+        # told about every applied change before it is reported applied (the hooks' outbox)
+        self.on_applied: Callable[[Change, OpResult], Awaitable[None]] | None = None
+        self.waiters = KeyWaiters(self.held, self.submit)
         self.pool = TransferPool(
-            self.applier.apply,
+            self._apply,
             state,
             stats,
             concurrency=sync.concurrency,
             drain_timeout=sync.drain_timeout_seconds,
         )
         self.reconciler = Reconciler(settings, bucket, state, mirror, stats, self.pool, self.applier)
+
+    async def _apply(self, work: Work) -> OpResult:
+        """The apply rules, then what follows an applied change: outbox, status page, waiters."""
+        result = await self.applier.apply(work)
+        change = work.change
+        if self.on_applied is not None:
+            await self.on_applied(change, result)
+        if result.status == "success":
+            op = "remove" if result.operation == "delete" else "upsert"
+            self.stats.applied(change.key, op, change.source.value, change.size, result.bytes)
+        self.waiters.wake(change.key)
+        return result
+
+    async def held(self, key: str) -> Held:
+        """What the mirror holds for ``key`` now: the file, and what was recorded for it."""
+        st = await asyncio.to_thread(self.mirror.stat, key)
+        if st is None:
+            return Held(key, present=False)
+        row = await self.state.get(key)
+        if row is None:
+            return Held(key, present=True, size=st.size)
+        return Held(key, present=True, etag=row.etag, size=st.size, version_id=row.version_id)
 
     @property
     def queue(self) -> KeyedCoalescingQueue:
