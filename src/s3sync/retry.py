@@ -62,9 +62,14 @@ class Backoff:
 class RetryPolicy:
     """Bounded attempts with full-jitter backoff between them.
 
-    Retried: :class:`RetryableError` (5xx, throttling, resets, timeouts) and
-    :class:`IntegrityError` (bytes damaged on the way). Anything else that is
-    not already an :class:`S3SyncError` is classified first, once, here.
+    Retried: :class:`RetryableError` (5xx, throttling, resets, timeouts) and,
+    once, :class:`IntegrityError` (bytes damaged on the way). A mismatch that
+    repeats on a fresh attempt is not the network's doing: the object cannot be
+    verified as it stands, so the second :class:`IntegrityError` is raised as
+    itself, a permanent failure (counted as ``integrity``, its journal row
+    settled), never a ``retries_exceeded`` that the pool would requeue forever,
+    re-downloading the whole object each time. Anything else that is not
+    already an :class:`S3SyncError` is classified first, once, here.
     """
 
     attempts: int = 4
@@ -80,6 +85,7 @@ class RetryPolicy:
         self, fn: Callable[[], Awaitable[T]], on_retry: Callable[[S3SyncError], None] | None = None
     ) -> T:
         last: S3SyncError | None = None
+        mismatches = 0
         for attempt in range(self.attempts):
             try:
                 return await fn()
@@ -91,6 +97,12 @@ class RetryPolicy:
                     if mapped is exc:
                         raise
                     raise mapped from exc
+                if isinstance(mapped, IntegrityError):
+                    mismatches += 1
+                    if mismatches > 1 and mapped is exc:  # again on a fresh download: permanent
+                        raise
+                    if mismatches > 1:
+                        raise mapped from exc
                 last = mapped
                 if on_retry is not None:
                     on_retry(mapped)

@@ -154,13 +154,42 @@ class TestParted:
         check("k", v, h)  # no exception
 
     def test_part_layout(self) -> None:
-        """Only a size that N parts of the given size can make is recomputed."""
-        assert part_layout_ok(10, 4, 3)
-        assert part_layout_ok(12, 4, 3)
-        assert not part_layout_ok(13, 4, 3)
-        assert not part_layout_ok(8, 4, 3)  # two parts would do: the upload's parts varied
-        assert not part_layout_ok(10, 0, 3)
-        assert not part_layout_ok(10, 4, None)
+        """A layout is recomputed only when its parts add up to the size, one size per part."""
+        assert part_layout_ok(10, [4, 4, 2], 3)
+        assert part_layout_ok(25, [6, 5, 6, 6, 2], 5)  # unequal parts are legal (UploadPartCopy)
+        assert not part_layout_ok(13, [4, 4, 4], 3)
+        assert not part_layout_ok(8, [4, 4], 3)  # fewer sizes than the ETag's part count
+        assert not part_layout_ok(8, [4, 0, 4], 3)
+        assert not part_layout_ok(10, None, 3)
+        assert not part_layout_ok(10, [10], None)
+
+    @given(st.lists(st.integers(1, 40), min_size=1, max_size=6), st.integers(0, 300))
+    def test_unequal_parts(self, sizes: list[int], cut: int) -> None:
+        """Parts of any sizes (10, 5, 10, 10, 6 …): the ETag of exactly those parts, however chunked."""
+        data = bytes(i % 251 for i in range(sum(sizes)))
+        offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+        parts = [data[o : o + n] for o, n in zip(offsets, sizes, strict=True)]
+        expected = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest()
+        h = multipart_etag_hasher(sizes)
+        h.update(data[:cut])
+        h.update(data[cut:])
+        assert h.result() == f"{expected}-{len(sizes)}"
+
+    def test_first_part_size_is_not_the_layout(self) -> None:
+        """Defect 4: hashing 10,5,10,10,6 as parts of 10 gives another ETag; the real layout matches."""
+        sizes = [10, 5, 10, 10, 6]
+        data = bytes(range(41))
+        real = multipart_etag_hasher(sizes)
+        guessed = multipart_etag_hasher(10)
+        real.update(data)
+        guessed.update(data)
+        assert real.result() != guessed.result()
+        v = choose(Facts(real.result(), 41))
+        assert (v.method, v.parts) == (Method.MULTIPART_ETAG, 5)
+        h = new_hasher(v, sizes)
+        assert h is not None
+        h.update(data)
+        check("k", v, h)
 
 
 class TestChoice:

@@ -38,6 +38,9 @@ from s3sync.sections import S3Settings
 #: mode retries the aioboto3 path's (3 attempts).
 LIST_RETRY = RetryPolicy(attempts=3, base=0.2, cap=2.0)
 
+#: Part HEADs in flight at once while reading a multipart object's layout (:meth:`Bucket.part_sizes`).
+PART_HEADS = 8
+
 
 class Bucket:
     """Everything s3sync asks of S3, for one bucket."""
@@ -137,6 +140,32 @@ class Bucket:
         if self._lean is not None:
             return await self._lean.head(key, dict(self.extras.objects), part_number, version_id)
         return await self._boto.head(key, part_number, version_id)
+
+    async def part_sizes(
+        self, key: str, parts: int, version_id: str | None = None, *, known: dict[int, int] | None = None
+    ) -> builtins.list[int] | None:
+        """Each part's size, in order, for a multipart object of ``parts`` parts; None when unknown.
+
+        One ``HEAD ?partNumber=N`` per part not in ``known`` (AWS answers them 206,
+        which both paths accept), at most :data:`PART_HEADS` at a time. S3's
+        GetObjectAttributes ``ObjectParts`` would list them in fewer requests, but
+        AWS returns part sizes there only for objects uploaded with additional
+        checksums, and moto not at all; a part HEAD works for every object.
+        None when a part is missing (the object was replaced meanwhile).
+        """
+        sizes = dict(known or {})
+        gate = asyncio.Semaphore(PART_HEADS)
+
+        async def one(n: int) -> None:
+            async with gate:
+                meta = await self.head(key, part_number=n, version_id=version_id)
+            if meta is not None:
+                sizes[n] = meta.size
+
+        await asyncio.gather(*(one(n) for n in range(1, parts + 1) if n not in sizes))
+        if any(n not in sizes for n in range(1, parts + 1)):
+            return None
+        return [sizes[n] for n in range(1, parts + 1)]
 
     async def check(self) -> None:
         """HEAD the bucket: raises FatalError/RetryableError with a usable reason.

@@ -12,8 +12,11 @@ S3 gives up to three things to check a body against, and each has a trap:
   unencrypted or SSE-S3 (``AES256``). For SSE-KMS (``aws:kms``), DSSE-KMS
   (``aws:kms:dsse``), SSE-C, or an encryption we do not know, it is an opaque
   token and must never be compared with an MD5;
-* a multipart ETag (``md5-of-part-md5s-N``), recomputable only when the part size
-  is known and, again, only when the object is not KMS/DSSE/SSE-C encrypted.
+* a multipart ETag (``md5-of-part-md5s-N``), recomputable only when the part
+  layout is known and, again, only when the object is not KMS/DSSE/SSE-C
+  encrypted. Parts need not be equal (UploadPartCopy and many uploaders make
+  10, 5, 10, 10, 6 MiB): the layout is the size of *each* part, asked of S3
+  (``HEAD ?partNumber=N``), never extrapolated from the first one.
 
 When none of them applies the size is all there is; a false alarm is worse than
 a weaker check, because a false alarm fails the key on every pass forever.
@@ -31,7 +34,7 @@ import enum
 import hashlib
 import re
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -176,15 +179,17 @@ def choose(facts: Facts, *, enabled: bool = True) -> Verification:
     return Verification(Method.SIZE, why)
 
 
-def part_layout_ok(size: int, part_size: int, parts: int | None) -> bool:
-    """Whether ``parts`` parts of ``part_size`` (the last one shorter) can make ``size`` bytes.
+def part_layout_ok(size: int, sizes: Sequence[int] | None, parts: int | None) -> bool:
+    """Whether ``sizes`` (each part's size, in order) is a layout of ``parts`` parts making ``size`` bytes.
 
-    The part size comes from ``HEAD ?partNumber=1``; an upload with parts of
-    varying sizes cannot be recomputed, and trying would raise a false alarm.
+    The sizes come from S3 (``HEAD ?partNumber=N`` per part, see
+    :meth:`s3sync.s3.bucket.Bucket.part_sizes`); a layout that does not add up
+    (an object replaced meanwhile, a server that answers part HEADs oddly) is
+    not recomputed: a false alarm would fail the key on every pass.
     """
-    if part_size <= 0 or parts is None or parts <= 0:
+    if not sizes or parts is None or parts <= 0 or len(sizes) != parts:
         return False
-    return (parts - 1) * part_size < size <= parts * part_size
+    return sum(sizes) == size and all(s > 0 for s in sizes)
 
 
 # ----------------------------------------------------------------------------- hashers
@@ -258,33 +263,46 @@ def checksum_hasher(algorithm: str) -> _Crc | _Digest:
 class PartedHasher:
     """A multipart ETag or a composite checksum: one hash per part, then a hash of them.
 
+    ``layout`` is either every part's size, in order (the real layout, parts of
+    any sizes), or one size for parts that are all equal but the last.
     ``inner`` makes each part's hasher (MD5 for ETags, the algorithm for a
     composite) and ``outer`` the hasher of the concatenated raw part digests.
-    The result carries S3's ``-N`` suffix.
+    The result carries S3's ``-N`` suffix. Bytes beyond the layout go into one
+    more part, so a body longer than the layout never matches.
     """
 
     def __init__(
         self,
-        part_size: int,
+        layout: int | Sequence[int],
         inner: Callable[[], _Crc | _Digest],
         outer: Callable[[], _Crc | _Digest],
     ) -> None:
-        if part_size <= 0:
-            raise ValueError("part size must be positive")
-        self.part_size = part_size
+        sizes = [layout] if isinstance(layout, int) else list(layout)
+        if not sizes or any(s <= 0 for s in sizes):
+            raise ValueError("part sizes must be positive")
+        self._sizes = sizes
+        self._uniform = isinstance(layout, int)
         self._inner, self._outer = inner, outer
         self._part = inner()
         self._in_part = 0
         self._digests: list[bytes] = []
 
+    def _target(self) -> int | None:
+        """The size of the part being hashed; None past the end of an explicit layout."""
+        if self._uniform:
+            return self._sizes[0]
+        n = len(self._digests)
+        return self._sizes[n] if n < len(self._sizes) else None
+
     def update(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
         while view:
-            take = min(len(view), self.part_size - self._in_part)
+            target = self._target()
+            take = len(view) if target is None else min(len(view), target - self._in_part)
             self._part.update(view[:take])
             self._in_part += take
             view = view[take:]
-            if self._in_part == self.part_size:
+            if self._in_part == target:
                 self._digests.append(self._part.digest())
                 self._part, self._in_part = self._inner(), 0
 
@@ -295,13 +313,16 @@ class PartedHasher:
         return f"{outer.result()}-{len(digests)}"
 
 
-def multipart_etag_hasher(part_size: int) -> PartedHasher:
-    """The multipart ETag (hex MD5 of the part MD5s, ``-N``)."""
-    return PartedHasher(part_size, lambda: _Digest("md5"), lambda: _Digest("md5", hex_result=True))
+def multipart_etag_hasher(layout: int | Sequence[int]) -> PartedHasher:
+    """The multipart ETag (hex MD5 of the part MD5s, ``-N``) for a layout (see :class:`PartedHasher`)."""
+    return PartedHasher(layout, lambda: _Digest("md5"), lambda: _Digest("md5", hex_result=True))
 
 
-def new_hasher(verification: Verification, part_size: int | None = None) -> Hasher | None:
-    """The hasher for ``verification``; None for SIZE (or a parted check without a part size)."""
+def new_hasher(verification: Verification, part_size: int | Sequence[int] | None = None) -> Hasher | None:
+    """The hasher for ``verification``; None for SIZE (or a parted check without a layout).
+
+    ``part_size`` is the part layout: every part's size, or one size for equal parts.
+    """
     method = verification.method
     if method is Method.CHECKSUM and verification.algorithm:
         return checksum_hasher(verification.algorithm)

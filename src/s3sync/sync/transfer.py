@@ -170,20 +170,27 @@ class Transfer:
     async def _checker(self, key: str, meta: ObjectMeta) -> BodyCheck:
         """How this body is verified (:func:`~s3sync.sync.integrity.choose`), ready to be fed.
 
-        A multipart ETag or a composite checksum needs the part size, which
-        ``HEAD ?partNumber=1`` reveals; when the parts cannot be uniform (their
-        count does not fit the size) the check falls back to the size alone
+        A multipart ETag or a composite checksum needs the part layout. Parts need
+        not be equal, so it is read from S3, never extrapolated from the first
+        part: ``HEAD ?partNumber=1`` gives part 1, which for two parts fixes the
+        other; three or more are each asked for (:meth:`Bucket.part_sizes`). A
+        layout that does not add up to the size falls back to the size alone
         rather than raise a false alarm on every pass.
         """
         verification = choose(Facts.from_meta(meta), enabled=self.verify)
         if not verification.needs_part_size:
             return BodyCheck(verification, new_hasher(verification))
+        parts = verification.parts or 0
         part1 = await self.bucket.head(key, part_number=1, version_id=meta.version_id)
-        part_size = part1.size if part1 is not None else 0
-        if not part_layout_ok(meta.size, part_size, verification.parts):
-            log.info("part size unknown or parts not uniform: size check only", key=key)
+        sizes: list[int] | None = None
+        if part1 is not None and parts <= 2:
+            sizes = [part1.size, meta.size - part1.size][:parts]
+        elif part1 is not None:
+            sizes = await self.bucket.part_sizes(key, parts, meta.version_id, known={1: part1.size})
+        if not part_layout_ok(meta.size, sizes, verification.parts):
+            log.info("part layout unknown or inconsistent: size check only", key=key)
             return BodyCheck(verification, None)
-        return BodyCheck(verification, new_hasher(verification, part_size))
+        return BodyCheck(verification, new_hasher(verification, sizes))
 
     async def _stream(self, key: str, res: GetResult, meta: ObjectMeta, checker: BodyCheck) -> int:
         assert res.body is not None
