@@ -171,3 +171,35 @@ class TestIdleWaiters:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         assert waiters.keys == 0 and waiters.waiting == 0
+
+
+class TestWaitCli:
+    async def test_exit_codes(self, s3: Any, bucket: str, mirror: Path, make_settings: Any) -> None:
+        """``s3sync wait``: 0 reached (file there), 1 timed out, 2 a key the mirror never holds."""
+        import sys
+
+        from support.s3kit import clean_environ
+
+        async def run(*args: str) -> tuple[int, str, str]:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "s3sync", "wait", *args, "--url", d.url,
+                env=clean_environ(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await proc.communicate()
+            assert proc.returncode is not None
+            return proc.returncode, out.decode(), err.decode()
+
+        async with run_daemon(make_settings(bucket, mirror)) as d:
+            s3.put_object(Bucket=bucket, Key="cli/a.txt", Body=b"abc")
+            etag = _etag(s3, bucket, "cli/a.txt")
+            rc, out, err = await run("cli/a.txt", "--etag", etag, "--json")
+            assert rc == 0, err
+            assert json.loads(out)["status"] == "present"
+            assert (mirror / "cli" / "a.txt").read_bytes() == b"abc"
+            rc, out, err = await run("cli/a.txt", "--etag", "f" * 32, "--timeout", "1")
+            assert rc == 1 and "present" in err, (out, err)
+            rc, out, err = await run("../up", "--absent")
+            assert rc == 2 and "never hold" in err, (out, err)
+            s3.delete_object(Bucket=bucket, Key="cli/a.txt")
+            rc, out, err = await run("cli/a.txt", "--absent")
+            assert (rc, out.strip()) == (0, "absent: cli/a.txt"), err

@@ -23,6 +23,7 @@ from s3sync.cli.commands import cmd_sync, cmd_verify
 from s3sync.cli.common import EXIT_FAIL, EXIT_USAGE, fail
 from s3sync.cli.parser import UsageError, build_parser
 from s3sync.cli.serve import cmd_demo, cmd_serve, cmd_status
+from s3sync.cli.wait import cmd_wait
 from s3sync.errors import ConfigError, FatalError, S3SyncError
 
 
@@ -41,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": cmd_serve,
         "status": cmd_status,
         "demo": cmd_demo,
+        "wait": cmd_wait,
     }
     try:
         return handlers[args.command](args)

@@ -10,6 +10,7 @@ import sys
 
 from s3sync import __version__
 from s3sync.cli.common import EXIT_USAGE
+from s3sync.cli.wait import add_wait_parser
 from s3sync.flags import add_bwlimit_flag, add_delete_flags, add_filter_flags
 
 
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--config", metavar="FILE", help="TOML config file")
     status.add_argument("--url", help="daemon base URL (default from api.host/api.port)")
     status.add_argument("--json", action="store_true")
+    add_wait_parser(sub)  # s3sync wait KEY: cli/wait.py
 
     demo = sub.add_parser("demo", help="zero set-up demo against an embedded S3 (moto)")
     demo.add_argument("--port", type=int, default=8888, help="API port (default 8888; 0 = any free port)")
