@@ -3,13 +3,19 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The exact versions (with hashes) the suite passed with; `make lock` refreshes it.
+LOCK   := requirements.lock
+LATEST ?= .venv-latest
 
-.PHONY: venv demo test test-fast lint typecheck bench bench-quick chaos clean
+.PHONY: venv demo test test-fast test-latest lint typecheck bench bench-quick chaos lock clean
 
-$(STAMP): pyproject.toml
+# Locked install: every dependency from $(LOCK), hashes required, nothing resolved at
+# install time; then the project itself, editable, with no dependencies of its own.
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -37,8 +43,24 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(PY) bench/run.py --quick $(BENCH_ARGS)
 
+# The newest releases pyproject.toml allows, in a venv of their own: shows the next drift
+# before a user meets it. Prints the versions it used.
+test-latest:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip
+	$(LATEST)/bin/python -m pip install -q --upgrade -e '.[dev]'
+	$(LATEST)/bin/python -m pip freeze --exclude-editable | tee $(LATEST)/versions.txt
+	$(LATEST)/bin/python -m pytest -q -n 2 $(PYTEST_ARGS)
+
+# Re-resolve the newest allowed releases into $(LOCK) (hashes for every file of each).
+lock: $(STAMP)
+	$(PY) -m piptools compile -q --upgrade --extra dev --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links -o $(LOCK) pyproject.toml
+	$(PY) scripts/lock_tidy.py $(LOCK)
+
 chaos: $(STAMP)
 	S3SYNC_CHAOS_SEEDS=$${S3SYNC_CHAOS_SEEDS:-50} $(PY) -m pytest -q tests/faults -k chaos $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info
+	rm -rf $(VENV) $(LATEST) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info
