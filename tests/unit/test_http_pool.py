@@ -355,9 +355,30 @@ class TestClose:
     """Closing the pool closes what it holds."""
 
     async def test_close_closes_idle_connections(self, env: Envs) -> None:
-        """After ``close()`` the server sees every idle keep-alive connection hang up."""
-        server, pool = await env(limit=4)
-        await asyncio.gather(*(get(pool, f"/{i}") for i in range(3)))
+        """After ``close()`` the server sees every idle keep-alive connection hang up.
+
+        The server answers only once three requests are in, so the pool must open
+        three connections (none is free for reuse) and holds three idle ones when
+        it closes: the check runs over a known, non-empty set.
+        """
+        arrived = 0
+        all_in = asyncio.Event()
+
+        async def script(conn: ServerConn) -> None:
+            nonlocal arrived
+            req = await conn.read_request()
+            arrived += 1
+            if arrived == 3:
+                all_in.set()
+            await all_in.wait()
+            await conn.send(ok(echo_path(req)))
+            await conn.wait_client_close()
+
+        server, pool = await env(script, limit=4)
+        bodies = await asyncio.gather(*(get(pool, f"/{i}") for i in range(3)))
+        assert sorted(b for _, b in bodies) == [b"/0", b"/1", b"/2"]
+        assert len(server.conns) == 3
+        assert not any(c.closed_by_peer.is_set() for c in server.conns)  # idle, kept alive
         await pool.close()
         await eventually(
             lambda: all(c.closed_by_peer.is_set() for c in server.conns), "every idle connection closes"
