@@ -27,6 +27,7 @@ from pydantic_settings import (
 from s3sync.errors import ConfigError
 from s3sync.sections import (
     ApiSettings,
+    HooksSettings,
     InventorySettings,
     LogSettings,
     S3Settings,
@@ -115,6 +116,7 @@ class Settings(BaseSettings):
     sqs: SqsSettings = SqsSettings()
     log: LogSettings = LogSettings()
     inventory: InventorySettings = InventorySettings()
+    hooks: HooksSettings = HooksSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -144,6 +146,7 @@ class Settings(BaseSettings):
                 data["api"][key] = "**redacted**"
         data["sync"]["state_path"] = str(self.sync.resolved_state_path)
         data["s3"]["endpoint_url"] = redact_url(data["s3"].get("endpoint_url"))
+        data["hooks"]["url"] = redact_url(data["hooks"].get("url")) or ""
         return data
 
 

@@ -1,4 +1,4 @@
-"""The sections of the configuration, one pydantic model each: [s3], [sync], [api], [sqs], [log].
+"""The configuration's sections, one pydantic model each: [s3], [sync], [api], [sqs], [hooks], [log].
 
 Each field carries its default and its validation; a bad value is rejected with
 the dotted key named (:func:`s3sync.config.format_validation_error`). Loading,
@@ -299,6 +299,42 @@ class SqsSettings(BaseModel):
     @classmethod
     def _empty_url(cls, v: Any) -> Any:
         return None if v == "" else v
+
+
+class HooksSettings(BaseModel):
+    """Change hooks: a command and/or a URL told about every applied change (at least once)."""
+
+    model_config = _section
+
+    command: tuple[str, ...] = ()  # an argv list, run without a shell
+    url: str = ""
+    batch_ms: int = Field(default=200, ge=0, le=60_000)
+    max_batch: int = Field(default=1000, ge=1, le=100_000)
+    timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    secret_file: Path | None = None  # HMAC key for the POST's X-S3Sync-Signature
+
+    @field_validator("command")
+    @classmethod
+    def _argv(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if v and not v[0].strip():
+            raise ValueError("the program (first element) is empty")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if v and not re.fullmatch(r"https?://[^\s/?#]+(?:[/?#]\S*)?", v):
+            raise ValueError(f"{v!r} is not an http(s) URL")
+        return v
+
+    @field_validator("secret_file", mode="before")
+    @classmethod
+    def _empty_path(cls, v: Any) -> Any:
+        return None if v == "" else v
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.command or self.url)
 
 
 class LogSettings(BaseModel):

@@ -31,6 +31,7 @@ from s3sync.sources.scheduler import Scheduler
 from s3sync.sources.sqs import SqsConsumer
 from s3sync.stats import SyncStats
 from s3sync.sync.engine import Engine
+from s3sync.sync.hooks import Hooks
 from s3sync.systemd import Notifier
 
 log = structlog.get_logger("s3sync.app")
@@ -84,6 +85,7 @@ class Services:
         self._health: s.Health | None = None
         self.startup_error: str | None = None
         self._http: aiohttp.ClientSession | None = None
+        self.hooks = Hooks(settings, stats) if settings.hooks.enabled else None  # [hooks]: sync.hooks
 
     # -- engine lifecycle ---------------------------------------------------
     def engine_ready(self) -> bool:
@@ -130,6 +132,8 @@ class Services:
                 except TimeoutError:
                     pass
                 continue
+            if self.hooks is not None and self.hooks.engine is None:
+                await self.hooks.attach(engine)  # before any intake: every applied change is recorded
             self._engine = engine
             self.spawn(self._first_check(engine))
             self._engine_cm = ctx
@@ -169,6 +173,8 @@ class Services:
             self.notifier.stopping(f"draining {self._engine.queue.in_flight} transfers")
             await self._engine_cm.__aexit__(None, None, None)
             self._engine = None
+        if self.hooks is not None:
+            await self.hooks.close()  # what is not acknowledged stays in the outbox
         if self._http is not None:
             await self._http.close()
 

@@ -61,7 +61,7 @@ class Engine:
         self.retry = retry or RetryPolicy(attempts=sync.retry_attempts + 1)
         self.applier = Applier(settings, bucket, state, mirror, stats, retry=self.retry)
         # told about every applied change before it is reported applied (the hooks' outbox)
-        self.on_applied: Callable[[Change, OpResult], Awaitable[None]] | None = None
+        self.on_applied: Callable[[Work, OpResult], Awaitable[None]] | None = None
         self.waiters = KeyWaiters(self.held, self.submit)
         self.pool = TransferPool(
             self._apply,
@@ -77,7 +77,7 @@ class Engine:
         result = await self.applier.apply(work)
         change = work.change
         if self.on_applied is not None:
-            await self.on_applied(change, result)
+            await self.on_applied(work, result)
         if result.status == "success":
             op = "remove" if result.operation == "delete" else "upsert"
             self.stats.applied(change.key, op, change.source.value, change.size, result.bytes)

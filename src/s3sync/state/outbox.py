@@ -1,0 +1,142 @@
+"""The change hooks' outbox: applied changes kept in SQLite until a hook acknowledges them.
+
+At least once, never lost (INTERFACE "Change hooks"): a change is added here,
+committed, and only then reported as applied — its journal row is settled, its
+waiters are woken. So a crash at any point after the commit re-delivers it from
+here at the next start, and a hook that fails for a day only grows this table.
+
+The table lives in the state store's database file, written through a
+connection of its own on a thread of its own (the store's thread is the sync's
+hot path; a hook backlog must never queue behind it or in front of it). Its
+commits use ``synchronous=NORMAL`` like the store's batches: a process crash
+loses nothing committed, and because the WAL is written in order, a power loss
+that keeps the store's later journal removal also keeps this earlier insert.
+
+Appends that arrive while a commit runs go out together in the next one (group
+commit), so a burst of applies costs a few commits, not one per file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL)"
+
+
+class Outbox:
+    """Durable FIFO of change documents (JSON objects), acknowledged by id."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3sync-outbox")
+        self._conn: sqlite3.Connection | None = None
+        self._waiting: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
+        self._busy = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- lifecycle -----------------------------------------------------------
+    async def open(self) -> int:
+        """Open (creating the table); returns how many changes wait from an earlier run."""
+        return int(await self._run(self._open_sync))
+
+    def _open_sync(self) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(_SCHEMA)
+        self._conn = conn
+        return int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._conn is not None:
+            await self._run(self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("Outbox is not open")
+        return self._conn
+
+    # -- writing ---------------------------------------------------------------
+    async def add(self, docs: list[dict[str, Any]]) -> None:
+        """Commit ``docs`` (in order); returns once they are durable."""
+        if not docs:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((docs, fut))
+        if not self._busy:
+            self._busy = True  # its own task: a cancelled caller must not strand the others
+            self._task = asyncio.ensure_future(self._drain())
+        await asyncio.shield(fut)
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                rows = [(json.dumps(d, separators=(",", ":")),) for docs, _ in batch for d in docs]
+                try:
+                    await self._run(self._insert_sync, rows)
+                except Exception as exc:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+        finally:
+            self._busy = False
+
+    def _insert_sync(self, rows: list[tuple[str]]) -> None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("INSERT INTO outbox (doc) VALUES (?)", rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # -- reading and acknowledging ----------------------------------------------
+    async def peek(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """The oldest ``limit`` unacknowledged changes, in the order they were added."""
+        rows = await self._run(self._peek_sync, limit)
+        return [(int(i), json.loads(doc)) for i, doc in rows]
+
+    def _peek_sync(self, limit: int) -> list[tuple[int, str]]:
+        return list(self.conn.execute("SELECT id, doc FROM outbox ORDER BY id LIMIT ?", (limit,)))
+
+    async def ack(self, ids: list[int]) -> None:
+        await self._run(self._ack_sync, ids)
+
+    def _ack_sync(self, ids: list[int]) -> None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def journal_ids(self) -> set[int]:
+        """Ids of the journal rows on disk now (before a replay: the changes it will replay)."""
+        rows = await self._run(lambda: list(self.conn.execute("SELECT id FROM journal")))
+        return {int(r[0]) for r in rows}
+
+
+__all__ = ["Outbox"]

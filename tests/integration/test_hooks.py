@@ -1,0 +1,227 @@
+"""Change hooks end to end: a real hook program and a real HTTP receiver, the real app, moto.
+
+The hook program appends every document it is given to a file and fails (exit
+3) while a marker file exists; the receiver answers 500 while told to. Both
+must see every change exactly as applied (key, op, ETag, size), in per-key
+order, the failing one after retries, while the sync itself is unaffected —
+and after a SIGKILL of ``s3sync serve`` between the apply and the hook, the
+restarted daemon re-delivers from its outbox.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from pydantic import SecretStr
+from support.eventkit import free_port, run_daemon, s3_event, s3_record
+from support.s3kit import tree, wait_for
+from test_journal_crash import Serve
+
+HOOK = """\
+import pathlib, sys
+here = pathlib.Path(sys.argv[1])
+doc = sys.stdin.read()
+if (here / "fail").exists():
+    sys.stderr.write("told to fail\\n")
+    sys.exit(3)
+with open(here / "calls.jsonl", "a") as out:
+    out.write(doc.replace("\\n", " ") + "\\n")
+"""
+
+
+def _hook(tmp_path: Path) -> list[str]:
+    (tmp_path / "hook.py").write_text(HOOK)
+    return [sys.executable, str(tmp_path / "hook.py"), str(tmp_path)]
+
+
+def _calls(tmp_path: Path) -> list[dict[str, Any]]:
+    f = tmp_path / "calls.jsonl"
+    return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
+
+
+def _changes(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [c for d in docs for c in d["changes"]]
+
+
+def _etag(s3: Any, bucket: str, key: str) -> str:
+    return str(s3.head_object(Bucket=bucket, Key=key)["ETag"]).strip('"')
+
+
+class TestHookCommand:
+    async def test_every_change_as_applied_in_key_order_and_retried(
+        self, s3: Any, bucket: str, mirror: Path, make_settings: Any, tmp_path: Path
+    ) -> None:
+        (tmp_path / "fail").touch()  # the hook fails until told otherwise
+        settings = make_settings(bucket, mirror, hooks={"command": _hook(tmp_path), "batch_ms": 50})
+        async with run_daemon(settings) as d:
+            s3.put_object(Bucket=bucket, Key="a.txt", Body=b"one")
+            s3.put_object(Bucket=bucket, Key="dir/b c.txt", Body=b"bravo")
+            await d.notify(
+                s3_event(*(s3_record(bucket, "ObjectCreated:Put", k) for k in ("a.txt", "dir/b c.txt")))
+            )
+            await d.idle()
+            etag1 = _etag(s3, bucket, "a.txt")
+            etag_b = _etag(s3, bucket, "dir/b c.txt")
+            s3.put_object(Bucket=bucket, Key="a.txt", Body=b"two!")
+            await d.notify(s3_event(s3_record(bucket, "ObjectCreated:Put", "a.txt")))
+            await d.idle()
+            etag2 = _etag(s3, bucket, "a.txt")
+            s3.delete_object(Bucket=bucket, Key="dir/b c.txt")
+            await d.notify(s3_event(s3_record(bucket, "ObjectRemoved:Delete", "dir/b c.txt")))
+            st = await d.idle()
+            # the sync went on while the hook failed
+            assert tree(mirror) == {"a.txt": b"two!"}
+            assert st["freshness"]["pending"] == 0
+
+            async def failing() -> dict[str, Any] | None:
+                hooks = (await d.stats())["hooks"]
+                return hooks if hooks["calls"]["failed"] >= 2 and hooks["pending"] == 4 else None
+
+            hooks = await wait_for(failing, within=30, what="hook failures counted")
+            assert "exit status 3" in hooks["last_error"]
+            assert _calls(tmp_path) == []
+            async with d.http.get(f"{d.url}/metrics") as resp:
+                metrics = await resp.text()
+            assert 's3sync_hook_calls_total{outcome="failed"}' in metrics
+            assert "s3sync_hook_pending 4.0" in metrics
+
+            (tmp_path / "fail").unlink()
+            await wait_for(lambda: len(_changes(_calls(tmp_path))) >= 4, within=90, what="hook delivered")
+            changes = _changes(_calls(tmp_path))
+            assert len(changes) == 4
+            assert {c["source"] for c in changes} == {"notification"}
+            per_key: dict[str, list[tuple[str, str, Any, Any]]] = {}
+            for c in changes:
+                per_key.setdefault(c["key"], []).append((c["path"], c["op"], c["etag"], c["size"]))
+            # each key's changes in the order they were applied, exactly as applied
+            assert per_key["a.txt"] == [("a.txt", "upsert", etag1, 3), ("a.txt", "upsert", etag2, 4)]
+            assert per_key["dir/b c.txt"] == [
+                ("dir/b c.txt", "upsert", etag_b, 5),
+                ("dir/b c.txt", "remove", None, None),
+            ]
+            doc = _calls(tmp_path)[0]
+            assert set(doc) == {"changes", "events_applied_through", "reconciled_through"}
+            stats = await wait_for(lambda: _settled(d), within=30, what="outbox empty")
+            assert stats["hooks"]["calls"]["success"] >= 1
+
+
+async def _settled(d: Any) -> dict[str, Any] | None:
+    st: dict[str, Any] = await d.stats()
+    return st if st["hooks"]["pending"] == 0 else None
+
+
+class TestHookUrl:
+    async def test_signed_posts_retried_until_2xx(
+        self, s3: Any, bucket: str, mirror: Path, make_settings: Any, tmp_path: Path
+    ) -> None:
+        from s3sync.api.auth import hmac_problem
+
+        received: list[tuple[dict[str, str], bytes]] = []
+        failures = {"left": 3}
+
+        async def receive(request: web.Request) -> web.Response:
+            body = await request.read()
+            if failures["left"] > 0:
+                failures["left"] -= 1
+                return web.Response(status=500)
+            received.append((dict(request.headers), body))
+            return web.Response(status=204)
+
+        app = web.Application()
+        app.router.add_post("/hook", receive)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+        secret = tmp_path / "hook.secret"
+        secret.write_text("s3cr3t-for-hooks\n")
+        try:
+            settings = make_settings(bucket, mirror, hooks={"url": url, "secret_file": str(secret)})
+            async with run_daemon(settings) as d:
+                keys = [f"u/{i}.bin" for i in range(12)]
+                for i, k in enumerate(keys):
+                    s3.put_object(Bucket=bucket, Key=k, Body=b"x" * i)
+                await d.notify(s3_event(*(s3_record(bucket, "ObjectCreated:Put", k) for k in keys)))
+                await d.idle()
+                await wait_for(
+                    lambda: sum(len(json.loads(b)["changes"]) for _, b in received) >= len(keys),
+                    within=90,
+                    what="URL hook delivered",
+                )
+                st = await wait_for(lambda: _settled(d), within=30, what="outbox empty")
+                assert st["hooks"]["calls"]["failed"] >= 3
+        finally:
+            await runner.cleanup()
+        got = {c["key"]: c for _, b in received for c in json.loads(b)["changes"]}
+        assert sorted(got) == sorted(keys)
+        for i, k in enumerate(keys):
+            assert (got[k]["op"], got[k]["size"], got[k]["etag"]) == ("upsert", i, _etag(s3, bucket, k))
+        for headers, body in received:
+            assert headers["Content-Type"] == "application/json"
+            # verified exactly as the daemon verifies the Lambda forwarder's requests
+            problem = hmac_problem(
+                SecretStr("s3cr3t-for-hooks"),
+                headers.get("X-S3Sync-Timestamp"),
+                headers.get("X-S3Sync-Signature"),
+                body,
+            )
+            assert problem is None, problem
+
+
+class TestHookAfterSigkill:
+    async def test_applied_but_unacknowledged_changes_are_redelivered(
+        self, s3: Any, bucket: str, mirror: Path, tmp_path: Path, moto_endpoint: str
+    ) -> None:
+        (tmp_path / "fail").touch()
+        objects = {"k1.txt": b"one", "k2.txt": b"two", "sub/k3.txt": b"three"}
+        for k, v in objects.items():
+            s3.put_object(Bucket=bucket, Key=k, Body=v)
+        port = free_port()
+        config = tmp_path / "s3sync.toml"
+        config.write_text(
+            f'[s3]\nbucket = "{bucket}"\nendpoint_url = "{moto_endpoint}"\n'
+            f"[sync]\nlocal_dir = {json.dumps(str(mirror))}\nperiodic = false\n"
+            f"[api]\nport = {port}\n"
+            f"[hooks]\ncommand = {json.dumps(_hook(tmp_path))}\nbatch_ms = 20\n"
+            '[log]\nformat = "json"\n'
+        )
+        async with aiohttp.ClientSession() as http:
+            daemon = Serve(config, port, tmp_path / "serve.log")
+            await daemon.start(http)
+            await daemon.notify(http, s3_event(*(s3_record(bucket, "ObjectCreated:Put", k) for k in objects)))
+
+            async def applied_not_told() -> bool:
+                async with http.get(f"{daemon.url}/api/v1/stats") as resp:
+                    st = await resp.json()
+                return bool(
+                    st["freshness"]["pending"] == 0
+                    and st["hooks"]["pending"] == 3
+                    and st["hooks"]["calls"]["failed"] >= 1
+                )
+
+            await wait_for(applied_not_told, within=30, what="applied, hook failing")
+            assert tree(mirror) == objects
+            assert await daemon.kill(signal.SIGKILL) == -signal.SIGKILL
+            db = sqlite3.connect(mirror / ".s3sync" / "state.db")
+            try:
+                kept = sorted(json.loads(r[0])["key"] for r in db.execute("SELECT doc FROM outbox"))
+            finally:
+                db.close()
+            assert kept == sorted(objects)  # durable in the outbox when the process died
+            (tmp_path / "fail").unlink()
+            await daemon.start(http)
+            await wait_for(
+                lambda: len(_changes(_calls(tmp_path))) >= 3, within=60, what="re-delivered after restart"
+            )
+            changes = _changes(_calls(tmp_path))
+            assert sorted(c["key"] for c in changes) == sorted(objects)
+            assert {c["key"]: c["size"] for c in changes} == {k: len(v) for k, v in objects.items()}
+            assert await daemon.kill(signal.SIGTERM) == 0
