@@ -54,11 +54,10 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from s3sync.errors import LocalIOError
 from s3sync.local.dirsync import DirSync, FilesystemSync, syncfs, syncfs_available
-from s3sync.local.mirror import Mirror
+from s3sync.local.mirror import Mirror, TempFile
 
 #: Most files in one batch: bounds how long the first file of a batch waits for the last.
 MAX_BATCH = 32
@@ -88,7 +87,7 @@ class _Item:
     mtime: float | None
     fut: asyncio.Future[None]
     error: BaseException | None = None
-    handle: tuple[Path, Path, int] | None = field(default=None)
+    handle: TempFile | None = field(default=None)
 
 
 class GroupCommitter:
@@ -181,12 +180,11 @@ def _rename_all(
     def rename(item: _Item) -> None:
         if item.handle is None:
             return
-        final, temp, fd = item.handle
-        item.handle = None
+        temp, item.handle = item.handle, None
         try:
-            mirror.commit(fd, temp, final, None, dirsync=dirsync, synced=True)
+            mirror.commit(temp, None, dirsync=dirsync, synced=True)
             committed.append(item)
-        except Exception as exc:  # commit removed the temp and closed the fd
+        except Exception as exc:  # commit removed the temp and closed it: nothing left to close
             item.error = exc
 
     each(rename, items)
@@ -215,13 +213,13 @@ def _commit_batch_syncfs(mirror: Mirror, batch: list[_Item]) -> None:
     for item in live:
         assert item.handle is not None
         try:
-            by_dev.setdefault(os.fstat(item.handle[2]).st_dev, []).append(item)
+            by_dev.setdefault(os.fstat(item.handle.fd).st_dev, []).append(item)
         except OSError as exc:
             _fail(mirror, item, f"fstat failed: {exc.strerror or exc}")
     for items in by_dev.values():
         assert items[0].handle is not None
         try:
-            syncfs(items[0].handle[2])
+            syncfs(items[0].handle.fd)
         except OSError as exc:
             for item in items:
                 _fail(mirror, item, f"syncfs failed: {exc.strerror or exc}")
@@ -235,8 +233,7 @@ def _in_turn(fn: Callable[[_Item], None], items: list[_Item]) -> None:
 
 def _fail(mirror: Mirror, item: _Item, why: str) -> None:
     assert item.handle is not None
-    _final, temp, fd = item.handle
-    mirror.discard(fd, temp)
+    mirror.discard(item.handle)
     item.handle = None
     item.error = LocalIOError(f"{item.key!r}: {why}")
 
@@ -256,28 +253,27 @@ class _ParallelDirSync(DirSync):
 
 def _create(mirror: Mirror, item: _Item) -> None:
     try:
-        final, temp, fd = mirror.new_temp(item.key)
+        temp = mirror.new_temp(item.key)
     except Exception as exc:
         item.error = exc
         return
     try:
-        _write_all(fd, item.data)
+        _write_all(temp.fd, item.data)
         if item.mtime is not None:  # before the fsync, so the fsync covers it too
-            os.utime(fd, (item.mtime, item.mtime))
+            os.utime(temp.fd, (item.mtime, item.mtime))
     except OSError as exc:
-        mirror.discard(fd, temp)
+        mirror.discard(temp)
         item.error = LocalIOError(f"{item.key!r}: {exc.strerror or exc}")
         return
-    item.handle = (final, temp, fd)
+    item.handle = temp
 
 
 def _fsync_item(item: _Item, mirror: Mirror) -> None:
     assert item.handle is not None
-    _final, temp, fd = item.handle
     try:
-        os.fsync(fd)
+        os.fsync(item.handle.fd)
     except OSError as exc:
-        mirror.discard(fd, temp)
+        mirror.discard(item.handle)
         item.handle = None
         item.error = LocalIOError(f"{item.key!r}: fsync failed: {exc.strerror or exc}")
 

@@ -21,7 +21,11 @@ from s3sync.errors import UnsafeKeyError
 
 STATE_DIR_NAME = ".s3sync"
 TEMP_MARKER = ".s3sync-tmp-"
-_TEMP_RE = re.compile(r"^\..*\.s3sync-tmp-[0-9a-f]+$", re.DOTALL)  # keys may hold newlines
+#: ``.<stem>.s3sync-tmp-[<owner>-]<hex>``: the owner tag (s3sync.local.owner) is absent from
+#: names written before temps carried their owner; keys may hold newlines (DOTALL)
+_TEMP_RE = re.compile(
+    r"^\..*\.s3sync-tmp-(?:(?P<owner>[0-9a-f]{8}-\d+of\d+-\d+-[0-9a-f]{8})-)?[0-9a-f]+$", re.DOTALL
+)
 NAME_MAX = 255
 
 
@@ -30,16 +34,24 @@ def is_temp_name(name: str) -> bool:
     return bool(_TEMP_RE.match(name))
 
 
-def temp_name_for(final_name: str, token: str, name_max: int = NAME_MAX) -> str:
+def temp_owner(name: str) -> str | None:
+    """The owner tag in a temp name; None for a temp of the old, unowned format (or no temp)."""
+    m = _TEMP_RE.match(name)
+    return m.group("owner") if m is not None else None
+
+
+def temp_name_for(final_name: str, token: str, name_max: int = NAME_MAX, owner: str = "") -> str:
     """The temporary sibling of ``final_name`` (same directory → atomic rename).
 
-    It always fits ``name_max`` *bytes*: the stem is cut by bytes and a split
-    trailing character dropped, so a 244-byte name like ``'漢' * 80 + '.txt'``
-    gets a temp name that the filesystem accepts.
+    ``owner`` is the writer's tag (:class:`s3sync.local.owner.Owner`), so a sweep can
+    tell whose temp it is. The name always fits ``name_max`` *bytes*: the stem is
+    cut by bytes and a split trailing character dropped, so a 244-byte name like
+    ``'漢' * 80 + '.txt'`` gets a temp name that the filesystem accepts.
     """
-    budget = max(0, name_max - 1 - len(TEMP_MARKER) - len(token))
+    suffix = f"{owner}-{token}" if owner else token
+    budget = max(0, name_max - 1 - len(TEMP_MARKER) - len(suffix))
     stem = os.fsencode(final_name)[:budget].decode("utf-8", "ignore")
-    return f".{stem}{TEMP_MARKER}{token}"
+    return f".{stem}{TEMP_MARKER}{suffix}"
 
 
 def is_directory_marker(key: str) -> bool:

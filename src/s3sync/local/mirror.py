@@ -15,6 +15,7 @@ first. All functions here are blocking and meant to run in a worker thread.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -24,10 +25,12 @@ from pathlib import Path
 
 from s3sync.errors import KeyConflictError, LocalIOError, S3SyncError, UnsafeKeyError
 from s3sync.local.backup import Backups
-from s3sync.local.keys import KeyMapper, is_temp_name
+from s3sync.local.keys import KeyMapper, is_temp_name, temp_owner
+from s3sync.local.owner import Owner
 from s3sync.local.safefs import CaseConflictError, CaseProbe, DirSync, SafeFS, SymlinkError
+from s3sync.local.temps import TempClosedError, TempFile
 
-__all__ = ["DirSync", "LocalStat", "Mirror", "SymlinkError"]
+__all__ = ["DirSync", "LocalStat", "Mirror", "SymlinkError", "TempClosedError", "TempFile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,28 +39,37 @@ class LocalStat:
     mtime: float
 
 
-@dataclass(slots=True)
-class _Temp:
-    """An open temp file: its directory fd stays open until commit or discard."""
-
-    key: str
-    parts: tuple[str, ...]
-    dirfd: int
-    name: str
-
-
 class Mirror:
     """Owns ``local_dir``; every path comes from :class:`KeyMapper`, every call from SafeFS."""
 
-    def __init__(self, root: Path, *, fsync: bool = True, backup_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        fsync: bool = True,
+        backup_dir: Path | None = None,
+        owner: Owner | None = None,
+    ) -> None:
         self.fs = SafeFS(root)
         self.mapper = KeyMapper(root, name_max=self.fs.name_max)
         self.root = self.mapper.root
         self.fsync = fsync
         self.backups = Backups(backup_dir) if backup_dir is not None else None
         self.case: CaseProbe = CaseProbe(case_sensitive=True, normalization_sensitive=True)
-        self._temps: dict[str, _Temp] = {}
+        #: whose temps this process writes (host, shard, process): names carry it, sweeps read it
+        self.owner = owner or Owner.here()
+        self._open: set[TempFile] = set()
         self._lock = threading.Lock()
+
+    def claim(self, index: int, count: int) -> None:
+        """This process writes for shard ``index`` of ``count`` (``--shard K/N``): its temps say so."""
+        self.owner = Owner.here(index, count)
+
+    @property
+    def open_temps(self) -> int:
+        """Temps created or reopened and not yet committed, discarded or released (audits, tests)."""
+        with self._lock:
+            return len(self._open)
 
     def ensure_root(self) -> None:
         self.fs.ensure_root()
@@ -77,34 +89,36 @@ class Mirror:
         return os.access(self.root, os.W_OK | os.X_OK)
 
     # -- writing -----------------------------------------------------------
-    def new_temp(self, key: str) -> tuple[Path, Path, int]:
-        """Create the temp sibling for ``key``: returns (final, temp, O_RDWR fd).
+    def new_temp(self, key: str) -> TempFile:
+        """Create the temp sibling for ``key``, named for this process (:attr:`owner`).
 
-        ``temp`` names the handle for :meth:`commit` / :meth:`discard`; write
-        through ``fd``, never reopen ``temp`` by path.
+        Write through the returned :class:`TempFile`, never reopen it by path; end
+        it with :meth:`commit`, :meth:`discard` or :meth:`release`.
         """
         parts = tuple(self.mapper.parts(key))
         self._check_spelling(parts, key)
         dirfd = self.fs.open_dir(parts[:-1], create=True, key=key)
         try:
             self.fs.check_replaceable(dirfd, parts[-1], key)
-            name, fd = self.fs.create_temp(dirfd, parts[-1])
+            name, fd = self.fs.create_temp(dirfd, parts[-1], owner=self.owner.tag)
         except OSError as exc:
             os.close(dirfd)
             raise _local_error(exc, key) from exc
         except BaseException:
             os.close(dirfd)
             raise
-        final = self.root.joinpath(*parts)
-        temp = final.parent / name
-        with self._lock:
-            self._temps[str(temp)] = _Temp(key, parts, dirfd, name)
-        return final, temp, fd
+        return self._track(TempFile(self.root, key, parts, dirfd, name, fd, self._forget))
 
-    def reopen_temp(self, key: str, name: str) -> tuple[Path, Path, int]:
-        """Open the resumable temp ``name`` of ``key`` (:mod:`s3sync.sync.resume`) like :meth:`new_temp`."""
+    def reopen_temp(self, key: str, name: str) -> TempFile:
+        """Open the resumable temp ``name`` of ``key`` (:mod:`s3sync.sync.resume`) like :meth:`new_temp`.
+
+        Refused when its owner may still run; a gone owner's temp is first renamed to
+        carry ours (no sweep may then take it for an orphan): see :attr:`TempFile.name`.
+        """
         if not is_temp_name(name):
             raise LocalIOError(f"{key!r}: {name!r} is not a temporary file name")
+        if not self.may_take(name):
+            raise LocalIOError(f"{key!r}: {name!r} belongs to a process that may still be running")
         parts = tuple(self.mapper.parts(key))
         try:
             dirfd = self.fs.open_dir(parts[:-1], key=key)
@@ -115,32 +129,37 @@ class Mirror:
         except OSError as exc:
             os.close(dirfd)
             raise _local_error(exc, key) from exc
-        final = self.root.joinpath(*parts)
-        temp = final.parent / name
-        with self._lock:
-            self._temps[str(temp)] = _Temp(key, parts, dirfd, name)
-        return final, temp, fd
+        try:
+            if temp_owner(name) != self.owner.tag:
+                name = self.fs.adopt_temp(dirfd, name, parts[-1], owner=self.owner.tag)
+        except OSError as exc:
+            os.close(fd)
+            os.close(dirfd)
+            raise _local_error(exc, key) from exc
+        return self._track(TempFile(self.root, key, parts, dirfd, name, fd, self._forget))
 
-    def release(self, fd: int, temp: Path) -> None:
+    def may_take(self, name: str) -> bool:
+        """May this process remove or reuse the temp ``name``? (:meth:`Owner.may_take`)"""
+        return self.owner.may_take(temp_owner(name))
+
+    def _track(self, temp: TempFile) -> TempFile:
+        with self._lock:
+            self._open.add(temp)
+        return temp
+
+    def _forget(self, temp: TempFile) -> None:
+        with self._lock:
+            self._open.discard(temp)
+
+    def release(self, temp: TempFile) -> None:
         """Close a temp but keep it on disk (a resumable download that stopped half-way)."""
-        if fd >= 0:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        t = self._take(temp)
-        if t is not None:
-            os.close(t.dirfd)
-
-    def _take(self, temp: Path) -> _Temp | None:
-        with self._lock:
-            return self._temps.pop(str(temp), None)
+        if temp._end():
+            with contextlib.suppress(OSError):  # a failing close: the temp stays on disk either way
+                temp._finish("released")
 
     def commit(
         self,
-        fd: int,
-        temp: Path,
-        final: Path,
+        temp: TempFile,
         mtime: float | None,
         *,
         dirsync: DirSync | None = None,
@@ -151,48 +170,50 @@ class Mirror:
         ``dirsync`` defers the directory fsync to the caller's batch (group
         durability: :meth:`DirSync.flush` once for many commits); without it the
         directory is fsynced here when ``fsync`` is on. ``synced`` says the caller
-        already fsynced ``fd`` (local.groupcommit fsyncs a batch in parallel): a
-        second fsync is not free — ext4 still flushes the disk cache for it. The
-        temp is gone either way.
+        already fsynced the temp (local.groupcommit fsyncs a batch in parallel): a
+        second fsync is not free — ext4 still flushes the disk cache for it.
+
+        The temp is ended either way: in place, or (on any failure) closed and
+        removed — a caller's later :meth:`discard` or :meth:`release` is a no-op.
+        Waits for threads still inside :meth:`TempFile.use` first.
         """
-        t = self._take(temp)
-        if t is None:
-            raise LocalIOError(f"{final}: unknown temporary file")
+        if not temp._end():
+            raise LocalIOError(f"{temp.final}: temporary file already {temp.state}")
+        t = temp
+        state = "discarded"
         try:
+            fd = t._fd
             if self.fsync and not synced:
                 os.fsync(fd)
             if mtime is not None:
                 os.utime(fd, (mtime, mtime))
-            os.close(fd)
-            fd = -1
-            if self.backups is not None and self.fs.check_replaceable(t.dirfd, t.parts[-1], t.key):
-                self.backups.keep(t.dirfd, t.parts[-1], t.parts, key=t.key, move=False)
-            self.fs.replace(t.dirfd, t.name, t.parts[-1], key=t.key)
+            t._close_fd()
+            if self.backups is not None and self.fs.check_replaceable(t._dirfd, t.parts[-1], t.key):
+                self.backups.keep(t._dirfd, t.parts[-1], t.parts, key=t.key, move=False)
+            self.fs.replace(t._dirfd, t.name, t.parts[-1], key=t.key)
+            state = "committed"
             if self.fsync:
                 if dirsync is not None:
-                    dirsync.add(t.dirfd)
+                    dirsync.add(t._dirfd)
                 else:
-                    self.fs.fsync_dir(t.dirfd)
+                    self.fs.fsync_dir(t._dirfd)
         except (OSError, S3SyncError) as exc:
-            if fd >= 0:
-                os.close(fd)
-            self.fs.unlink_quiet(t.dirfd, t.name)
+            if state != "committed":
+                self.fs.unlink_quiet(t._dirfd, t.name)
             if isinstance(exc, OSError):
                 raise _local_error(exc, t.key) from exc
             raise
         finally:
-            os.close(t.dirfd)
+            with contextlib.suppress(OSError):  # a failing close (NFS): the error above or the rename stands
+                t._finish(state)
 
-    def discard(self, fd: int, temp: Path) -> None:
-        if fd >= 0:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        t = self._take(temp)
-        if t is not None:
-            self.fs.unlink_quiet(t.dirfd, t.name)
-            os.close(t.dirfd)
+    def discard(self, temp: TempFile) -> None:
+        """Close and remove a temp (a failed download); a no-op when it was ended already."""
+        if temp._end():
+            with contextlib.suppress(OSError):
+                temp._close_fd()
+            self.fs.unlink_quiet(temp._dirfd, temp.name)
+            temp._finish("discarded")
 
     def write_bytes(
         self,
@@ -203,16 +224,16 @@ class Mirror:
         dirsync: DirSync | None = None,
     ) -> None:
         """Small objects: one open/write/fsync/rename, in one thread hop."""
-        final, temp, fd = self.new_temp(key)
+        temp = self.new_temp(key)
         try:
             view = memoryview(data)
             while view:
-                n = os.write(fd, view)
+                n = os.write(temp.fd, view)
                 view = view[n:]
         except OSError as exc:
-            self.discard(fd, temp)
+            self.discard(temp)
             raise _local_error(exc, key) from exc
-        self.commit(fd, temp, final, mtime, dirsync=dirsync)
+        self.commit(temp, mtime, dirsync=dirsync)
 
     # -- reading / deleting -----------------------------------------------
     def stat(self, key: str) -> LocalStat | None:
@@ -262,10 +283,14 @@ class Mirror:
         return self.fs.remove(parts, key=key, move_away=away if backups is not None else None)
 
     def sweep_temps(self, keep: frozenset[str] = frozenset()) -> int:
-        """Delete temporaries left by a crash, but those named in ``keep`` (resumable); returns how many."""
-        if not keep:
-            return self.fs.sweep()
-        return self.fs.sweep(lambda name: is_temp_name(name) and name not in keep)
+        """Delete temporaries left by a crash, but those named in ``keep`` (resumable); returns how many.
+
+        Only temps this process may take (:meth:`may_take`): its own, those of a
+        process proven gone (same host and shard, that pid no longer running that
+        process), and old-format temps without an owner, swept as they always were.
+        Another host's or another shard's temps are that owner's to sweep.
+        """
+        return self.fs.sweep(lambda name: is_temp_name(name) and name not in keep and self.may_take(name))
 
     def walk_sorted(self, prefix: str = "", after: str | None = None) -> Iterator[tuple[str, os.stat_result]]:
         """Mirror files as (key, lstat) in S3 key order, skipping state, temps and links."""

@@ -53,9 +53,9 @@ def name_bytes(name: str) -> int:
     return len(os.fsencode(name))
 
 
-def temp_name(final_name: str, token: str, name_max: int) -> str:
+def temp_name(final_name: str, token: str, name_max: int, owner: str = "") -> str:
     """A temp sibling name that fits ``name_max`` bytes (``keys.temp_name_for``, cut by bytes)."""
-    return temp_name_for(final_name, token, name_max)
+    return temp_name_for(final_name, token, name_max, owner)
 
 
 class CaseConflictError(UnsafeKeyError):
@@ -76,15 +76,32 @@ class DirLeaves:
     def name_max(self) -> int:
         raise NotImplementedError
 
-    def create_temp(self, dirfd: int, final_name: str) -> tuple[str, int]:
-        """Create a fresh temp sibling of ``final_name`` in ``dirfd``: (name, O_RDWR fd)."""
+    def create_temp(self, dirfd: int, final_name: str, *, owner: str = "") -> tuple[str, int]:
+        """Create a fresh temp sibling of ``final_name`` in ``dirfd``: (name, O_RDWR fd).
+
+        ``owner`` (an :class:`~s3sync.local.owner.Owner` tag) goes into the name.
+        """
         for _ in range(8):
-            name = temp_name(final_name, secrets.token_hex(_TOKEN_BYTES), self.name_max)
+            name = temp_name(final_name, secrets.token_hex(_TOKEN_BYTES), self.name_max, owner)
             try:
                 return name, os.open(name, _TEMP_FLAGS, 0o644, dir_fd=dirfd)
             except FileExistsError:
                 continue
         raise LocalIOError(f"cannot create a temporary file for {final_name!r}")
+
+    def adopt_temp(self, dirfd: int, name: str, final_name: str, *, owner: str) -> str:
+        """Rename the temp ``name`` to a fresh temp name carrying ``owner``; returns the new name.
+
+        A resumed download takes over a temp a gone process left: renamed first, it
+        can no longer be mistaken for that process's orphan by another sweep.
+        """
+        for _ in range(8):
+            new = temp_name(final_name, secrets.token_hex(_TOKEN_BYTES), self.name_max, owner)
+            if self.leaf_stat(dirfd, new) is not None:
+                continue
+            os.rename(name, new, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+            return new
+        raise LocalIOError(f"cannot rename the temporary file of {final_name!r}")
 
     def leaf_stat(self, dirfd: int, name: str) -> os.stat_result | None:
         try:

@@ -244,6 +244,11 @@ class _Conn(asyncio.Protocol):
         return self.fut
 
 
+def _abort_if_connected(task: asyncio.Task[tuple[asyncio.Transport, _Conn]]) -> None:
+    if not task.cancelled() and task.exception() is None:
+        task.result()[0].abort()
+
+
 class HttpPool:
     """A LIFO pool of keep-alive connections to one host:port."""
 
@@ -279,19 +284,25 @@ class HttpPool:
 
     async def _connect(self) -> _Conn:
         loop = asyncio.get_running_loop()
-        try:
-            _, proto = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _Conn(self),
-                    self.host,
-                    self.port,
-                    ssl=self.ssl,
-                    server_hostname=self.host if self.ssl else None,
-                ),
-                self.connect_timeout,
+        connecting = asyncio.ensure_future(
+            loop.create_connection(
+                lambda: _Conn(self),
+                self.host,
+                self.port,
+                ssl=self.ssl,
+                server_hostname=self.host if self.ssl else None,
             )
-        except (OSError, TimeoutError) as exc:
-            raise HttpError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        )
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, proto = await asyncio.shield(connecting)
+        except BaseException as exc:
+            # cancelled or timed out: a connection that completes anyway is closed, never leaked
+            connecting.cancel()
+            connecting.add_done_callback(_abort_if_connected)
+            if isinstance(exc, OSError | TimeoutError):
+                raise HttpError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+            raise
         return proto
 
     async def request(self, head: bytes, *, no_body: bool = False) -> Response:
@@ -315,6 +326,14 @@ class HttpPool:
                     # a keep-alive connection the server closed while idle: retry once, fresh
                     if reused and not conn.got_bytes and attempt == 0:
                         continue
+                    conn.abort()
+                    raise
+                except BaseException:
+                    # Cancelled (or timed out) before the head: the exchange is half done and
+                    # nobody will read its answer. Pooled, it would hand that answer to the next
+                    # request; left alone, a body past the read-ahead pauses it forever, so the
+                    # socket would outlive the slot the semaphore gives back below.
+                    conn.abort()
                     raise
                 if conn.body is not None and not conn.closed:
                     conn.slot = self._sem  # the body is still arriving: its end frees the slot

@@ -25,7 +25,14 @@ rename, fsync of the directory). :func:`sync_and_save` does those two steps.
 At start, :meth:`ResumeStore.sweep` decides what survives: a temp named by a
 valid, recent sidecar is kept (it is resumable); sidecars that do not parse,
 name a missing or wrong-sized temp, or are older than ``max_age`` are removed,
-and every temp not in the returned set is the mirror sweep's to delete.
+and every temp not in the returned set is the mirror sweep's to delete (if it
+may: :meth:`s3sync.local.mirror.Mirror.may_take`).
+
+A sidecar being written is ``<name>.json.partial-<owner>-<hex>``: N hosts share
+the resume directory (docs/scale.md), so the sweep removes only half-written
+sidecars of its own owner or of one proven gone (``may_take``, the rule the temps
+follow), and old-format ``.partial-<hex>`` ones as before. A temp is never
+unlinked here unless ``may_take`` allows it.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import stat
 import time
@@ -43,6 +51,7 @@ from typing import Any
 
 from s3sync.errors import UnsafeKeyError
 from s3sync.local.keys import STATE_DIR_NAME, check_key, is_temp_name
+from s3sync.local.owner import Owner
 from s3sync.model import normalize_etag
 
 FORMAT = 1
@@ -50,6 +59,9 @@ RESUME_DIR = "resume"
 DEFAULT_MAX_AGE = 7 * 86400.0
 _SUFFIX = ".json"
 _PARTIAL = ".partial-"
+_PARTIAL_RE = re.compile(
+    r"[0-9a-f]{40}\.json\.partial-(?:(?P<owner>[0-9a-f]{8}-\d+of\d+-\d+-[0-9a-f]{8})-)?[0-9a-f]+"
+)
 
 
 class InvalidSidecar(ValueError):
@@ -199,6 +211,8 @@ class ResumeStore:
         fsync: bool = True,
         max_age: float = DEFAULT_MAX_AGE,
         clock: Callable[[], float] = time.time,
+        owner: Callable[[], Owner] | None = None,
+        may_take: Callable[[str], bool] | None = None,
     ) -> None:
         self.root = Path(os.path.abspath(root))
         self.bucket = bucket
@@ -206,6 +220,11 @@ class ResumeStore:
         self.fsync = fsync
         self.max_age = max_age
         self._clock = clock
+        here = Owner.here()
+        #: whose half-written sidecars these are (the mirror's owner: host, shard, process)
+        self._owner: Callable[[], Owner] = owner or (lambda: here)
+        #: may this process remove (or reuse) the temp of that name? (Mirror.may_take)
+        self._may_take: Callable[[str], bool] = may_take or (lambda name: True)
 
     # -- paths ---------------------------------------------------------------
     def sidecar_path(self, key: str) -> Path:
@@ -270,7 +289,7 @@ class ResumeStore:
         record.updated_at = float(self._clock())
         self.dir.mkdir(parents=True, exist_ok=True)
         final = self.sidecar_path(record.key)
-        tmp = self.dir / f"{final.name}{_PARTIAL}{secrets.token_hex(4)}"
+        tmp = self.dir / f"{final.name}{_PARTIAL}{self._owner().tag}-{secrets.token_hex(4)}"
         data = record.to_json()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
@@ -311,7 +330,8 @@ class ResumeStore:
         for entry in entries:
             path = Path(entry.path)
             if not entry.name.endswith(_SUFFIX) or not entry.is_file(follow_symlinks=False):
-                _unlink(path)  # half-written sidecars and strays
+                if self._partial_ours(entry.name):
+                    _unlink(path)  # half-written sidecars (ours, a gone owner's, old-format) and strays
                 continue
             try:
                 rec = self._read(path)
@@ -350,8 +370,16 @@ class ResumeStore:
             return False
         return stat.S_ISREG(st.st_mode) and st.st_size == rec.size
 
+    def _partial_ours(self, name: str) -> bool:
+        """May the sweep remove this non-sidecar entry? Not another live owner's sidecar in the making."""
+        m = _PARTIAL_RE.fullmatch(name)
+        if m is None or m.group("owner") is None:
+            return True  # a stray, or a half-written sidecar of the old, unowned format
+        other = Owner.parse(m.group("owner"))
+        return other is None or self._owner().may_remove(other)
+
     def _drop(self, sidecar: Path, rec: ResumeRecord | None) -> None:
-        if rec is not None:
+        if rec is not None and self._may_take(rec.temp_name):
             try:
                 temp = self.temp_path(rec)
                 if stat.S_ISREG(os.lstat(temp).st_mode):

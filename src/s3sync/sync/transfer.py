@@ -45,7 +45,7 @@ from s3sync.s3.bucket import UNKNOWN_SIZE, Bucket, GetResult
 from s3sync.s3.meta import rclone_mtime
 from s3sync.sync.hashing import CHUNK, BodyCheck, RegionHasher
 from s3sync.sync.integrity import Facts, choose, new_hasher, part_layout_ok
-from s3sync.sync.resumable import Resumer
+from s3sync.sync.resumable import Resumer, settled
 from s3sync.sync.throttle import Throttle, throttle_result
 
 log = structlog.get_logger("s3sync.sync.transfer")
@@ -193,29 +193,32 @@ class Transfer:
         return BodyCheck(verification, new_hasher(verification, sizes))
 
     async def _stream(self, key: str, res: GetResult, meta: ObjectMeta, checker: BodyCheck) -> int:
+        """Write as it arrives; a cancelled write is still waited for (``settled``), then the temp ends."""
         assert res.body is not None
-        final, temp, fd = await asyncio.to_thread(self.mirror.new_temp, key)
+        temp = await asyncio.to_thread(self.mirror.new_temp, key)
         written = 0
         try:
-            # through the fd the mirror created (at a directory fd, O_NOFOLLOW), never by path
-            import aiofiles  # on first use: a no-change pass never streams (W2 start-up)
-
-            async with aiofiles.open(fd, "r+b", closefd=False) as fh:
-                async for chunk in res.body.iter_chunks(CHUNK):
-                    checker.update(chunk)
-                    await fh.write(chunk)
-                    written += len(chunk)
-                    if self.max_size is not None and written > self.max_size:
-                        raise TooLargeError(f"{key}: body exceeds max_file_size_mb")
-                await fh.flush()
+            batch: list[bytes] = []
+            pending = 0
+            async for chunk in res.body.iter_chunks(CHUNK):
+                checker.update(chunk)
+                batch.append(chunk)
+                pending += len(chunk)
+                written += len(chunk)
+                if self.max_size is not None and written > self.max_size:
+                    raise TooLargeError(f"{key}: body exceeds max_file_size_mb")
+                if pending >= WRITE_BATCH:
+                    await settled(temp.run, _pwritev_all, batch, written - pending)
+                    batch, pending = [], 0
+            if batch:
+                await settled(temp.run, _pwritev_all, batch, written - pending)
             if meta.size != UNKNOWN_SIZE:
                 self._check_size(key, written, meta.size)
             checker.verify(key)
             mtime = rclone_mtime(res.headers) or meta.last_modified or None
-            await asyncio.to_thread(self.mirror.commit, fd, temp, final, mtime)
-            fd = -1
-        except BaseException:
-            await asyncio.to_thread(self.mirror.discard, fd, temp)
+            await asyncio.to_thread(self.mirror.commit, temp, mtime)
+        except BaseException:  # after a failed commit a no-op: the commit closed and removed it
+            await asyncio.shield(asyncio.to_thread(self.mirror.discard, temp))
             raise
         return written
 
@@ -242,11 +245,11 @@ class Transfer:
         # a fresh preallocated temp, or the one a killed attempt left (same ETag): only the
         # missing ranges are fetched, the hasher below re-reads the rest from disk
         op = await self.resumer.open(key, meta, self.part_size)
-        final, temp, fd, ranges = op.final, op.temp, op.fd, op.missing
+        temp, ranges = op.temp, op.missing
         frontier = [lo for lo, _ in ranges]
         watcher = asyncio.ensure_future(self.resumer.watch(op, frontier))
         seen_mtime: list[float | None] = [None]  # rclone's x-amz-meta-mtime, from any part's headers
-        writeback = LaggedWriteback(fd)
+        writeback = LaggedWriteback(temp.fd)  # only ever called by the writers, inside temp.use()
         turn = threading.Lock()  # the parts' writers take turns (see _pwritev_all)
         try:
             sem = asyncio.Semaphore(self.part_concurrency)
@@ -273,14 +276,14 @@ class Transfer:
                                 raise RetryableError(f"{key}: server sent more than the range")
                             batch.append(chunk)
                             pending += len(chunk)
-                            if pending >= WRITE_BATCH:
-                                await asyncio.to_thread(_pwritev_all, fd, batch, off, writeback, turn)
+                            if pending >= WRITE_BATCH:  # a cancelled part still waits for it
+                                await settled(temp.run, _pwritev_all, batch, off, writeback, turn)
                                 off += pending
                                 batch, pending = [], 0
                                 frontier[idx] = off
                                 progress.set()
                         if batch:
-                            await asyncio.to_thread(_pwritev_all, fd, batch, off, writeback, turn)
+                            await settled(temp.run, _pwritev_all, batch, off, writeback, turn)
                             off += pending
                         frontier[idx] = off
                         progress.set()
@@ -294,7 +297,7 @@ class Transfer:
                 while hasher.done < size:
                     upto = next((f for (_, hi), f in zip(ranges, frontier, strict=True) if f <= hi), size)
                     if upto > hasher.done:
-                        await asyncio.to_thread(hasher.feed, fd, upto)
+                        await settled(temp.run, hasher.feed, upto)
                     else:
                         progress.clear()
                         await progress.wait()
@@ -308,13 +311,11 @@ class Transfer:
             checker.verify(key)
             await _stop(watcher)
             mtime = seen_mtime[0] or meta.last_modified or None
-            await asyncio.to_thread(self.mirror.commit, fd, temp, final, mtime)
-            fd = op.fd = -1
+            await asyncio.to_thread(self.mirror.commit, temp, mtime)
             await self.resumer.finished(op)
         except BaseException as exc:
-            await _stop(watcher)
-            if fd >= 0:
-                await self.resumer.close(op, frontier, exc)
+            await _stop(watcher)  # parts' threads have all finished (settled): close ends the temp once
+            await self.resumer.close(op, frontier, exc)
             raise
         return Downloaded(meta, size - op.done_before, mtime=seen_mtime[0])
 
@@ -328,19 +329,28 @@ WRITE_BATCH = 2 * 1024 * 1024
 
 
 def _pwritev_all(
-    fd: int, chunks: list[bytes], offset: int, writeback: LaggedWriteback, turn: threading.Lock
+    fd: int,
+    chunks: list[bytes],
+    offset: int,
+    writeback: LaggedWriteback | None = None,
+    turn: threading.Lock | None = None,
 ) -> None:
     """Write ``chunks`` back to back at ``offset`` (one pwritev, retried on a short write).
 
+    Called through :meth:`TempFile.run`, so ``fd`` stays open until this returns.
     Dirty pages never pile up (``writeback``): no pwrite throttling mid-download, a short final fsync.
     """
     views = [memoryview(c) for c in chunks if c]
     total = sum(len(v) for v in views)
-    # the parts' writers take turns: eight threads copying into one file at once spun on its
-    # inode lock in the kernel (rwsem_spin_on_owner), burning the CPU the hasher needed
-    with turn:
+    if turn is None:
         _pwritev_locked(fd, views, offset)
-    writeback.written(offset, total)
+    else:
+        # the parts' writers take turns: eight threads copying into one file at once spun on its
+        # inode lock in the kernel (rwsem_spin_on_owner), burning the CPU the hasher needed
+        with turn:
+            _pwritev_locked(fd, views, offset)
+    if writeback is not None:
+        writeback.written(offset, total)
 
 
 def _pwritev_locked(fd: int, views: list[memoryview], offset: int) -> None:
@@ -352,13 +362,6 @@ def _pwritev_locked(fd: int, views: list[memoryview], offset: int) -> None:
             views.pop(0)
         if n:
             views[0] = views[0][n:]
-
-
-def _preallocate(fd: int, size: int) -> None:
-    try:
-        os.posix_fallocate(fd, 0, size)
-    except (OSError, AttributeError):
-        os.ftruncate(fd, size)
 
 
 async def _stop(task: asyncio.Future[None]) -> None:
