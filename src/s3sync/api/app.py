@@ -17,6 +17,7 @@ from aiohttp import web
 from s3sync.api import freshness as f
 from s3sync.api import handlers as h
 from s3sync.api import keys as K
+from s3sync.api import statuspage
 from s3sync.api.auth import FailureLimiter
 from s3sync.api.middleware import (
     NOTIFICATION_PATH,
@@ -57,7 +58,7 @@ def create_app(settings: Settings, *, notifier: Notifier | None = None) -> web.A
     app.cleanup_ctx.append(services_ctx)
 
     r = app.router
-    r.add_get("/", h.index)
+    r.add_get("/", statuspage.index)  # a status page for browsers, the JSON service info otherwise
     r.add_get("/ping", h.ping)
     r.add_get("/api/v1/health", h.health)
     r.add_get("/api/v1/config", h.config)

@@ -22,6 +22,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from s3sync.api import keys as K
 from s3sync.api.auth import bearer_ok, hmac_problem
 from s3sync.api.errors import ApiError, error_body
+from s3sync.api.statuspage import wants_html
 from s3sync.errors import S3SyncError
 
 log = structlog.get_logger("s3sync.app")
@@ -91,7 +92,9 @@ async def auth_middleware(
     path = request.path
     token, secret = settings.token, settings.notification_secret
     is_notification = path == NOTIFICATION_PATH
-    if path in PUBLIC_PATHS or (token is None and (secret is None or not is_notification)):
+    # the status page's HTML holds no data (what it shows, it fetches with the token typed into it)
+    page = path == "/" and wants_html(request)
+    if path in PUBLIC_PATHS or page or (token is None and (secret is None or not is_notification)):
         return await handler(request)
     limiter = request.app[K.LIMITER]
     client = _client(request)

@@ -80,7 +80,8 @@ class Engine:
             await self.on_applied(work, result)
         if result.status == "success":
             op = "remove" if result.operation == "delete" else "upsert"
-            self.stats.applied(change.key, op, change.source.value, change.size, result.bytes)
+            size = result.bytes if op == "upsert" else None
+            self.stats.applied(change.key, op, change.source.value, size, result.bytes)
         self.waiters.wake(change.key)
         return result
 
