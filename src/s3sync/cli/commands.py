@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 
 from s3sync.bootstrap import configure_logs, run_loop
 from s3sync.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, load, preflight
+from s3sync.cli.interrupt import Interrupt, guard_startup
 from s3sync.cli.progress import ProgressBar
 from s3sync.config import check_syncing
 
@@ -23,21 +25,36 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from s3sync.sync.engine import SyncReport
 
     show_bar = sys.stderr.isatty() and not args.json and not args.no_progress
+    stop = Interrupt()
 
     async def main() -> SyncReport:
+        stop.install()
         bar = ProgressBar() if show_bar else None
+
+        def progress(r: SyncReport) -> None:
+            stop.progress(r)
+            if bar is not None:
+                bar.update(r)
+
         try:
             async with open_engine(settings) as engine:
+                stop.engine = engine
                 await preflight(engine.bucket)
                 return await engine.reconcile(
-                    dry_run=args.dry_run,
-                    progress=bar.update if bar is not None else None,
-                    version_at=args.version_at,
+                    dry_run=args.dry_run, progress=progress, version_at=args.version_at
                 )
+        except asyncio.CancelledError:
+            if stop.signum is None:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            return stop.summary(args.dry_run)
         finally:
             if bar is not None:
                 bar.stop()
 
+    guard_startup()
     report: SyncReport = run_loop(main)
     fatal = report.aborted is not None and any(e.get("error") == "fatal" for e in report.errors)
     if args.json:
@@ -55,6 +72,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         print(report.summary_line())
     if fatal:
         return EXIT_USAGE
+    if stop.signum is not None:
+        return stop.exit_code
     return EXIT_OK if report.ok else EXIT_FAIL
 
 

@@ -25,6 +25,7 @@ from s3sync.state.store import StateRow, StateStore
 from s3sync.stats import SyncStats
 from s3sync.sync.apply import Applier
 from s3sync.sync.conflicts import CaseConflicts
+from s3sync.sync.content import confirm_content
 from s3sync.sync.deletes import (
     DeletePlan,
     case_policy,
@@ -132,6 +133,8 @@ class Reconciler:
 
         def collect(fut: asyncio.Future[OpResult]) -> None:
             pending.discard(fut)
+            if fut.cancelled():  # the pass itself was cancelled (Ctrl-C, shutdown): nothing to count
+                return
             result = fut.result()
             report.add(result)
             if result.status in ("failed", "skipped"):
@@ -141,6 +144,7 @@ class Reconciler:
 
         await asyncio.to_thread(self.mirror.ensure_root)
         content = partial(content_matches, self.mirror) if checksum else None
+        confirm = partial(confirm_content, self.bucket, self.mirror) if checksum else None
         from_inventory = self._version_at is None and bool(self.settings.inventory.location)
         self._inv = InventoryPass(self.settings, self.state, self.stats) if from_inventory else None
         self.stats.last_reconcile_source = "inventory" if from_inventory else "listing"
@@ -159,6 +163,7 @@ class Reconciler:
             self.mirror.stat_many,
             skip_existing=sync.skip_existing,
             content_matches=content,
+            confirm_content=confirm,
             name_max=self.mirror.mapper.name_max,
             case=case,
             excluded_classes=frozenset(sync.exclude_storage_classes),
