@@ -42,12 +42,15 @@ class Page:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
         self.ids = itertools.count(1)
+        self.requested: list[str] = []  # every URL the page asked for (Network.requestWillBeSent)
 
     async def call(self, method: str, **params: Any) -> dict[str, Any]:
         n = next(self.ids)
         await self.ws.send_json({"id": n, "method": method, "params": params})
         while True:
             msg = await asyncio.wait_for(self.ws.receive_json(), 60)
+            if msg.get("method") == "Network.requestWillBeSent":
+                self.requested.append(msg["params"]["request"]["url"])
             if msg.get("id") == n:
                 assert "error" not in msg, msg
                 result: dict[str, Any] = msg["result"]
@@ -66,6 +69,7 @@ async def chromium(tmp: Path) -> AsyncIterator[Page]:
     proc = await asyncio.create_subprocess_exec(
         BROWSER, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
         "--disable-extensions", "--disable-background-networking", "--window-size=1280,1100",
+        "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=127.0.0.1",  # off the network: offline
         "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
@@ -92,6 +96,7 @@ SHOWN = """(() => {
   const ids = ["health", "reason", "bucket", "directory", "events-through", "reconciled-through", "lag",
     "pending", "queue", "in-flight", "files-synced", "bytes", "files-deleted", "failed-skipped", "rate",
     "last-reconcile", "next-reconcile", "hooks", "changes", "problems", "chart-scale", "error"];
+  if (!document.getElementById("login")) return JSON.stringify({login: null, "files-synced": null});
   const out = Object.fromEntries(ids.map(id => [id, document.getElementById(id).innerText]));
   out.login = document.getElementById("login").className;
   out.bars = [...document.querySelectorAll("#chart rect")].filter(r => +r.getAttribute("height") > 0).length;
@@ -135,6 +140,7 @@ class TestStatusPage:
 
             async with chromium(tmp_path) as page:
                 await page.call("Page.enable")
+                await page.call("Network.enable")
                 await page.call("Page.navigate", url=f"{d.url}/")
 
                 async def login_shown() -> bool:
@@ -151,10 +157,15 @@ class TestStatusPage:
                     return shown if shown["files-synced"] == "13" and shown["changes"].strip() else None
 
                 shown = await wait_for(rendered, within=30, what="the page showing the run")
+                requested = list(page.requested)
                 if target := os.environ.get("STATUS_PAGE_SCREENSHOT"):
                     shot = await page.call("Page.captureScreenshot", format="png")
                     await asyncio.to_thread(Path(target).write_bytes, base64.b64decode(shot["data"]))
 
+        # it loaded nothing but the daemon's own page and API (works offline; CSP forbids the rest)
+        assert requested and all(u.startswith(f"{d.url}/") or u.startswith("data:") for u in requested)
+        assert any(u.endswith("/api/v1/stats") for u in requested)
+        assert all(TOKEN not in u for u in requested)
         assert shown["login"] == "" and shown["error"] == ""
         assert shown["href"] == f"{d.url}/"  # the token never went into a URL
         assert shown["health"] in ("healthy", "degraded")
