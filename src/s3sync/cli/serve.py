@@ -88,6 +88,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data))
     else:
+        from s3sync.cli.statusview import summary  # a person's summary first, then the counters
+
+        print(summary(settings, base, data) + "\n")
         for k in (
             "files_synced",
             "files_deleted",
