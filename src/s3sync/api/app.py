@@ -73,6 +73,7 @@ def create_app(settings: Settings, *, notifier: Notifier | None = None) -> web.A
     r.add_get("/api/v1/download/{key:.+}", h.download)
     r.add_get("/api/v1/openapi.json", h.openapi)
     r.add_get("/docs", h.docs)
+    r.add_get("/docs/", h.docs)
     # one flat directory of Swagger UI assets; a handler (not add_static) so that a missing
     # asset is a JSON 404 like every other 4xx (add_static answers an empty octet-stream 404)
     r.add_get("/docs/static/{name}", h.docs_asset)

@@ -8,7 +8,6 @@ import binascii
 import datetime as dt
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -20,7 +19,7 @@ from s3sync.api import keys as K
 from s3sync.api import schemas as s
 from s3sync.api.download import serve_fd
 from s3sync.api.errors import ApiError
-from s3sync.api.openapi import DOCS_HTML
+from s3sync.api.openapi import SWAGGER_UI_DIR, docs_html
 from s3sync.errors import S3SyncError, UnsafeKeyError
 from s3sync.local.keys import check_key
 from s3sync.model import ChangeSource
@@ -262,18 +261,18 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def docs(request: web.Request) -> web.Response:
-    return web.Response(text=DOCS_HTML, content_type="text/html")
+    return web.Response(text=docs_html(request.app[K.OPENAPI]), content_type="text/html")
+
+
+DOCS_ASSETS = frozenset({"swagger-ui-bundle.js", "swagger-ui.css"})
 
 
 async def docs_asset(request: web.Request) -> web.StreamResponse:
-    """A Swagger UI asset shipped with swagger-ui-bundle (served locally: /docs needs no network)."""
-    from swagger_ui_bundle import swagger_ui_path
-
+    """A vendored Swagger UI asset (s3sync/api/swagger_ui: /docs needs no network)."""
     name = request.match_info["name"]
-    path = Path(swagger_ui_path) / name
-    if name.startswith(".") or "/" in name or "\\" in name or not path.is_file():
+    if name not in DOCS_ASSETS:
         raise ApiError(404, "not_found", f"no such documentation asset: {name!r}")
-    return web.FileResponse(path)
+    return web.FileResponse(SWAGGER_UI_DIR / name)
 
 
 __all__ = ["ApiError", "S3SyncError"]

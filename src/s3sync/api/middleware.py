@@ -28,6 +28,11 @@ from s3sync.errors import S3SyncError
 log = structlog.get_logger("s3sync.app")
 
 PUBLIC_PATHS = frozenset({"/ping", "/api/v1/health"})
+# the /docs page and its two assets open without a token, so a browser can show them; every API
+# call the page makes still needs the token (Swagger UI's "Authorize")
+DOCS_PATHS = frozenset(
+    {"/docs", "/docs/", "/docs/static/swagger-ui-bundle.js", "/docs/static/swagger-ui.css"}
+)
 NOTIFICATION_PATH = "/api/v1/s3-notification"
 
 
@@ -79,7 +84,9 @@ async def auth_middleware(
 ) -> web.StreamResponse:
     """Who may call what (docs/security.md has the full matrix).
 
-    - ``/ping`` and ``/api/v1/health`` are always open (load balancers, systemd).
+    - ``/ping`` and ``/api/v1/health`` are always open (load balancers, systemd), and so are the
+      pages for browsers: ``/`` asked for as HTML and ``/docs`` with its assets (``DOCS_PATHS``);
+      the API calls they make need the token.
     - ``api.token`` set: everything else needs ``Authorization: Bearer <token>``.
     - ``api.notification_secret`` set: the notification endpoint also accepts a
       fresh HMAC signature; when no token is set, the signature is the *only* way
@@ -93,7 +100,7 @@ async def auth_middleware(
     token, secret = settings.token, settings.notification_secret
     is_notification = path == NOTIFICATION_PATH
     # the status page's HTML holds no data (what it shows, it fetches with the token typed into it)
-    page = path == "/" and wants_html(request)
+    page = (path == "/" and wants_html(request)) or path in DOCS_PATHS
     if path in PUBLIC_PATHS or page or (token is None and (secret is None or not is_notification)):
         return await handler(request)
     limiter = request.app[K.LIMITER]

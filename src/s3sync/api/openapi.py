@@ -1,7 +1,13 @@
-"""OpenAPI 3.1 document built from the pydantic response models, and an offline /docs page."""
+"""OpenAPI 3.1 document built from the pydantic response models, and an offline /docs page.
+
+The page is Swagger UI 5 (the first major version that reads OpenAPI 3.1), vendored in
+``swagger_ui/`` so that /docs renders with no network at all.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -223,12 +229,22 @@ def build_spec() -> dict[str, Any]:
     }
 
 
-DOCS_HTML = """<!doctype html>
+SWAGGER_UI_VERSION = "5.35.0"  # vendored in s3sync/api/swagger_ui (reads OpenAPI 3.1; 4.x does not)
+SWAGGER_UI_DIR = Path(__file__).with_name("swagger_ui")
+
+_DOCS_HTML = """<!doctype html>
 <html><head><meta charset="utf-8"><title>s3sync API</title>
 <link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="/docs/static/swagger-ui-bundle.js"></script>
-<script>window.ui = SwaggerUIBundle({url: "/api/v1/openapi.json", dom_id: "#swagger-ui",
-  validatorUrl: null});</script>
+<script>window.ui = SwaggerUIBundle({spec: %s, dom_id: "#swagger-ui",
+  validatorUrl: null, persistAuthorization: false});</script>
 </body></html>
 """
+
+
+def docs_html(spec: dict[str, Any]) -> str:
+    """The /docs page with the spec inline: it opens without a token (the API calls it makes need
+    one, entered with "Authorize"), and it needs nothing from the network."""
+    inline = json.dumps(spec, separators=(",", ":")).replace("<", "\\u003c")  # no "</script>" inside
+    return _DOCS_HTML % inline
