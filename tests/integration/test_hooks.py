@@ -209,6 +209,15 @@ class TestHookAfterSigkill:
 
             await wait_for(applied_not_told, within=30, what="applied, hook failing")
             assert tree(mirror) == objects
+
+            def journal_empty() -> bool:  # settled on disk too: only the outbox can re-deliver now
+                db = sqlite3.connect(mirror / ".s3sync" / "state.db")
+                try:
+                    return int(db.execute("SELECT COUNT(*) FROM journal").fetchone()[0]) == 0
+                finally:
+                    db.close()
+
+            await wait_for(journal_empty, within=30, what="journal rows removed on disk")
             assert await daemon.kill(signal.SIGKILL) == -signal.SIGKILL
             db = sqlite3.connect(mirror / ".s3sync" / "state.db")
             try:
@@ -222,6 +231,28 @@ class TestHookAfterSigkill:
                 lambda: len(_changes(_calls(tmp_path))) >= 3, within=60, what="re-delivered after restart"
             )
             changes = _changes(_calls(tmp_path))
-            assert sorted(c["key"] for c in changes) == sorted(objects)
+            assert sorted(c["key"] for c in changes) == sorted(objects)  # each once: from the outbox
             assert {c["key"]: c["size"] for c in changes} == {k: len(v) for k, v in objects.items()}
             assert await daemon.kill(signal.SIGTERM) == 0
+
+
+class TestHookMissingProgram:
+    async def test_a_program_that_cannot_run_is_a_retried_failure(
+        self, s3: Any, bucket: str, mirror: Path, make_settings: Any, tmp_path: Path
+    ) -> None:
+        settings = make_settings(
+            bucket, mirror, hooks={"command": [str(tmp_path / "no-such-program")], "batch_ms": 0}
+        )
+        async with run_daemon(settings) as d:
+            s3.put_object(Bucket=bucket, Key="m.txt", Body=b"m")
+            report = await d.reconcile()
+            assert report["downloaded"] == 1
+            assert tree(mirror) == {"m.txt": b"m"}  # the sync is not held up by the hook
+
+            async def retried() -> dict[str, Any] | None:
+                hooks: dict[str, Any] = (await d.stats())["hooks"]
+                return hooks if hooks["calls"]["failed"] >= 2 else None
+
+            hooks = await wait_for(retried, within=30, what="the failing call retried")
+            assert hooks["pending"] == 1 and hooks["calls"]["success"] == 0
+            assert "cannot run" in hooks["last_error"] and "no-such-program" in hooks["last_error"]

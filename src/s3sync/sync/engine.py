@@ -77,7 +77,13 @@ class Engine:
         result = await self.applier.apply(work)
         change = work.change
         if self.on_applied is not None:
-            await self.on_applied(work, result)
+            try:
+                await self.on_applied(work, result)
+            except Exception as exc:  # e.g. the state disk is full: not reported applied, so retried
+                why = f"not recorded for the hooks: {exc}"
+                self.stats.error("local_io", f"{change.key}: {why}")
+                log.error("recording an applied change failed", key=change.key, error=str(exc))
+                return OpResult(change.key, result.operation, "failed", why, error="local_io")
         if result.status == "success":
             op = "remove" if result.operation == "delete" else "upsert"
             size = result.bytes if op == "upsert" else None

@@ -116,7 +116,12 @@ class Hooks:
             "size": size,
             "source": work.change.source.value,
         }
-        await self.outbox.add([doc])
+        try:
+            await self.outbox.add([doc])
+        except Exception:
+            # not recorded: the journaled change is retried, and its "unchanged" outcome is owed
+            self._replayed.update(work.journal_ids)
+            raise
         self.stats.hook_pending += 1
         self._wake.set()
 
@@ -126,18 +131,24 @@ class Hooks:
         batch: list[tuple[int, dict[str, Any]]] = []  # the head of the outbox, kept until acknowledged
         done: set[str] = set()  # the targets that acknowledged ``batch``
         while True:
-            if not batch:
-                batch, done = await self.outbox.peek(self.cfg.max_batch), set()
+            try:
                 if not batch:
-                    self._wake.clear()
-                    await self._wake.wait()
-                    await asyncio.sleep(self.cfg.batch_ms / 1000)  # gather a batch
+                    batch, done = await self.outbox.peek(self.cfg.max_batch), set()
+                    if not batch:
+                        self._wake.clear()
+                        await self._wake.wait()
+                        await asyncio.sleep(self.cfg.batch_ms / 1000)  # gather a batch
+                        continue
+                if not await self._call_all([doc for _, doc in batch], done):
+                    await asyncio.sleep(backoff.next_delay())
                     continue
-            if not await self._call_all([doc for _, doc in batch], done):
+                await self.outbox.ack([i for i, _ in batch])
+            except Exception as exc:  # the outbox itself failed (disk): keep the batch, try again later
+                self.stats.hook_last_error = f"outbox: {exc}"
+                log.error("change hook outbox failed; will retry", error=str(exc))
                 await asyncio.sleep(backoff.next_delay())
                 continue
             backoff.reset()
-            await self.outbox.ack([i for i, _ in batch])
             self.stats.hook_pending = max(0, self.stats.hook_pending - len(batch))
             self.stats.hook_last_success_at = time.time()
             batch = []
@@ -174,12 +185,15 @@ class Hooks:
         return True
 
     async def _run_command(self, body: bytes) -> str | None:
-        proc = await asyncio.create_subprocess_exec(
-            *self.cfg.command,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.cfg.command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:  # not there, not executable: a failed call, retried like any other
+            return f"cannot run {self.cfg.command[0]!r}: {exc.strerror or exc}"
         try:
             _, err = await proc.communicate(body)
         except BaseException:
