@@ -65,7 +65,8 @@ def build_spec() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/": {
             "get": {
-                "summary": "Service information",
+                "summary": "Service information; a browser (Accept: text/html) gets the status page",
+                "description": "The status page's HTML needs no token; the JSON answer does.",
                 "responses": {"200": _resp(s.ServiceInfo, "ok"), **auth_errs},
             }
         },
