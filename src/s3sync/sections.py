@@ -28,6 +28,11 @@ from s3sync.units import parse_duration, parse_rate, parse_size
 
 _section = ConfigDict(extra="forbid", frozen=True)
 
+#: An S3 access point ARN (every partition; the region is empty for a multi-Region access point).
+ACCESS_POINT_ARN = re.compile(
+    r"arn:aws(-cn|-us-gov|-iso|-iso-[a-z])?:s3:[a-z0-9-]*:\d{12}:accesspoint[/:][a-z0-9.-]{3,63}"
+)
+
 
 class S3Settings(BaseModel):
     """Where the bucket lives."""
@@ -51,8 +56,13 @@ class S3Settings(BaseModel):
     @field_validator("bucket")
     @classmethod
     def _bucket_name(cls, v: str) -> str:
-        if v and not re.fullmatch(r"[a-z0-9][a-z0-9.\-_]{1,254}", v):
-            raise ValueError(f"{v!r} is not a valid S3 bucket name")
+        # a bucket name, an access point alias (``<name>-<id>-s3alias``, a valid name itself) or
+        # an access point ARN (``arn:aws:s3:<region>:<account>:accesspoint/<name>``)
+        if v and not (re.fullmatch(r"[a-z0-9][a-z0-9.\-_]{1,254}", v) or ACCESS_POINT_ARN.fullmatch(v)):
+            raise ValueError(
+                f"{v!r} is not a valid S3 bucket name, access point alias or access point ARN"
+                " (arn:aws:s3:REGION:ACCOUNT:accesspoint/NAME)"
+            )
         return v
 
     @field_validator("endpoint_url")

@@ -37,7 +37,8 @@ AWS documents:
 * **default checksums** (:attr:`AwsProxy.assign_checksums`, on by default): an
   object moto stored without a checksum carries CRC64NVME FULL_OBJECT, in
   GET/HEAD answers and in the listing, as every object S3 stores since 2025;
-  a whole-object COMPOSITE value keeps its ``-N``;
+  a whole-object COMPOSITE value keeps its ``-N``, and a multipart FULL_OBJECT
+  value is the whole body's (moto answers neither form);
 * **delete markers**: a GET of a marker's version is 405, a GET of a key whose
   latest version is a marker is 404 with ``x-amz-delete-marker``;
 * **ListObjectVersions** with ``encoding-type=url`` has its keys percent-encoded.
@@ -61,13 +62,13 @@ from urllib.parse import parse_qsl
 import aiohttp
 from aiohttp import web
 from support.awsparts import (
-    assigned_rule,
     composite_suffix,
     content_range,
     delete_marker_answer,
     encode_versions_listing,
     part_checksum,
     part_error,
+    stored_rule,
 )
 from support.awsrules import (
     SSE_C_HEADERS,
@@ -96,6 +97,7 @@ class AwsProxy:
 
     def __init__(self, upstream: str) -> None:
         import boto3
+        from botocore.config import Config
 
         self.upstream = upstream.rstrip("/")
         self.requester_pays = False
@@ -105,7 +107,7 @@ class AwsProxy:
         self._lock = threading.Lock()
         self._etags = Etags()
         self._bodies: dict[tuple[str, str, str], bytes] = {}
-        self._stored: dict[tuple[str, str, str], bool] = {}
+        self._stored: dict[tuple[str, str, str], tuple[str | None, str | None]] = {}
         # the proxy's own reads and writes of moto (checksums, replacements) go straight to it
         self._s3 = boto3.client(
             "s3",
@@ -113,6 +115,9 @@ class AwsProxy:
             region_name="us-east-1",
             aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+            # moto's own stored checksums are not always right (a multipart FULL_OBJECT value is
+            # neither form): the proxy reads the bytes as they are and computes AWS's values itself
+            config=Config(response_checksum_validation="when_required"),
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -334,7 +339,7 @@ class AwsProxy:
                 answer = await self._refined_error(request, seen, bucket, up.status, part)
                 if answer is not None:
                     return answer
-            if rule is None and self.assign_checksums and seen.op in ("GET", "RANGE", "HEAD"):
+            if rule is None and seen.op in ("GET", "RANGE", "HEAD"):
                 rule = await self._assigned(bucket, seen.key, out, up.status)
             if rule is not None and up.status in (200, 206, 304, 412):
                 real = dress(out, rule, up.status, self._etags)
@@ -369,31 +374,42 @@ class AwsProxy:
         return part_checksum(rule, data, int(count) if count else None, span[0], span[1])
 
     async def _assigned(self, bucket: str, key: str, out: dict[str, str], status: int) -> ObjectRule | None:
-        """S3's CRC64NVME for an unconfigured key moto stored without a checksum (None otherwise)."""
+        """The rule an unconfigured key needs so that its checksum is AWS's (None: moto's is)."""
         if status not in (200, 206, 304, 412):
             return None
         etag = next((v for k, v in out.items() if k.lower() == "etag"), "").strip('"')
         if not etag:
             return None
-        return assigned_rule(await self._stored_facts(bucket, key, etag))
+        stored = await self._stored_facts(bucket, key, etag)
+        if stored is None or (stored[0] is None and not self.assign_checksums):
+            return None
+        return stored_rule(stored[0], stored[1], etag)
 
-    async def _stored_facts(self, bucket: str, key: str, etag: str) -> bool:
-        """Whether moto stored a checksum for this version of ``key`` (True if it is gone)."""
+    async def _stored_facts(self, bucket: str, key: str, etag: str) -> tuple[str | None, str | None] | None:
+        """(algorithm, type) of the checksum moto stored for this version of ``key``; None if gone."""
         from botocore.exceptions import ClientError
 
         cache_key = (bucket, key, etag)
         with self._lock:
-            known = self._stored.get(cache_key)
-        if known is None:
-            try:
-                head = await asyncio.to_thread(
-                    self._s3.head_object, Bucket=bucket, Key=key, ChecksumMode="ENABLED"
-                )
-            except ClientError:
-                return True
-            known = any(name.startswith("Checksum") and name != "ChecksumType" for name in head)
-            with self._lock:
-                self._stored[cache_key] = known
+            if cache_key in self._stored:
+                return self._stored[cache_key]
+        try:
+            head = await asyncio.to_thread(
+                self._s3.head_object, Bucket=bucket, Key=key, ChecksumMode="ENABLED"
+            )
+        except ClientError:
+            return None
+        algorithm = next(
+            (
+                name[len("Checksum") :]
+                for name in head
+                if name.startswith("Checksum") and name != "ChecksumType"
+            ),
+            None,
+        )
+        known = (algorithm, head.get("ChecksumType"))
+        with self._lock:
+            self._stored[cache_key] = known
         return known
 
     async def _refined_error(

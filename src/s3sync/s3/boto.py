@@ -148,7 +148,12 @@ class BotoPath:
     async def list_page(
         self, prefix: str, token: str | None, start_after: str | None, limit: int
     ) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"Bucket": self.name, "MaxKeys": limit}
+        # RestoreStatus: archived objects not restored are skipped without a GET (s3.listing)
+        kwargs: dict[str, Any] = {
+            "Bucket": self.name,
+            "MaxKeys": limit,
+            "OptionalObjectAttributes": ["RestoreStatus"],
+        }
         if prefix:
             kwargs["Prefix"] = prefix
         if token:

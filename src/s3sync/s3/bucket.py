@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,10 +25,10 @@ from s3sync.errors import PermanentError, RetriesExceededError
 from s3sync.model import ObjectMeta
 from s3sync.retry import RetryPolicy
 from s3sync.s3.boto import BotoPath
-from s3sync.s3.endpoints import Route, resolve, route
+from s3sync.s3.endpoints import Route, configured_endpoint_url, resolve, route
 from s3sync.s3.extras import RequestExtras
 from s3sync.s3.lean import LeanPath
-from s3sync.s3.listing import meta_from_listing
+from s3sync.s3.listing import RestoreStatusReader, meta_from_listing
 from s3sync.s3.meta import UNKNOWN_SIZE
 from s3sync.s3.result import Body, GetResult
 from s3sync.s3.versions import VersionsPage, at_instant
@@ -54,6 +55,9 @@ class Bucket:
         self._timeout = timeout
         self._lean: LeanPath | None = None
         self.route: Route | None = None  # set for fast_get: whether the lean path took the endpoint
+        # whether a listing's silence on RestoreStatus means "not restored" (AWS; see s3.listing)
+        aws = configured_endpoint_url(settings.endpoint_url, os.environ) is None
+        self._restores = RestoreStatusReader(trusted=aws)
 
     async def __aenter__(self) -> Bucket:
         if self.fast_get:
@@ -126,11 +130,12 @@ class Bucket:
     ) -> dict[str, Any]:
         lean = self._lean
         if lean is None:
-            return await self._boto.list_page(prefix, token, start_after, limit)
+            return self._restores.read(await self._boto.list_page(prefix, token, start_after, limit))
         try:
-            return await LIST_RETRY.run(lambda: lean.list_page(prefix, token, start_after, limit))
+            page = await LIST_RETRY.run(lambda: lean.list_page(prefix, token, start_after, limit))
         except RetriesExceededError as exc:
             raise exc.last from exc
+        return self._restores.read(page)
 
     # -- single object -----------------------------------------------------
     async def head(

@@ -12,15 +12,19 @@ is configured for it.
 It declines — and the facade hands every request to the aioboto3 path — for
 what it does not implement: a proxy that applies to the endpoint
 (``HTTPS_PROXY``/``HTTP_PROXY`` minus ``NO_PROXY``, chosen exactly as botocore
-chooses it), or an auth scheme other than plain SigV4 (S3 Express, multi-region
-access points). A custom CA bundle (``AWS_CA_BUNDLE`` or ``ca_bundle`` in the
-AWS config file) is simple enough to honour on the lean path: it becomes the
-TLS context's trust store.
+chooses it), an auth scheme other than plain SigV4 (S3 Express, multi-region
+access points), or an access point ARN as the bucket (botocore addresses it:
+its own host, its region, and no path-style form for a custom endpoint). An
+access point *alias* (``...-s3alias``) is addressed like any bucket name.
+A custom CA bundle (``AWS_CA_BUNDLE`` or ``ca_bundle`` in the AWS config
+file) is simple enough to honour on the lean path: it becomes the TLS
+context's trust store.
 """
 
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import functools
 import os
 import socket
@@ -51,6 +55,7 @@ class Endpoint:
     signing_name: str = "s3"
     auth_scheme: str = "sigv4"
     custom: bool = False  # from endpoint_url (settings or AWS_ENDPOINT_URL[_S3]), not the rule set
+    access_point_arn: str | None = None  # the bucket is an access point ARN (the aioboto3 path serves it)
 
     @property
     def secure(self) -> bool:
@@ -107,25 +112,32 @@ def resolve(
     env = os.environ if environ is None else environ
     region = region or "us-east-1"
     custom = configured_endpoint_url(endpoint_url, env)
+    arn = bucket if bucket.startswith("arn:") else None
     if custom:
         url = f"{custom}/{bucket}"
-        return _endpoint(url, region, "s3", "sigv4", custom=True)
+        return dataclasses.replace(_endpoint(url, region, "s3", "sigv4", custom=True), access_point_arn=arn)
     if fips is None:
         fips = env.get("AWS_USE_FIPS_ENDPOINT", "").lower() in _TRUE
     if dualstack is None:
         dualstack = env.get("AWS_USE_DUALSTACK_ENDPOINT", "").lower() in _TRUE
-    resolved = _provider().resolve_endpoint(
-        Region=region, Bucket=bucket, UseFIPS=fips, UseDualStack=dualstack, ForcePathStyle=False
-    )
+    try:
+        resolved = _provider().resolve_endpoint(
+            Region=region, Bucket=bucket, UseFIPS=fips, UseDualStack=dualstack, ForcePathStyle=False
+        )
+    except Exception as exc:  # botocore's EndpointResolutionError: an ARN of another partition, say
+        if arn is None:
+            raise
+        raise ConfigError(f"s3.bucket: access point ARN {arn!r} with s3.region {region!r}: {exc}") from exc
     schemes: list[dict[str, Any]] = resolved.properties.get("authSchemes") or [{}]
     auth = schemes[0]
-    return _endpoint(
+    endpoint = _endpoint(
         resolved.url,
         str(auth.get("signingRegion") or auth.get("signingRegionSet", [region])[0]),
         str(auth.get("signingName") or "s3"),
         str(auth.get("name") or "sigv4"),
         custom=False,
     )
+    return dataclasses.replace(endpoint, access_point_arn=arn)
 
 
 def endpoint_from_url(url: str, signing_region: str) -> Endpoint:
@@ -141,6 +153,8 @@ def route(endpoint: Endpoint, environ: Mapping[str, str] | None = None) -> Route
     reason = ""
     if proxy:
         reason = f"proxy {_masked(proxy)} applies to {endpoint.origin}"
+    elif endpoint.access_point_arn:
+        reason = f"the bucket is an access point ARN ({endpoint.access_point_arn})"
     elif endpoint.auth_scheme != "sigv4":
         reason = f"auth scheme {endpoint.auth_scheme} is not plain SigV4"
     return Route(endpoint, not reason, reason, proxy, bundle)

@@ -25,7 +25,7 @@ from s3sync.model import ObjectMeta
 from s3sync.s3.clock import CLOCK, MAX_SKEW_SECONDS
 from s3sync.s3.endpoints import Endpoint, endpoint_from_url, resolve
 from s3sync.s3.http import HttpPool
-from s3sync.s3.listing import parse_list_page, xml_field
+from s3sync.s3.listing import RESTORE_STATUS, parse_list_page, xml_field
 from s3sync.s3.meta import meta_from_headers, rfc1123
 from s3sync.s3.result import GetResult
 from s3sync.s3.sigv4 import SigV4Signer
@@ -228,7 +228,7 @@ class LeanPath:
         elif start_after:
             params["start-after"] = start_after
         query = "&".join(f"{k}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
-        resp = await self._signed(self._target(None, query), {})
+        resp = await self._signed(self._target(None, query), dict(RESTORE_STATUS))  # s3.listing
         if resp.status != 200:
             raise await self._error(resp, "ListObjectsV2")
         return parse_list_page(await resp.body.read())

@@ -153,8 +153,12 @@ def parse_payload(
 
     ``bucket``, when given, is the bucket this daemon mirrors: records that name
     another bucket are ignored (an SNS topic or EventBridge bus may fan in
-    several buckets). Records without a bucket name are kept.
+    several buckets). Records without a bucket name are kept. An access point
+    (ARN or ``-s3alias`` alias) filters nothing: its events name the bucket
+    behind it, which the configuration does not say.
     """
+    if bucket is not None and (bucket.startswith("arn:") or bucket.endswith("-s3alias")):
+        bucket = None
     acc = _Acc(
         source=source,
         received_at=time.time() if received_at is None else received_at,

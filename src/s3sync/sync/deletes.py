@@ -181,8 +181,12 @@ def case_policy(mirror: Mirror) -> CaseConflicts | None:
     return CaseConflicts(case_sensitive=probe.case_sensitive) if probe.folds else None
 
 
-def content_matches(mirror: Mirror, meta: ObjectMeta) -> bool:
-    """--checksum: compare local bytes with a single-part MD5 ETag (blocking; worker thread)."""
+def content_matches(mirror: Mirror, meta: ObjectMeta) -> bool | None:
+    """--checksum: compare local bytes with a single-part MD5 ETag (blocking; worker thread).
+
+    None when they differ: the ETag may not be an MD5 (KMS, SSE-C), which only S3
+    can say (:func:`s3sync.sync.content.confirm_content`).
+    """
     etag = meta.etag or ""
     if len(etag) != 32:
         return True  # multipart/unknown ETag: size+mtime is all we can compare cheaply
@@ -193,7 +197,7 @@ def content_matches(mirror: Mirror, meta: ObjectMeta) -> bool:
                 h.update(chunk)
     except (OSError, UnsafeKeyError):
         return False
-    return h.hexdigest() == etag
+    return True if h.hexdigest() == etag else None
 
 
 __all__ = [

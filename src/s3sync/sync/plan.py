@@ -8,18 +8,24 @@ event loop so a file deleted or edited behind our back is repaired too.
 
 Deletions are only *planned* here; the caller applies them after a complete,
 error-free listing, bounded by ``max_delete``.
+
+An archived object (GLACIER, DEEP_ARCHIVE) that the listing's ``RestoreStatus``
+says is not restored is skipped as ``archived`` here, without the GET that
+would only answer 403 ``InvalidObjectState`` every pass (see
+:func:`s3sync.s3.listing.archived_unrestored`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from s3sync.errors import UnsafeKeyError
 from s3sync.local.keys import NAME_MAX, KeyFilter, check_key, is_directory_marker
 from s3sync.local.mirror import LocalStat
 from s3sync.model import ObjectMeta
+from s3sync.s3.listing import archived_unrestored
 from s3sync.state.store import StateRow
 from s3sync.sync.conflicts import CaseConflicts, PrefixConflicts, flag_conflicts
 from s3sync.sync.filters import Selection
@@ -27,6 +33,7 @@ from s3sync.sync.march import march, only
 
 MTIME_SLACK = 1.0
 BATCH = 256
+CONFIRMS = 16  # --checksum: HEADs in flight at once to settle ETags that may not be MD5s
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +62,7 @@ class Remove:
 @dataclass(frozen=True, slots=True)
 class Skip:
     key: str
-    reason: str  # unsafe_key | key_conflict | case_conflict | too_large | filtered | storage_class
+    reason: str  # unsafe_key | key_conflict | case_conflict | too_large | filtered | storage_class | archived
     message: str
     tracked: bool = False
 
@@ -96,7 +103,8 @@ async def plan(
     stat_many: Callable[[list[str]], list[LocalStat | None]],
     *,
     skip_existing: bool = True,
-    content_matches: Callable[[ObjectMeta], bool] | None = None,
+    content_matches: Callable[[ObjectMeta], bool | None] | None = None,
+    confirm_content: Callable[[ObjectMeta], Awaitable[bool]] | None = None,
     name_max: int = NAME_MAX,
     case: CaseConflicts | None = None,
     excluded_classes: frozenset[str] = frozenset(),
@@ -109,7 +117,9 @@ async def plan(
     behind it. ``case`` (built when the filesystem folds names) skips every
     spelling but the first of a folded path. ``content_matches`` (the
     ``--checksum`` mode) is called in a worker thread for files whose size and
-    mtime match, to compare their bytes with the ETag. ``excluded_classes``
+    mtime match, to compare their bytes with the ETag; when it cannot tell
+    (``None``: the ETag may not be an MD5), ``confirm_content`` asks S3 (a HEAD,
+    see :mod:`s3sync.sync.content`). ``excluded_classes``
     (``exclude_storage_classes``) skips keys by the listing's StorageClass, no GET.
     """
     batch: list[tuple[ObjectMeta, StateRow | None]] = []
@@ -125,7 +135,12 @@ async def plan(
                 if _local_matches(m, st) or _held_as_recorded(m, st, r)
             ]
             res = await asyncio.to_thread(lambda: {m.key: content_matches(m) for m in cands})
-            checks = [res.get(m.key, False) for m, _ in batch]
+            unsure = [m for m in cands if res[m.key] is None]
+            if unsure and confirm_content is not None:
+                res.update(
+                    zip([m.key for m in unsure], await _confirm_all(confirm_content, unsure), strict=True)
+                )
+            checks = [bool(res.get(m.key, False)) for m, _ in batch]
         for i, ((meta, r), local) in enumerate(zip(batch, stats, strict=True)):
             ok_local = (_local_matches(meta, local) or _held_as_recorded(meta, local, r)) and (
                 content_matches is None or checks[i]
@@ -137,6 +152,8 @@ async def plan(
                     yield Fetch(meta, "local_missing" if local is None else "local_changed")
             elif r is None and ok_local and skip_existing:
                 yield Adopt(meta)
+            elif (why := archived_unrestored(meta)) is not None:
+                yield Skip(meta.key, "archived", why, r is not None)  # a GET would be a 403
             else:
                 yield Fetch(meta, "new" if r is None else "changed")
         batch.clear()
@@ -196,6 +213,18 @@ async def plan(
     if batch:
         async for out in flush():
             yield out
+
+
+async def _confirm_all(
+    confirm: Callable[[ObjectMeta], Awaitable[bool]], metas: list[ObjectMeta]
+) -> list[bool]:
+    sem = asyncio.Semaphore(CONFIRMS)
+
+    async def one(m: ObjectMeta) -> bool:
+        async with sem:
+            return await confirm(m)
+
+    return list(await asyncio.gather(*(one(m) for m in metas)))
 
 
 __all__ = ["Adopt", "Fetch", "PlanItem", "Remove", "Skip", "Unchanged", "flag_conflicts", "plan"]
