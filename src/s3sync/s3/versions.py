@@ -17,7 +17,9 @@ same-second tie), which also copes with servers that do not interleave.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -75,8 +77,32 @@ def _tag(el: ET.Element) -> str:
     return el.tag.rsplit("}", 1)[-1]
 
 
+#: Control characters XML 1.0 cannot carry, and where :func:`_readable` parks them.
+_XML_ILLEGAL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_PARK = 0xF700  # a private-use block: U+F700 + the byte
+
+
+def _readable(body: bytes) -> tuple[bytes, bool]:
+    """``body`` with raw control characters parked in private-use code points, if any.
+
+    Both paths ask for ``encoding-type=url``, which AWS honours (keys come
+    percent-encoded). A server that ignores it (moto) sends a key such as
+    ``a\x01b`` raw, which no XML parser accepts; parking the byte lets the page
+    parse, and :func:`_unpark` gives the key back exactly. Only done when the body
+    holds no such code point already, so nothing real is mistaken for a parked byte.
+    """
+    if not _XML_ILLEGAL.search(body) or "\uf700".encode()[:2] in body:
+        return body, False
+    return _XML_ILLEGAL.sub(lambda m: chr(_PARK + m[0][0]).encode(), body), True
+
+
+def _unpark(text: str) -> str:
+    return re.sub("[\uf700-\uf71f]", lambda m: chr(ord(m[0]) - _PARK), text)
+
+
 def parse_versions_page(body: bytes) -> VersionsPage:
     """ListVersionsResult XML → entries in document order (keys URL-decoded if encoded)."""
+    body, parked = _readable(body)
     try:
         root = ET.fromstring(body)
     except ET.ParseError as exc:
@@ -107,6 +133,9 @@ def parse_versions_page(body: bytes) -> VersionsPage:
             fields[tag] = child.text or ""
     if encoded:
         entries = [_decoded(e) for e in entries]
+    elif parked:
+        entries = [dataclasses.replace(e, key=_unpark(e.key)) for e in entries]
+        fields = {name: _unpark(value) for name, value in fields.items()}
     _s3_order(entries)
     next_key = fields.get("NextKeyMarker") or None
     if encoded and next_key is not None:
