@@ -265,6 +265,11 @@ class ApiSettings(BaseModel):
     notification_secret: SecretStr | None = None
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_header_bytes: int = Field(default=8190, ge=1024)
+    # slow clients (slowloris): a head must arrive within this of its first byte (or of the
+    # connection opening), a body within body_timeout of its head; past max_connections: 503
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    max_connections: int = Field(default=512, ge=1)
     auth_failures_per_minute: int = Field(default=20, ge=1)
     tls_cert: Path | None = None
     tls_key: Path | None = None
