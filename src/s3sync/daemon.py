@@ -20,6 +20,7 @@ from aiohttp import web
 from s3sync import logs
 from s3sync.api import keys as K
 from s3sync.api.app import create_app
+from s3sync.api.limits import KEEPALIVE_SECONDS, ClientLimits
 from s3sync.api.services import Services
 from s3sync.config import Settings
 from s3sync.errors import ConfigError, FatalError
@@ -43,6 +44,8 @@ async def serve(settings: Settings, *, ready: Callable[[str], None] | None = Non
         return 2
     notifier = Notifier.from_env()
     app = create_app(settings, notifier=notifier)
+    limits = ClientLimits(settings.api)
+    app.middlewares.insert(0, limits.middleware)  # outermost: it sees each head as it completes
     runner = web.AppRunner(
         app,
         handle_signals=False,
@@ -52,11 +55,20 @@ async def serve(settings: Settings, *, ready: Callable[[str], None] | None = Non
         # handler runs); aiohttp also caps the number of header fields at 128.
         max_line_size=settings.api.max_header_bytes,
         max_field_size=settings.api.max_header_bytes,
+        keepalive_timeout=KEEPALIVE_SECONDS,
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.api.host, settings.api.port, ssl_context=ssl_ctx, reuse_address=True)
+    assert runner.server is not None
     try:
-        await site.start()
+        # not web.TCPSite: every connection goes through ClientLimits (cap, head and body timeouts)
+        server = await asyncio.get_running_loop().create_server(
+            limits.protocol_factory(runner.server),
+            settings.api.host,
+            settings.api.port,
+            ssl=ssl_ctx,
+            reuse_address=True,
+            ssl_handshake_timeout=settings.api.header_timeout_seconds if ssl_ctx else None,
+        )
     except OSError as exc:
         await runner.cleanup()
         print(
@@ -67,8 +79,7 @@ async def serve(settings: Settings, *, ready: Callable[[str], None] | None = Non
         )
         return 2
     scheme = "https" if ssl_ctx else "http"
-    server = site._server
-    sockets = getattr(server, "sockets", None) or ()
+    sockets = server.sockets or ()
     addrs = [f"{scheme}://{a[0]}:{a[1]}" for a in (sock.getsockname() for sock in sockets)]
     url = addrs[0] if addrs else f"{scheme}://{settings.api.host}:{settings.api.port}"
     log.info("listening", url=url, bucket=settings.s3.bucket, mirror=str(settings.sync.local_dir))
@@ -99,6 +110,7 @@ async def serve(settings: Settings, *, ready: Callable[[str], None] | None = Non
         if not drained:
             log.warning("drain timeout reached; the rest stays in the journal for the next start")
     status_task.cancel()
+    server.close()  # no new connections; runner.cleanup() then closes the open ones
     await runner.cleanup()
     watchdog.cancel()
     await asyncio.gather(watchdog, status_task, return_exceptions=True)
