@@ -158,3 +158,51 @@ class TestReplayWatermark:
             assert _ts(done["events_applied_through"]) > received + 1.0
             assert tree(mirror) == objects
             assert await daemon.kill(signal.SIGTERM) == 0
+
+
+class TestSqsWatermark:
+    async def test_sqs_messages_hold_the_watermark_until_applied(
+        self, s3: Any, bucket: str, mirror: Path, make_settings: Any, moto_endpoint: str
+    ) -> None:
+        """An SQS message's change, received while S3 is slow, holds the watermark at its receive time."""
+        import uuid
+
+        from support.eventkit import boto
+
+        sqs = boto("sqs", moto_endpoint)
+        queue = str(sqs.create_queue(QueueName=f"q-{uuid.uuid4().hex[:12]}")["QueueUrl"])
+        seed(s3, bucket, {"q/1.txt": b"one", "q/2.txt": b"two"})
+        async with S3Proxy(moto_endpoint, get_delay=8.0) as proxy:
+            settings = make_settings(
+                bucket,
+                mirror,
+                s3={"endpoint_url": proxy.url},
+                sqs={"queue_url": queue, "endpoint_url": moto_endpoint, "wait_time_seconds": 1},
+            )
+            async with run_daemon(settings) as d:
+                sent = time.time()
+                body = s3_event(*(s3_record(bucket, "ObjectCreated:Put", k) for k in ("q/1.txt", "q/2.txt")))
+                sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(body))
+
+                async def holding() -> dict[str, Any] | None:
+                    f = await _get(d.http, f"{d.url}/api/v1/freshness")
+                    return f if f["pending"] == 2 else None
+
+                f = await wait_for(holding, within=30, what="the SQS message journaled")
+                # received after it was sent, and held there while the GETs are slow
+                assert sent - 0.01 <= _ts(f["events_applied_through"]) <= time.time()
+                assert (await d.stats())["sqs_messages"].get("received", 0) >= 1
+                await asyncio.sleep(1.0)
+                later = await _get(d.http, f"{d.url}/api/v1/freshness")
+                if later["pending"] == 2:  # still held back by the slow GETs: it has not moved
+                    assert later["events_applied_through"] == f["events_applied_through"]
+                    assert later["lag_seconds"] >= 1.0
+
+                async def applied() -> dict[str, Any] | None:
+                    got = await _get(d.http, f"{d.url}/api/v1/freshness")
+                    return got if got["pending"] == 0 else None
+
+                done = await wait_for(applied, within=60, what="SQS changes applied")
+                assert _ts(done["events_applied_through"]) >= _ts(f["events_applied_through"])
+                assert tree(mirror) == {"q/1.txt": b"one", "q/2.txt": b"two"}
+                assert proxy.gets("q/1.txt") >= 1
