@@ -256,3 +256,39 @@ class TestHookMissingProgram:
             hooks = await wait_for(retried, within=30, what="the failing call retried")
             assert hooks["pending"] == 1 and hooks["calls"]["success"] == 0
             assert "cannot run" in hooks["last_error"] and "no-such-program" in hooks["last_error"]
+
+
+class TestHookReplayedUnchanged:
+    async def test_a_replayed_change_found_applied_is_still_reported(
+        self, s3: Any, bucket: str, mirror: Path, make_settings: Any, tmp_path: Path
+    ) -> None:
+        """The crash window between the rename and the outbox commit: the journal still holds the
+        change, the file and its state row are there. The replay finds it unchanged (304) and the
+        hook is told anyway — what the mirror holds now."""
+        s3.put_object(Bucket=bucket, Key="w.txt", Body=b"written")
+        s3.put_object(Bucket=bucket, Key="gone.txt", Body=b"bye")
+        async with run_daemon(make_settings(bucket, mirror)) as d:  # no hooks yet
+            await d.reconcile()
+        s3.delete_object(Bucket=bucket, Key="gone.txt")
+        (mirror / "gone.txt").unlink()  # removed, as the crashed apply had done
+        db = sqlite3.connect(mirror / ".s3sync" / "state.db")
+        try:
+            db.execute("DELETE FROM objects WHERE key = 'gone.txt'")
+            for key, kind in (("w.txt", "upsert"), ("gone.txt", "remove")):
+                db.execute(
+                    "INSERT INTO journal (key, kind, source, received_at) VALUES (?, ?, 'notification', 1.0)",
+                    (key, kind),
+                )
+            db.commit()
+        finally:
+            db.close()
+        settings = make_settings(bucket, mirror, hooks={"command": _hook(tmp_path), "batch_ms": 0})
+        async with run_daemon(settings) as d:
+            await wait_for(lambda: len(_changes(_calls(tmp_path))) >= 2, within=30, what="replayed reported")
+            st = await d.idle()
+            assert st["files_synced"] == 0  # nothing was downloaded again
+        changes = {c["key"]: c for c in _changes(_calls(tmp_path))}
+        assert changes["w.txt"]["op"] == "upsert" and changes["w.txt"]["size"] == 7
+        assert changes["w.txt"]["etag"] == _etag(s3, bucket, "w.txt")
+        assert changes["gone.txt"]["op"] == "remove"
+        assert len(_changes(_calls(tmp_path))) == 2

@@ -104,6 +104,8 @@ class Hooks:
             return  # nothing changed, and no crash can have hidden an earlier change
         assert self.engine is not None
         key, etag, size = result.key, None, None
+        if result.status == "unchanged":  # a replayed change: report what the mirror holds now
+            op = "upsert" if (await self.engine.held(key)).present else "remove"
         if op == "upsert":
             row = await self.engine.state.get(key)
             if row is not None:
@@ -122,6 +124,7 @@ class Hooks:
             # not recorded: the journaled change is retried, and its "unchanged" outcome is owed
             self._replayed.update(work.journal_ids)
             raise
+        self._replayed.difference_update(work.journal_ids)  # owed no more
         self.stats.hook_pending += 1
         self._wake.set()
 
