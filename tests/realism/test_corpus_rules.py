@@ -153,6 +153,17 @@ class TestParts:
         assert status == entry(cite)["status"]
         assert {"Code": code, "Message": message, **fields} == _error(cite)
 
+    def test_status_of_part_one_of_a_single_part_object(self) -> None:
+        """A 200 to ``partNumber=1`` (older moto) becomes the recorded 206 with its Content-Range."""
+        cite = "s3 TestS3::test_get_object_part [get-obj-no-multipart]"
+        recorded = recorded_headers(cite)
+        status, added = awsparts.part_status(200, {"content-length": recorded["content-length"] or ""}, 1)
+        assert status == entry(cite)["status"] == 206
+        assert added == {"Content-Range": recorded["content-range"]}
+        multipart = recorded_headers("s3 TestS3::test_get_object_part [head-object-part]")
+        kept = {"content-length": "16", "x-amz-mp-parts-count": multipart["x-amz-mp-parts-count"] or ""}
+        assert awsparts.part_status(206, kept, 2) == (206, {})  # moto's own 206: as it came
+
     def test_parts_that_exist_are_not_refused(self) -> None:
         assert part_error(2, False, 2) is None and part_error(1, False, None) is None
 

@@ -68,6 +68,7 @@ from support.awsparts import (
     encode_versions_listing,
     part_checksum,
     part_error,
+    part_status,
     stored_rule,
 )
 from support.awsrules import (
@@ -339,19 +340,23 @@ class AwsProxy:
                 answer = await self._refined_error(request, seen, bucket, up.status, part)
                 if answer is not None:
                     return answer
+            status = up.status
+            if part is not None:
+                status, added = part_status(status, {k.lower(): v for k, v in out.items()}, part)
+                out.update(added)
             if rule is None and seen.op in ("GET", "RANGE", "HEAD"):
-                rule = await self._assigned(bucket, seen.key, out, up.status)
-            if rule is not None and up.status in (200, 206, 304, 412):
-                real = dress(out, rule, up.status, self._etags)
+                rule = await self._assigned(bucket, seen.key, out, status)
+            if rule is not None and status in (200, 206, 304, 412):
+                real = dress(out, rule, status, self._etags)
                 wants = headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
                 if rule.checksum and wants and real and seen.op != "RANGE":
                     data = await self._body(bucket, seen.key, real)
-                    out.update(self._checksum_headers(rule, data, part, up.status, out))
-            elif up.status in (200, 206) and seen.op in ("GET", "HEAD") and part is None:
+                    out.update(self._checksum_headers(rule, data, part, status, out))
+            elif status in (200, 206) and seen.op in ("GET", "HEAD") and part is None:
                 low = {k.lower(): v for k, v in out.items()}
                 out.update(composite_suffix(low, low.get("etag", "")))
-            seen.status = up.status  # before the body: the client may look as soon as it has it
-            return await _relay(request, up, out)
+            seen.status = status  # before the body: the client may look as soon as it has it
+            return await _relay(request, up, out, status)
 
     @staticmethod
     def _checksum_headers(
@@ -494,8 +499,11 @@ def _error(request: web.Request, status: int, code: str, message: str, **extra: 
     )
 
 
-async def _relay(request: web.Request, up: aiohttp.ClientResponse, out: dict[str, str]) -> web.StreamResponse:
-    resp = web.StreamResponse(status=up.status, reason=up.reason, headers=out)
+async def _relay(
+    request: web.Request, up: aiohttp.ClientResponse, out: dict[str, str], status: int | None = None
+) -> web.StreamResponse:
+    status = up.status if status is None else status
+    resp = web.StreamResponse(status=status, reason=up.reason if status == up.status else None, headers=out)
     if up.content_length is not None:
         resp.content_length = up.content_length
     await resp.prepare(request)
