@@ -48,7 +48,8 @@ def create_app(settings: Settings, *, notifier: Notifier | None = None) -> web.A
     app[K.LIMITER] = FailureLimiter(settings.api.auth_failures_per_minute)
     services = Services(settings, stats, notifier)
     app[K.SERVICES] = services
-    app[f.DEPARTURES] = f.Departures()
+    app[f.DEPARTURES] = departures = f.Departures()
+    app.on_cleanup.append(departures.close)
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         await services.start()

@@ -52,6 +52,13 @@ class Departures:
         if task is not None:
             self._open.pop(task, None)
 
+    async def close(self, _app: web.Application | None = None) -> None:
+        """Stop the sweep (app cleanup): the open waits themselves end with their handlers."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
+
     async def _sweep(self) -> None:
         while self._open:
             await asyncio.sleep(self.every)
