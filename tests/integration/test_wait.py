@@ -203,3 +203,16 @@ class TestWaitCli:
             s3.delete_object(Bucket=bucket, Key="cli/a.txt")
             rc, out, err = await run("cli/a.txt", "--absent")
             assert (rc, out.strip()) == (0, "absent: cli/a.txt"), err
+
+
+class TestAuth:
+    async def test_freshness_and_wait_need_the_token(
+        self, bucket: str, mirror: Path, make_settings: Any
+    ) -> None:
+        async with run_daemon(make_settings(bucket, mirror, api={"token": "tok-123456"})) as d:
+            for path in ("/api/v1/freshness", "/api/v1/wait?key=a&absent=true&timeout=0"):
+                async with d.http.get(d.url + path) as resp:
+                    assert resp.status == 401
+                    assert (await resp.json())["error"] == "unauthorized"
+                async with d.http.get(d.url + path, headers={"Authorization": "Bearer tok-123456"}) as resp:
+                    assert resp.status == 200, await resp.text()
