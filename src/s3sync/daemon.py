@@ -15,12 +15,12 @@ import sys
 from collections.abc import Callable
 
 import structlog
-from aiohttp import web
 
 from s3sync import logs
 from s3sync.api import keys as K
 from s3sync.api.app import create_app
 from s3sync.api.limits import KEEPALIVE_SECONDS, ClientLimits
+from s3sync.api.protocol import JsonErrorRunner
 from s3sync.api.services import Services
 from s3sync.config import Settings
 from s3sync.errors import ConfigError, FatalError
@@ -46,7 +46,7 @@ async def serve(settings: Settings, *, ready: Callable[[str], None] | None = Non
     app = create_app(settings, notifier=notifier)
     limits = ClientLimits(settings.api)
     app.middlewares.insert(0, limits.middleware)  # outermost: it sees each head as it completes
-    runner = web.AppRunner(
+    runner = JsonErrorRunner(  # protocol errors answered in JSON, logged as one line
         app,
         handle_signals=False,
         access_log=None,

@@ -154,6 +154,7 @@ async def notification(request: web.Request) -> web.Response:
         parsed = parse_body(body, ChangeSource.NOTIFICATION, received, bucket=settings.s3.bucket)
     except EventParseError as exc:
         st.events["notification", "rejected"] += 1
+        log.warning("notification refused", client=request.remote, reason=str(exc)[:200])
         raise ApiError(400, "invalid_event", str(exc)) from None
     accepted = await services.engine().intake(parsed.changes)
     ignored = parsed.ignored + len(parsed.changes) - accepted  # the rest: another shard's keys

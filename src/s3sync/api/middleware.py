@@ -16,12 +16,13 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from s3sync.api import keys as K
 from s3sync.api.auth import bearer_ok, hmac_problem
 from s3sync.api.errors import ApiError, error_body
+from s3sync.api.protocol import describe, note_body_error_logged
 from s3sync.api.statuspage import wants_html
 from s3sync.errors import S3SyncError
 
@@ -65,9 +66,22 @@ async def error_middleware(
         return web.json_response(error_body(code, msg), status=exc.status, headers=headers)
     except (RequestPayloadError, ContentEncodingError) as exc:
         # a body that does not decode as its Content-Encoding says (or is cut short): the
-        # client's fault, answered like every other 4xx (issue 11)
-        msg = f"request body could not be read: {exc}"
+        # client's fault, answered like every other 4xx (issue 11), logged as one line
+        cause = exc.__cause__ if isinstance(exc.__cause__, HttpProcessingError) else exc
+        encoding = request.headers.get("Content-Encoding", "")[:40]
+        if isinstance(cause, ContentEncodingError) or "content-encoding" in str(exc).lower():
+            msg = f"request body does not decode as its Content-Encoding says ({encoding})"
+        else:
+            msg = f"request body could not be read: {describe(cause)}"
+        log.warning("bad request body from a client", path=request.path, client=_client(request), reason=msg)
+        note_body_error_logged(request)
         return web.json_response(error_body("invalid_body", msg), status=400)
+    except ConnectionResetError:
+        # the client went away mid-body: nobody to answer, nothing wrong on our side
+        log.warning(
+            "client disconnected before sending the whole body", path=request.path, client=_client(request)
+        )
+        return web.json_response(error_body("invalid_body", "connection lost mid-body"), status=400)
     except S3SyncError as exc:
         log.warning("request failed", path=request.path, error=str(exc))
         return web.json_response(error_body(exc.code, str(exc)), status=502)
@@ -76,6 +90,39 @@ async def error_middleware(
     except Exception as exc:
         log.exception("unhandled error", path=request.path)
         return web.json_response(error_body("internal", f"internal error ({type(exc).__name__})"), status=500)
+
+
+# what aiohttp decodes (br and zstd through the Brotli and backports.zstd dependencies)
+CONTENT_ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate", "br", "zstd"})
+
+
+def _refuse_body_early(request: web.Request) -> None:
+    """Refuse from the head what reading the body could only refuse later.
+
+    A declared ``Content-Length`` over ``api.max_body_bytes`` is a 413 before a byte of the body
+    is read (aiohttp would read up to the limit first); a ``Content-Encoding`` aiohttp does not
+    decode is a 415 (it used to pass the encoded bytes on as if they were JSON).
+    """
+    limit = request.app[K.SETTINGS].api.max_body_bytes
+    problem: ApiError | None = None
+    if request.content_length is not None and request.content_length > limit:
+        problem = ApiError(413, "payload_too_large", f"request body exceeds the limit of {limit} bytes")
+    elif request.body_exists or request.content_length:
+        encoding = request.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in CONTENT_ENCODINGS:
+            problem = ApiError(
+                415,
+                "unsupported_encoding",
+                f"Content-Encoding {encoding[:40]!r} is not supported (identity, gzip, deflate, br or zstd)",
+            )
+    if problem is not None:
+        log.warning(
+            "bad request body from a client",
+            path=request.path,
+            client=_client(request),
+            reason=problem.message,
+        )
+        raise problem
 
 
 @web.middleware
@@ -169,13 +216,15 @@ def _query_names(spec: dict[str, Any], path: str, method: str) -> list[str] | No
 async def query_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Refuse what a handler would silently ignore: unknown query parameters and undecodable ones.
+    """Refuse what a handler would silently ignore: unknown query parameters and undecodable ones
+    (and, first, a body the head already says is too big or in an unknown encoding).
 
     ``POST /api/v1/sync?dryrun=true`` (a typo) used to run a real sync; the accepted names come
     from the OpenAPI document, so the server and its description cannot drift apart. A value
     that is not UTF-8 (``prefix=%FF``) is refused instead of being read as U+FFFD. Routes the
     document does not describe (``/docs``) are not checked.
     """
+    _refuse_body_early(request)  # here, after auth: a client without credentials learns nothing more
     raw = request.rel_url.raw_query_string
     if not raw:
         return await handler(request)

@@ -175,6 +175,7 @@ def build_spec() -> dict[str, Any]:
                     "202": _resp(s.NotificationAccepted, "accepted"),
                     "400": _err("malformed event"),
                     "413": _err("body too large"),
+                    "415": _err("Content-Encoding not supported"),
                     "503": _err("shutting down"),
                     **auth_errs,
                 },
