@@ -233,3 +233,42 @@ class TestTempFile:
         t.join(10)
         ender.join(10)
         assert wrote == [4] and temp.state == "discarded"
+
+
+class TestResumeOwnership:
+    """A resumable temp is resumed only when its owner is gone, and then renamed to the new owner."""
+
+    async def test_live_owners_temp_is_not_resumed_and_a_dead_owners_is_adopted(
+        self, tmp_path: Path, writers: list[Writer]
+    ) -> None:
+        from s3sync.model import ObjectMeta
+        from s3sync.sync.resume import ResumeStore
+
+        key = "big/part.bin"
+        w = Writer(tmp_path, key)
+        writers.append(w)
+        meta = ObjectMeta(key, len(b"partial"), "0" * 32, 0.0)
+        ResumeStore(tmp_path, "bucket", fsync=False).begin(
+            key, etag=meta.etag or "", size=meta.size, part_size=4, temp=w.path
+        )
+        mirror = Mirror(tmp_path, fsync=False)
+        resumer = Resumer(mirror, "bucket", min_size=0, fsync=False)
+
+        op = await resumer.open(key, meta, 4)  # the writer still runs: a fresh temp, no sidecar of ours
+        assert op.temp.name != w.temp_name and op.record is None and op.done_before == 0
+        assert w.path.read_bytes() == b"partial"
+        mirror.discard(op.temp)
+
+        w.kill()
+        rec, _ = ResumeStore(tmp_path, "bucket").load(key, etag=meta.etag, size=meta.size)
+        assert rec is not None and rec.temp_name == w.temp_name
+        rec.add(0, 4)
+        ResumeStore(tmp_path, "bucket", fsync=False).save(rec)
+        op = await resumer.open(key, meta, 4)  # gone: adopted, renamed to carry our owner
+        assert op.record is not None and op.done_before == 4
+        assert op.temp.name.split(".s3sync-tmp-")[1].startswith(mirror.owner.tag + "-")
+        assert not w.path.exists() and op.temp.path.read_bytes() == b"partial"
+        again, _ = ResumeStore(tmp_path, "bucket").load(key, etag=meta.etag, size=meta.size)
+        assert again is not None and again.temp_name == op.temp.name  # the sidecar follows the rename
+        mirror.release(op.temp)
+        assert mirror.open_temps == 0
