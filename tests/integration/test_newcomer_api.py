@@ -124,3 +124,18 @@ class TestGuardInHealth:
         report = await (await client.post("/api/v1/sync?delete=true")).json()
         assert report["status"] != "failed", report
         await wait_for(lambda: _ready(client), within=20, what="health healthy again")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_every_metric_the_docs_name_exists(client: Any) -> None:
+    """docs/events.md named ``s3sync_sqs_messages{outcome}``; /metrics says ``..._total``."""
+    import re
+
+    exposed = set(re.findall(r"^# TYPE (\w+) ", await (await client.get("/metrics")).text(), flags=re.M))
+    samples = set(re.findall(r"^(\w+)[{ ]", await (await client.get("/metrics")).text(), flags=re.M))
+    texts = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    named = {m for p in texts for m in re.findall(r"\bs3sync_[a-z0-9_]+", p.read_text())}
+    missing = sorted(n for n in named if n not in samples and n not in exposed)
+    assert named and not missing, missing
