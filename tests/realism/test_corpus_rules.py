@@ -168,6 +168,28 @@ class TestParts:
         assert part_error(2, False, 2) is None and part_error(1, False, None) is None
 
 
+class TestRanges:
+    @pytest.mark.parametrize(
+        ("key", "crange"),
+        [("get-0-8-checksum", "bytes 0-8/10"), ("get--15", "bytes 0-9/10"), ("get-0-100", "bytes 0-9/10")],
+    )
+    def test_checksum_only_when_the_range_is_the_object(self, key: str, crange: str) -> None:
+        recorded = recorded_headers(f"api TestS3ObjectCRUD::test_get_object_range [{key}]")
+        assert recorded["content-range"] == crange
+        data = b"0123456789"
+        algorithm = next(
+            (
+                n.removeprefix("x-amz-checksum-").upper()
+                for n, v in _checksums(recorded).items()
+                if n != "x-amz-checksum-type"
+            ),
+            "CRC32",
+        )
+        assert recorded["etag"] == f'"{hashlib.md5(data).hexdigest()}"'  # the recorded bytes
+        got = awsparts.range_checksum(ObjectRule(checksum=algorithm), data, crange)
+        assert got == _checksums(recorded)
+
+
 class TestDefaultChecksum:
     def test_unchecksummed_upload_gets_crc64nvme(self) -> None:
         cite = (

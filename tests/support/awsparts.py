@@ -115,6 +115,20 @@ def part_status(status: int, headers: Mapping[str, str], part: int) -> tuple[int
 
 
 @reproduces(
+    "api TestS3ObjectCRUD::test_get_object_range [get-0-8-checksum]",
+    "api TestS3ObjectCRUD::test_get_object_range [get--15]",
+    "api TestS3ObjectCRUD::test_get_object_range [get-0-100]",
+)
+def range_checksum(rule: ObjectRule, data: bytes, crange: str | None) -> dict[str, str]:
+    """The checksum headers of a 206 ``Range`` answer: none, unless the range covers the whole object."""
+    span = content_range(crange)
+    if rule.checksum is None or span is None or (span[0], span[1] + 1) != (0, span[2]):
+        return {}
+    value = s3_checksum(rule.checksum, data, part_size=rule.part_size)
+    return {f"x-amz-checksum-{rule.checksum.lower()}": value, "x-amz-checksum-type": rule.checksum_type}
+
+
+@reproduces(
     "s3 TestS3::test_get_object_part [head-object-part]",
     "s3 TestS3::test_get_object_part [get-obj-no-multipart]",
 )

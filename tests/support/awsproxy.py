@@ -69,6 +69,7 @@ from support.awsparts import (
     part_checksum,
     part_error,
     part_status,
+    range_checksum,
     stored_rule,
 )
 from support.awsrules import (
@@ -349,9 +350,13 @@ class AwsProxy:
             if rule is not None and status in (200, 206, 304, 412):
                 real = dress(out, rule, status, self._etags)
                 wants = headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
-                if rule.checksum and wants and real and seen.op != "RANGE":
+                if rule.checksum and wants and real:
                     data = await self._body(bucket, seen.key, real)
-                    out.update(self._checksum_headers(rule, data, part, status, out))
+                    if seen.op == "RANGE":
+                        crange = next((v for k, v in out.items() if k.lower() == "content-range"), None)
+                        out.update(range_checksum(rule, data, crange))
+                    else:
+                        out.update(self._checksum_headers(rule, data, part, status, out))
             elif status in (200, 206) and seen.op in ("GET", "HEAD") and part is None:
                 low = {k.lower(): v for k, v in out.items()}
                 out.update(composite_suffix(low, low.get("etag", "")))
