@@ -1,4 +1,4 @@
-"""Event records of every 2.x version are read alike (S3 sends 2.1, tagging and ACL 2.3).
+"""Event records of every 2.x version are read alike (S3 sends 2.1, tagging and ACL 2.3); access points.
 
 Recorded by AWS (tests/data/aws-truth/events): ObjectCreated/Removed/Restore
 records say ``eventVersion`` 2.1, ObjectTagging and ObjectAcl 2.3; S3-compatible
@@ -51,3 +51,18 @@ def test_no_sequencer_no_size(name: str, kind: ChangeKind) -> None:
 def test_tagging_and_acl_23_ignored_not_refused(name: str) -> None:
     parsed = parse_payload({"Records": [record("2.3", name, eTag="e")]}, ChangeSource.NOTIFICATION)
     assert parsed.changes == [] and parsed.ignored == 1
+
+
+@pytest.mark.parametrize(
+    ("configured", "kept"),
+    [
+        ("b", True),
+        ("other-bucket", False),
+        ("arn:aws:s3:us-east-1:123456789012:accesspoint/my-ap", True),
+        ("my-ap-abcdefghijklmnopqrstuvwxyz012-s3alias", True),
+    ],
+)
+def test_access_points_do_not_filter_by_bucket(configured: str, kept: bool) -> None:
+    """Records name the bucket behind an access point, which the configuration does not know."""
+    parsed = parse_payload({"Records": [record("2.1")]}, ChangeSource.NOTIFICATION, bucket=configured)
+    assert (len(parsed.changes), parsed.ignored) == ((1, 0) if kept else (0, 1))
