@@ -149,7 +149,7 @@ class Transfer:
                 raise TooLargeError(f"{key}: {meta.size} bytes exceeds max_file_size_mb")
             if expected is None and meta.size >= self.multipart_threshold:
                 res.close()
-                return await self._ranged(key, meta)
+                return await self._ranged(key, meta, described=True)  # this GET's head: no HEAD
             checker = await self._checker(key, meta)
             if 0 <= meta.size <= SMALL_BODY:  # an unknown size streams (it may be anything)
                 data = await res.body.read()
@@ -222,7 +222,7 @@ class Transfer:
             raise
         return written
 
-    async def _ranged(self, key: str, meta: ObjectMeta) -> Downloaded:
+    async def _ranged(self, key: str, meta: ObjectMeta, described: bool = False) -> Downloaded:
         """Parallel ranged GETs pinned to one ETag, pwrite'd into a preallocated temp.
 
         The checksum is computed *while* the parts arrive: a hasher follows the
@@ -230,9 +230,9 @@ class Transfer:
         worker thread (hashlib releases the GIL), so verification overlaps the
         network instead of adding a second pass over the file.
         """
-        if self.verify or not meta.etag:
-            # a listing says nothing of encryption or the checksum value: the HEAD does (with
-            # checksum mode), and its ETag is the one every range is pinned to
+        if not (described and meta.etag) and (self.verify or not meta.etag):
+            # a listing says nothing of encryption or the checksum value: a HEAD does (checksum mode;
+            # ``described``: a whole-object GET's answer did), its ETag pins every range
             head = await self.bucket.head(key, version_id=meta.version_id)
             if head is None:
                 raise NotFoundError(f"{key}: gone before download")
