@@ -309,7 +309,9 @@ class HttpPool:
         """Send a complete request head (no request body) and return the response.
 
         ``limit`` bounds open exchanges, not just heads in flight: a response whose
-        body is still arriving keeps its slot until the body ends or is closed.
+        body is still arriving keeps its slot until the body ends or is closed, and a
+        request that ends before its head (cancelled, timed out, failed) aborts its
+        connection, so no socket outlives its slot.
         """
         await self._sem.acquire()
         handed = False
