@@ -20,7 +20,8 @@ def configure_logs(settings: Settings, quiet: bool = False) -> None:
 
     level = settings.log.level
     if quiet and level == "INFO":
-        level = "WARNING"
+        # a one-shot command prints its own per-key report: warnings would say each thing twice
+        level = "ERROR"
     logs.configure(level, settings.log.format, settings.log.file)
     for secret in (settings.api.token, settings.api.notification_secret):
         if secret is not None:

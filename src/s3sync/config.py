@@ -178,12 +178,17 @@ def format_validation_error(exc: ValidationError) -> str:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "config"
         msg = err["msg"]
+        inp = err.get("input")
         if err["type"] == "extra_forbidden":
             msg = "unknown setting"
+            var = "S3SYNC_" + "__".join(str(p).upper() for p in err["loc"])
+            if any(k.upper() == var for k in os.environ):  # say where it came from
+                msg += f" (from the environment variable {var})"
+                inp = None
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
-        inp = err.get("input")
-        shown = "" if isinstance(inp, dict) or err["type"] == "missing" else f" (got {inp!r})"
+        plain = isinstance(inp, dict) or inp is None or err["type"] == "missing"
+        shown = "" if plain or repr(inp) in msg else f" (got {inp!r})"  # no "got 'x' (got 'x')"
         lines.append(f"{loc}: {msg}{shown}")
     return "invalid configuration: " + "; ".join(lines)
 

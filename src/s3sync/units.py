@@ -86,7 +86,8 @@ def parse_duration(value: str | int | float, flag: str) -> float:
         return float(text)
     if not _DURATION_FULL.match(text):
         raise UnitParseError(
-            flag, f"{value!r} is not a duration (a number with s, m, h, d or w, e.g. 30s, 15m, 2h, 7d)"
+            flag,
+            f"{value!r} is not a duration (seconds, or a number with s, m, h, d or w, e.g. 30s, 15m, 2h, 7d)",
         )
     return sum(float(n) * _SECONDS[u.lower()] for n, u in _DURATION_PART.findall(text))
 

@@ -155,3 +155,93 @@ class TestDemoOwnsItsMirror:
         assert p.returncode == 2, (p.stdout, p.stderr)
         assert "--dir" in p.stderr and "Traceback" not in p.stderr, p.stderr
         assert (d / "thesis.tex").read_text() == "years of work"
+
+
+class TestDryRunLists:
+    """--dry-run says what it would download (with sizes) and delete, in text and in --json."""
+
+    def test_text_and_json(self, cli: CliRunner, s3: Any, bucket: str, mirror: Path) -> None:
+        seed(s3, bucket, {"keep.txt": b"k", "gone.txt": b"g"})
+        assert cli.sync(bucket, mirror).returncode == 0
+        s3.delete_object(Bucket=bucket, Key="gone.txt")
+        seed(s3, bucket, {"new/big.bin": b"x" * 3 * 1024 * 1024, "new/small.txt": b"12345"})
+        res = cli.sync(bucket, mirror, "--dry-run", "--delete", "--max-delete", "-1")
+        assert res.returncode == 0, res
+        lines = res.stdout.splitlines()
+        assert any(ln.split() == ["would", "download", "3.0", "MiB", "new/big.bin"] for ln in lines), res
+        assert any(ln.split() == ["would", "download", "5", "bytes", "new/small.txt"] for ln in lines), res
+        assert any(ln.split() == ["would", "delete", "gone.txt"] for ln in lines), res
+        assert lines[-1].startswith("dry run: would have downloaded 2, deleted 1"), res
+        data = cli.sync(bucket, mirror, "--dry-run", "--delete", "--max-delete", "-1", "--json").json()
+        assert {(w["operation"], w["key"], w["size"]) for w in data["would"]} == {
+            ("download", "new/big.bin", 3 * 1024 * 1024),
+            ("download", "new/small.txt", 5),
+            ("delete", "gone.txt", None),
+        }
+        assert set(tree(mirror)) == {"keep.txt", "gone.txt"}
+
+
+class TestWording:
+    """Skips are not errors; sizes and counts read like a person wrote them."""
+
+    def test_unsafe_key_is_one_skipped_line(self, cli: CliRunner, s3: Any, bucket: str, mirror: Path) -> None:
+        seed(s3, bucket, {"a/../evil.txt": b"e", "ok.txt": b"o"})
+        res = cli.sync(bucket, mirror)  # stderr is a pipe here: logs would be JSON lines there
+        assert res.returncode == 0, res
+        assert res.stderr.splitlines() == ["skipped: a/../evil.txt: '..' path segment (unsafe_key)"], res
+        assert "error" not in res.stderr
+        assert "downloaded 1, deleted 0, failed 0, skipped 1, unchanged 0, 1 bytes in " in res.stdout, res
+
+    def test_verify_singular(self, cli: CliRunner, s3: Any, bucket: str, mirror: Path) -> None:
+        seed(s3, bucket, {"one.txt": b"1"})
+        assert cli.verify(bucket, mirror).stdout.strip() == "missing one.txt\nverified 1 object: 1 difference"
+        assert cli.sync(bucket, mirror).returncode == 0
+        assert cli.verify(bucket, mirror).stdout.strip() == "verified 1 object: identical"
+
+    def test_env_var_named_and_no_doubled_value(self, cli: CliRunner, bucket: str, mirror: Path) -> None:
+        res = cli.sync(bucket, mirror, env={"S3SYNC_SYNC__BOGUS": "1"})
+        assert res.returncode == 2 and "S3SYNC_SYNC__BOGUS" in res.stderr, res
+        res = cli.sync("Not_A_Bucket", mirror)
+        assert res.returncode == 2 and res.stderr.count("Not_A_Bucket") == 1, res
+
+    def test_max_age_bare_number_is_seconds(self, cli: CliRunner, s3: Any, bucket: str, mirror: Path) -> None:
+        seed(s3, bucket, {"fresh.txt": b"f"})
+        res = cli.sync(bucket, mirror, "--max-age", "3600")
+        assert res.returncode == 0 and set(tree(mirror)) == {"fresh.txt"}, res
+        res = cli.sync(bucket, mirror, "--max-age", "5x")
+        assert res.returncode == 2 and "seconds, or a number with s, m, h, d or w" in res.stderr, res
+
+
+class TestSetupMistakesCreateNothing:
+    """A refused port is a set-up mistake (exit 2, naming the endpoint); a failed start writes nothing."""
+
+    def test_refused_port(self, cli: CliRunner, bucket: str, tmp_path: Path) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+        dest = tmp_path / "never"
+        res = cli("sync", "--bucket", bucket, "--endpoint-url", dead, "--dest", str(dest))
+        assert res.returncode == 2, res
+        assert res.stderr.strip().splitlines() == [
+            f"s3sync: cannot connect to {dead}: connection refused (is s3.endpoint_url / "
+            "--endpoint-url right, and is the server running?)"
+        ], res
+        assert not dest.exists()
+        res = cli("sync", "--bucket", bucket, "--endpoint-url", dead, "--dest", str(dest), "--json")
+        assert res.returncode == 2 and dead in res.json()["message"], res
+
+    def test_missing_bucket_creates_no_mirror(self, cli: CliRunner, tmp_path: Path) -> None:
+        dest = tmp_path / "never"
+        res = cli.sync("no-such-bucket-h4", dest)
+        assert res.returncode == 2, res
+        assert not dest.exists()
+
+    def test_default_dest_is_announced(self, cli: CliRunner, s3: Any, bucket: str) -> None:
+        seed(s3, bucket, {"a.txt": b"a"})
+        res = cli("sync", "--bucket", bucket, "--endpoint-url", cli.endpoint)
+        assert res.returncode == 0, res
+        where = cli.cwd / "downloaded_files"
+        assert f"s3sync: no --dest given: mirroring into {where.resolve()} (sync.local_dir)" in res.stderr
+        assert (where / "a.txt").read_bytes() == b"a"

@@ -13,6 +13,7 @@ import sys
 from s3sync.bootstrap import configure_logs, run_loop
 from s3sync.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, load, preflight
 from s3sync.cli.interrupt import Interrupt, guard_startup
+from s3sync.cli.output import print_sync, print_verify
 from s3sync.cli.progress import ProgressBar
 from s3sync.config import check_syncing
 
@@ -22,7 +23,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
     check_syncing(settings)
     configure_logs(settings, quiet=True)
     from s3sync.runtime import open_engine
+    from s3sync.s3.bucket import Bucket
     from s3sync.sync.engine import SyncReport
+
+    default_dir = type(settings.sync).model_fields["local_dir"].default
+    if args.dest is None and settings.sync.local_dir == default_dir:
+        # the old service's default: say so rather than fill ./downloaded_files unasked
+        where = settings.sync.local_dir.resolve()
+        print(f"s3sync: no --dest given: mirroring into {where} (sync.local_dir)", file=sys.stderr)
 
     show_bar = sys.stderr.isatty() and not args.json and not args.no_progress
     stop = Interrupt()
@@ -37,9 +45,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 bar.update(r)
 
         try:
+            # S3 first: a set-up mistake there leaves nothing behind (no mirror, no state)
+            async with Bucket(settings.s3, fast_get=settings.s3.fast_get) as probe:
+                await preflight(probe)
             async with open_engine(settings) as engine:
                 stop.engine = engine
-                await preflight(engine.bucket)
                 return await engine.reconcile(
                     dry_run=args.dry_run, progress=progress, version_at=args.version_at
                 )
@@ -65,11 +75,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         print(report.summary_line())
         print(f"s3sync: {report.errors[0]['message']}", file=sys.stderr)
     else:
-        for err in report.errors[:50]:
-            print(f"error: {err['key'] or '-'}: {err['message']}", file=sys.stderr)
-        if len(report.errors) > 50:
-            print(f"... and {len(report.errors) - 50} more errors", file=sys.stderr)
-        print(report.summary_line())
+        print_sync(report)
     if fatal:
         return EXIT_USAGE
     if stop.signum is not None:
@@ -99,10 +105,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.as_json()))
     else:
-        for d in report.drift:
-            print(f"{d.kind} {d.key}")
-        word = "identical" if report.identical else f"{len(report.drift)} differences"
-        print(f"verified {report.checked} objects: {word}")
+        print_verify(report)
     return EXIT_OK if report.identical else EXIT_FAIL
 
 

@@ -7,7 +7,6 @@ reports failures the same way: one line on stderr, and with ``--json`` one JSON 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from typing import Any
@@ -57,16 +56,40 @@ def load(args: argparse.Namespace) -> Settings:
     return load_settings(getattr(args, "config", None), overrides(args))
 
 
+def _refused(exc: BaseException) -> bool:
+    """Whether a connection was refused somewhere down the chain (causes, retries' last)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ConnectionRefusedError):
+            return True
+        todo += [e.__cause__, e.__context__, getattr(e, "last", None)]
+    return False
+
+
 async def preflight(bucket: Any) -> None:
     """HEAD the bucket first, so a set-up mistake is one clear line, not N failed objects.
 
-    Only fatal answers stop the run; a transient one (5xx, a reset) is left to the pass's own
+    Only fatal answers stop the run, and a refused connection: no S3 endpoint refuses
+    connections, so that is a wrong ``--endpoint-url`` or a server that is not running (exit 2,
+    naming the endpoint). Any other transient answer (5xx, a reset) is left to the pass's own
     retries, which would have hit it anyway.
     """
-    from s3sync.errors import RetryableError
+    from s3sync.errors import FatalError, RetryableError
 
-    with contextlib.suppress(RetryableError):
+    try:
         await bucket.check()
+    except RetryableError as exc:
+        if _refused(exc):
+            endpoint = bucket.settings.endpoint_url or f"S3 in {bucket.settings.region}"
+            raise FatalError(
+                f"cannot connect to {endpoint}: connection refused (is s3.endpoint_url / "
+                "--endpoint-url right, and is the server running?)"
+            ) from None
 
 
 def fail(args: argparse.Namespace, code: int, error: str, message: str) -> int:

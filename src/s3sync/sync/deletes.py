@@ -159,7 +159,8 @@ def refuse(report: SyncReport, stats: SyncStats, refused: tuple[str, str], victi
     report.failed += 1
     report.errors.append({"key": "", "error": code, "message": report.aborted})
     stats.error(code, report.aborted)
-    log.error("delete guard tripped", guard=code, would_delete=victims, message=report.aborted)
+    # a warning: the pass's report, health ("degraded") and the sync summary carry it too
+    log.warning("delete guard tripped", guard=code, would_delete=victims, message=report.aborted)
 
 
 async def untracked_local_files(mirror: Mirror, state: StateStore, scope: str, filt: KeyFilter) -> list[str]:

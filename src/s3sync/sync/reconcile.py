@@ -175,9 +175,8 @@ class Reconciler:
             elif isinstance(item, Fetch):
                 report.planned += 1
                 if dry_run:
-                    report.add(
-                        OpResult(item.meta.key, "download", "dry_run", f"would download ({item.reason})")
-                    )
+                    would = f"would download ({item.reason})"
+                    report.add(OpResult(item.meta.key, "download", "dry_run", would, item.meta.size))
                     self.stats.skipped["dry_run"] += 1
                     continue
                 fut: asyncio.Future[OpResult] = asyncio.get_running_loop().create_future()

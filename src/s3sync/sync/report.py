@@ -14,6 +14,21 @@ from typing import Any
 MAX_DETAILS = 1000
 
 
+def human_bytes(n: int) -> str:
+    """``82413285`` → ``78.6 MiB`` (binary units, as ``--bwlimit`` and the size flags read them)."""
+    value = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{n} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
 @dataclass(frozen=True, slots=True)
 class OpResult:
     """The outcome of one applied change."""
@@ -44,8 +59,13 @@ class SyncReport:
     errors: list[dict[str, str]] = field(default_factory=list)
     aborted: str | None = None
     planned: int = 0
+    # a dry run's answer to "what would it do": operation, key and (downloads) size, in order
+    would: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, r: OpResult) -> None:
+        if r.status == "dry_run" and len(self.would) < MAX_DETAILS:
+            size = r.bytes if r.operation == "download" else None
+            self.would.append({"operation": r.operation, "key": r.key, "size": size})
         if r.status in ("success", "dry_run"):
             if r.operation == "download":
                 self.downloaded += 1
@@ -55,11 +75,16 @@ class SyncReport:
         elif r.status == "failed":
             self.failed += 1
             if len(self.errors) < MAX_DETAILS:
-                self.errors.append({"key": r.key, "error": r.error or "failed", "message": r.message})
+                self.errors.append(
+                    {"key": r.key, "error": r.error or "failed", "message": r.message, "status": "failed"}
+                )
         elif r.status == "skipped":
             self.skipped += 1
             if r.error and len(self.errors) < MAX_DETAILS:
-                self.errors.append({"key": r.key, "error": r.error, "message": r.message})
+                # a visible skip (unsafe key, archived, ...): listed, but not a failure of the pass
+                self.errors.append(
+                    {"key": r.key, "error": r.error, "message": r.message, "status": "skipped"}
+                )
         elif r.status == "unchanged":
             self.unchanged += 1
         if r.status != "unchanged" and len(self.details) < MAX_DETAILS:
@@ -79,7 +104,8 @@ class SyncReport:
         prefix = "dry run: would have " if self.dry_run else ""
         line = (
             f"{prefix}downloaded {self.downloaded}, deleted {self.deleted}, failed {self.failed}, "
-            f"skipped {self.skipped}, unchanged {self.unchanged}, {self.bytes} bytes in {self.seconds:.2f}s"
+            f"skipped {self.skipped}, unchanged {self.unchanged}, {human_bytes(self.bytes)} "
+            f"in {self.seconds:.2f} s"
         )
         if self.aborted:
             line += f" ({self.aborted})"
@@ -97,6 +123,7 @@ class SyncReport:
             "dry_run": self.dry_run,
             "aborted": self.aborted,
             "errors": self.errors,
+            **({"would": self.would} if self.dry_run else {}),
         }
 
     def legacy(self) -> dict[str, Any]:
@@ -118,7 +145,7 @@ class SyncReport:
         )
         if processed and not changed and not self.failed:
             msg = (
-                f"Up to date: nothing downloaded or deleted; {processed} files checked "
+                f"Up to date: nothing downloaded or deleted; {plural(processed, 'file')} checked "
                 f"({self.unchanged} unchanged, {self.skipped} skipped) in {self.seconds:.2f} seconds"
             )
         if self.dry_run:
@@ -136,4 +163,4 @@ class SyncReport:
         }
 
 
-__all__ = ["MAX_DETAILS", "OpResult", "SyncReport"]
+__all__ = ["MAX_DETAILS", "OpResult", "SyncReport", "human_bytes", "plural"]
