@@ -58,6 +58,23 @@ def prepare_mirror(directory: Path) -> str | None:
     return None
 
 
+def _port_problem(port: int) -> str | None:
+    """Before anything starts: the API port must be free (the demo's flag is --port, not api.port)."""
+    if port == 0:
+        return None
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            return (
+                f"cannot listen on 127.0.0.1:{port}: {(exc.strerror or str(exc)).lower()} (another demo or "
+                f"s3sync still running? find it with `ss -ltnp 'sport = :{port}'`, or choose another port: "
+                "s3sync demo --port 8899, or --port 0 for any free one)"
+            )
+    return None
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -96,10 +113,13 @@ def run_demo(port: int = 8888, directory: Path = Path("demo-mirror"), exit_after
     os.environ["AWS_ACCESS_KEY_ID"] = "demo-access-key"
     os.environ["AWS_SECRET_ACCESS_KEY"] = "demo-secret-key"
     directory = directory.resolve()
-    problem = prepare_mirror(directory)
+    problem = _port_problem(port) or prepare_mirror(directory)
     if problem is not None:
         print(f"s3sync: {problem}", file=sys.stderr)
         return 2
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access lines are not the demo's
     server, endpoint = start_moto()
     seed(endpoint)
     if port == 0:

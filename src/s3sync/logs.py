@@ -156,7 +156,11 @@ def configure(level: str = "INFO", fmt: str = "auto", file: Path | None = None) 
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact,
     ]
-    renderer: Any = structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
+    # colours only for a terminal: a redirected console log (the demo's, say) stays plain text
+    colors = file is None and sys.stderr.isatty()
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=colors) if use_console else structlog.processors.JSONRenderer()
+    )
     structlog.configure(
         # the level filter is the bound logger's class: a disabled level renders nothing
         processors=[

@@ -138,7 +138,28 @@ class TestDemoOwnsItsMirror:
             finally:
                 out = _stop(proc)
             assert "guard" not in out, out
+            assert "\x1b[" not in out, out  # a redirected log has no colours
+            assert "HTTP/1.1" not in out, out  # and no moto access lines
         assert set(tree(d)) == set(DEMO_OBJECTS)
+
+    def test_busy_port_names_the_flag(self, tmp_path: Path) -> None:
+        import socket
+
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            p = subprocess.run(
+                [sys.executable, "-m", "s3sync", "demo", "--port", str(port), "--dir", str(tmp_path / "d")],
+                env=clean_environ(),
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        assert p.returncode == 2, (p.stdout, p.stderr)
+        assert "--port" in p.stderr and "api.port" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+        assert not (tmp_path / "d").exists()
 
     def test_foreign_directory_refused(self, tmp_path: Path) -> None:
         d = tmp_path / "precious"
