@@ -139,3 +139,36 @@ async def test_every_metric_the_docs_name_exists(client: Any) -> None:
     named = {m for p in texts for m in re.findall(r"\bs3sync_[a-z0-9_]+", p.read_text())}
     missing = sorted(n for n in named if n not in samples and n not in exposed)
     assert named and not missing, missing
+
+
+class TestApiDetails:
+    """The small things an HTTP client expects (issue 23, API details)."""
+
+    async def test_416_says_the_length(self, client: Any, s3: Any, bucket: str, mirror: Path) -> None:
+        seed(s3, bucket, {"f.txt": b"0123456789"})
+        assert (await client.post("/api/v1/sync")).status == 200
+        resp = await client.get("/api/v1/download/f.txt", headers={"Range": "bytes=50-60"})
+        await _json_error(resp, 416)
+        assert resp.headers["Content-Range"] == "bytes */10"
+
+    async def test_download_has_a_request_id(self, client: Any, s3: Any, bucket: str, mirror: Path) -> None:
+        seed(s3, bucket, {"f.txt": b"0123456789"})
+        assert (await client.post("/api/v1/sync")).status == 200
+        for headers in ({}, {"X-Request-Id": "mine-123"}, {"Range": "bytes=0-3"}):
+            resp = await client.get("/api/v1/download/f.txt", headers=headers)
+            assert resp.status in (200, 206), await resp.text()
+            assert resp.headers.get("X-Request-Id"), resp.headers
+            if "X-Request-Id" in headers:
+                assert resp.headers["X-Request-Id"] == "mine-123"
+
+    async def test_local_listing_has_the_etag(self, client: Any, s3: Any, bucket: str, mirror: Path) -> None:
+        seed(s3, bucket, {"f.txt": b"0123456789"})
+        etag = s3.head_object(Bucket=bucket, Key="f.txt")["ETag"].strip('"')
+        assert (await client.post("/api/v1/sync")).status == 200
+        (mirror / "untracked.txt").write_bytes(b"mine")
+        data = await (await client.get("/api/v1/files?source=local")).json()
+        etags = {f["key"]: f.get("etag") for f in data["files"]}
+        assert etags == {"f.txt": etag, "untracked.txt": None}, data
+        (mirror / "f.txt").write_bytes(b"changed locally")  # not what the state recorded any more
+        data = await (await client.get("/api/v1/files?source=local")).json()
+        assert {f["key"]: f.get("etag") for f in data["files"]}["f.txt"] is None

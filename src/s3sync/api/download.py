@@ -36,7 +36,12 @@ def _byte_range(request: web.Request, size: int) -> tuple[int, int] | None:
     start = start or 0
     stop = size if stop is None else min(stop, size)
     if start >= size or start >= stop:
-        raise ApiError(416, "range_not_satisfiable", f"range not satisfiable for a {size}-byte file")
+        raise ApiError(
+            416,
+            "range_not_satisfiable",
+            f"range not satisfiable for a {size}-byte file",
+            headers={"Content-Range": f"bytes */{size}"},  # RFC 9110 15.5.17: the current length
+        )
     return start, stop
 
 
@@ -53,6 +58,8 @@ async def serve_fd(request: web.Request, fd: int) -> web.StreamResponse:
     if span is not None:
         resp.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
     resp.content_length = stop - start
+    if rid := request.get("request_id"):
+        resp.headers["X-Request-Id"] = rid  # set before prepare: the middleware is too late for a stream
     await resp.prepare(request)
     if request.method != "HEAD":
         off = start

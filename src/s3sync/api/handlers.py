@@ -222,9 +222,13 @@ async def files(request: web.Request) -> web.Response:
                 out.append(s.FileEntry(key=key, size=st.st_size, last_modified=_iso(st.st_mtime)))
             return out, False
 
-        import asyncio
-
         entries, more = await asyncio.to_thread(page)
+        if services.engine_ready():  # the ETag the state recorded, while the file is what it wrote
+            state = services.engine().state
+            for i, e in enumerate(entries):
+                row = await state.get(e.key)
+                if row is not None and row.etag and row.size == e.size:
+                    entries[i] = e.model_copy(update={"etag": row.etag})
     nxt = _cursor_encode(entries[-1].key) if more and entries else None
     return _json(
         s.FileList(

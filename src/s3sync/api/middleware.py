@@ -189,10 +189,12 @@ async def context_middleware(
 ) -> web.StreamResponse:
     rid = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
     structlog.contextvars.bind_contextvars(request_id=rid)
+    request["request_id"] = rid  # for responses streamed before this middleware sees them
     started = time.monotonic()
     try:
         resp = await handler(request)
-        resp.headers["X-Request-Id"] = rid
+        if not resp.prepared:
+            resp.headers["X-Request-Id"] = rid
         return resp
     finally:
         log.debug(
