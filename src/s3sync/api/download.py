@@ -13,6 +13,7 @@ import asyncio
 import os
 from email.utils import formatdate
 
+import structlog
 from aiohttp import web
 
 from s3sync.api.errors import ApiError
@@ -58,7 +59,7 @@ async def serve_fd(request: web.Request, fd: int) -> web.StreamResponse:
     if span is not None:
         resp.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
     resp.content_length = stop - start
-    if rid := request.get("request_id"):
+    if rid := structlog.contextvars.get_contextvars().get("request_id"):
         resp.headers["X-Request-Id"] = rid  # set before prepare: the middleware is too late for a stream
     await resp.prepare(request)
     if request.method != "HEAD":

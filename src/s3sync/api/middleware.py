@@ -188,8 +188,7 @@ async def context_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     rid = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex[:16]
-    structlog.contextvars.bind_contextvars(request_id=rid)
-    request["request_id"] = rid  # for responses streamed before this middleware sees them
+    structlog.contextvars.bind_contextvars(request_id=rid)  # a streamed response reads it there too
     started = time.monotonic()
     try:
         resp = await handler(request)
