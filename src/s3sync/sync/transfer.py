@@ -328,6 +328,9 @@ class Transfer:
 WRITE_BATCH = 2 * 1024 * 1024
 
 
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
+
+
 def _pwritev_all(
     fd: int,
     chunks: list[bytes],
@@ -354,14 +357,16 @@ def _pwritev_all(
 
 
 def _pwritev_locked(fd: int, views: list[memoryview], offset: int) -> None:
-    while views:
-        n = os.pwritev(fd, views, offset)
+    """pwritev at most ``IOV_MAX`` buffers a call (more is EINVAL: a chunked body of tiny chunks)."""
+    i = 0
+    while i < len(views):
+        n = os.pwritev(fd, views[i : i + _IOV_MAX], offset)
         offset += n
-        while views and n >= len(views[0]):
-            n -= len(views[0])
-            views.pop(0)
+        while i < len(views) and n >= len(views[i]):
+            n -= len(views[i])
+            i += 1
         if n:
-            views[0] = views[0][n:]
+            views[i] = views[i][n:]
 
 
 async def _stop(task: asyncio.Future[None]) -> None:
