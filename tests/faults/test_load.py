@@ -55,7 +55,10 @@ class TestNotificationFlood:
         data = seed(s3, bucket, {f"load/{i:04d}.bin": body_for(f"l{i}", 2048) for i in range(KEYS)})
         proxy.add("latency", op="GET", seconds=0.2)  # workers slower than the flood
         d = daemon_factory(bucket=bucket, endpoint=proxy.url, local_dir=mirror, sync__concurrency=4,
-                           sync__journal_high_water=HIGH_WATER)
+                           sync__journal_high_water=HIGH_WATER,
+                           # the generator keeps 768 connections open; past api.max_connections
+                           # (512 by default) a connection is refused with 503 (test_api_limits)
+                           api__max_connections=1024)
         sampler = _Sampler(d)
         baseline = d.rss_kib()
         sampler.start()
