@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import datetime as dt
 import os
+import re
 import time
 from typing import Any
 
@@ -169,19 +169,18 @@ async def notification(request: web.Request) -> web.Response:
 
 
 # -- files -----------------------------------------------------------------
+_CURSOR = re.compile(s.CURSOR_PATTERN)  # what _cursor_encode makes; the OpenAPI document says the same
+
+
 def _cursor_decode(raw: str | None) -> str | None:
+    """The key a page starts after. Anything outside the pattern (a typo, ``%%%``) is a 400,
+    never silently the first page; anything inside it is a position (bytes that are not UTF-8
+    decode with U+FFFD: only a hand-made cursor gets there, and it still means "after this")."""
     if not raw:
         return None
-    # strict: the lenient decoder drops characters outside the alphabet, so "%%%" decoded to ""
-    # and silently meant "the first page"; only what _cursor_encode makes is accepted
-    try:
-        padded = raw.encode("ascii") + b"=" * (-len(raw) % 4)
-        key = base64.b64decode(padded, altchars=b"-_", validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeError, ValueError):
-        key = ""
-    if not key or _cursor_encode(key) != raw.rstrip("="):
+    if not _CURSOR.fullmatch(raw):
         raise ApiError(400, "invalid_parameter", "cursor: not a cursor returned by this API")
-    return key
+    return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("utf-8", "replace")
 
 
 def _cursor_encode(key: str) -> str:

@@ -39,6 +39,39 @@ def _q(name: str, schema: dict[str, Any], desc: str) -> dict[str, Any]:
 _BOOL = {"type": "string", "enum": ["true", "1", "yes", "on", "false", "0", "no", "off"]}
 
 
+# The envelopes the event parser takes (s3sync.sources.events); what each record, SNS Message
+# or EventBridge detail must hold is checked field by field there, each with a 400 naming it.
+_ENVELOPES: list[dict[str, Any]] = [
+    {
+        "title": "S3 event notification",
+        "type": "object",
+        "required": ["Records"],
+        "properties": {"Records": {"type": "array", "items": {"type": "object"}}},
+    },
+    {
+        "title": "s3:TestEvent",
+        "type": "object",
+        "required": ["Event"],
+        "properties": {"Event": {"const": "s3:TestEvent"}},
+    },
+    {
+        "title": "SNS envelope",
+        "type": "object",
+        "required": ["Type"],
+        "properties": {
+            "Type": {"enum": ["Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"]}
+        },
+    },
+    {"title": "EventBridge event", "type": "object", "required": ["detail-type", "source"]},
+]
+_NOTIFICATION_BODY: dict[str, Any] = {
+    "anyOf": [
+        *_ENVELOPES,
+        {"title": "a batch of envelopes", "type": "array", "minItems": 1, "items": {"anyOf": _ENVELOPES}},
+    ]
+}
+
+
 def build_spec() -> dict[str, Any]:
     models: list[type[BaseModel]] = [
         s.ErrorResponse,
@@ -169,7 +202,7 @@ def build_spec() -> dict[str, Any]:
                 "X-S3Sync-Signature: sha256=hex(HMAC-SHA256(secret, timestamp + '.' + body)).",
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": {"type": "object"}}},
+                    "content": {"application/json": {"schema": _NOTIFICATION_BODY}},
                 },
                 "responses": {
                     "202": _resp(s.NotificationAccepted, "accepted"),
@@ -190,7 +223,11 @@ def build_spec() -> dict[str, Any]:
                     _q(
                         "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size (default 100)"
                     ),
-                    _q("cursor", {"type": "string"}, "next_cursor from the previous page"),
+                    _q(
+                        "cursor",
+                        {"type": "string", "pattern": s.CURSOR_PATTERN},
+                        "next_cursor from the previous page",
+                    ),
                 ],
                 "responses": {"200": _resp(s.FileList, "a page"), "400": _err("bad parameter"), **auth_errs},
             }

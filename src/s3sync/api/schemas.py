@@ -10,6 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# a /api/v1/files cursor: unpadded base64url of the key the next page starts after
+CURSOR_PATTERN = r"^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?$"
+
 
 class _Out(BaseModel):
     model_config = ConfigDict(extra="allow")
