@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import sys
@@ -149,3 +150,35 @@ def test_interrupted_sync(
         again.kill()
     assert tree(mirror)["big/single.bin"] == big
     assert temp_files(mirror) == []
+
+
+def test_bar_moves_during_one_big_download(
+    moto_endpoint: str, bucket: str, mirror: Path, tmp_path: Path, big: bytes
+) -> None:
+    """One big object used to show ``0/?`` and 0.0 MB/s for its whole download."""
+    args = ["sync", "--bucket", bucket, "--endpoint-url", moto_endpoint, "--dest", str(mirror)]
+    run = PtyRun([*args, "--bwlimit", RATE], tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not re.search(rb"[1-9][0-9.]* MB/s \(1 in flight\)", run.output):
+            assert run.wait(0.1) is None, f"finished without showing the download move:\n{run.tail}"
+            assert time.monotonic() < deadline, run.tail
+        assert b"/?" not in run.output.split(b"in flight")[-2][-200:], run.tail
+        os.write(run.fd, b"\x03")
+        assert run.wait(10) == 130, run.tail
+    finally:
+        run.kill()
+
+
+def test_verify_shows_it_is_working(
+    moto_endpoint: str, bucket: str, mirror: Path, tmp_path: Path, big: bytes
+) -> None:
+    run = PtyRun(
+        ["verify", "--bucket", bucket, "--endpoint-url", moto_endpoint, "--dest", str(mirror)], tmp_path
+    )
+    try:
+        assert run.wait(60) == 1, run.tail  # nothing mirrored yet: drift
+    finally:
+        run.kill()
+    assert "verifying" in run.text and f"s3://{bucket}" in run.text, run.tail
+    assert "verified 2 objects: 2 differences" in run.text, run.tail

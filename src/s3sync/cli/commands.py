@@ -14,7 +14,7 @@ from s3sync.bootstrap import configure_logs, run_loop
 from s3sync.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, load, preflight
 from s3sync.cli.interrupt import Interrupt, guard_startup
 from s3sync.cli.output import print_sync, print_verify
-from s3sync.cli.progress import ProgressBar
+from s3sync.cli.progress import ProgressBar, spinner
 from s3sync.config import check_syncing
 
 
@@ -50,6 +50,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 await preflight(probe)
             async with open_engine(settings) as engine:
                 stop.engine = engine
+                if bar is not None:
+                    bar.follow(engine)
                 return await engine.reconcile(
                     dry_run=args.dry_run, progress=progress, version_at=args.version_at
                 )
@@ -101,7 +103,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 bucket, mirror, filt, checksum=not args.no_checksum, version_at=args.version_at
             )
 
-    report: VerifyReport = run_loop(main)
+    show = sys.stderr.isatty() and not args.json
+    with spinner(f"verifying s3://{settings.s3.bucket}", show):
+        report: VerifyReport = run_loop(main)
     if args.json:
         print(json.dumps(report.as_json()))
     else:
