@@ -16,17 +16,43 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    InstanceOf,
+    PlainSerializer,
     SecretStr,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic_settings import NoDecode
 
+from s3sync.errors import ConfigError
+from s3sync.model import ALL_KEYS, Shard, parse_shard
 from s3sync.units import parse_duration, parse_rate, parse_size
 
 _section = ConfigDict(extra="forbid", frozen=True)
+
+
+def _shard(v: Any) -> Shard:
+    """``"K/N"`` (TOML, env, ``--shard``) → :class:`Shard`, parsed here once for every reader."""
+    if isinstance(v, Shard):
+        return v
+    try:
+        return parse_shard(None if v is None else str(v))
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+#: ``[sync] shard``: written ``"K/N"`` (``""`` = every key), held as a parsed :class:`Shard`.
+ShardSpec = Annotated[
+    InstanceOf[Shard],
+    NoDecode,
+    BeforeValidator(_shard),
+    PlainSerializer(lambda s: s.spec, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^(\s*\d+\s*/\s*\d+\s*)?$"}),
+]
 
 #: An S3 access point ARN (every partition; the region is empty for a multi-Region access point).
 ACCESS_POINT_ARN = re.compile(
@@ -137,7 +163,7 @@ class SyncSettings(BaseModel):
     backup_dir: Path | None = None
     case_conflict: Literal["skip", "error"] = "skip"
     # Buckets too big to list (INTERFACE version 2): "K/N" = this host takes shard K of N.
-    shard: str = ""
+    shard: ShardSpec = ALL_KEYS
 
     @model_validator(mode="after")
     def _backup_outside_mirror(self) -> SyncSettings:
@@ -170,18 +196,6 @@ class SyncSettings(BaseModel):
     @classmethod
     def _files_from(cls, v: Any) -> Any:
         return None if v == "" else v
-
-    @field_validator("shard", mode="before")
-    @classmethod
-    def _shard(cls, v: Any) -> str:
-        from s3sync.errors import ConfigError
-        from s3sync.sync.shard import parse_shard
-
-        try:
-            shard = parse_shard(None if v is None else str(v))
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from exc
-        return "" if shard.everything else str(shard)
 
     @field_validator("max_delete")
     @classmethod
@@ -221,7 +235,7 @@ class SyncSettings(BaseModel):
         """The state DB; each shard keeps its own, as N hosts may share one ``local_dir``."""
         if self.state_path:
             return self.state_path
-        name = f"state-{self.shard.replace('/', '-of-')}.db" if self.shard else "state.db"
+        name = "state.db" if self.shard.everything else f"state-{self.shard.index}-of-{self.shard.count}.db"
         return self.local_dir / ".s3sync" / name
 
     @property

@@ -216,10 +216,9 @@ class TestShards:
     async def test_event_for_another_shard_is_ignored_and_counted(
         self, s3: Any, bucket: str, mirror: Path, make_settings: Any
     ) -> None:
-        from s3sync.model import Change, ChangeKind, ChangeSource
+        from s3sync.model import Change, ChangeKind, ChangeSource, shard_of
         from s3sync.runtime import open_engine
         from s3sync.stats import SyncStats
-        from s3sync.sync.shard import shard_of
 
         keys = [f"k{i}" for i in range(20)]
         seed(s3, bucket, {k: k.encode() for k in keys})

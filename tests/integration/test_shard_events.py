@@ -14,7 +14,7 @@ import pytest
 from support.eventkit import boto, run_daemon, s3_event, s3_record
 from support.s3kit import seed, tree, wait_for
 
-from s3sync.sync.shard import shard_of
+from s3sync.model import shard_of
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from s3sync.config import LEGACY_ENV, Settings, load_settings
+from s3sync.model import Shard
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.toml"
@@ -62,6 +63,8 @@ def _toml_literal(value: Any) -> str:
         return "[" + ", ".join(f'"{v}"' for v in value) + "]"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, Shard):
+        return f'"{value.spec}"'
     return f'"{value}"'
 
 

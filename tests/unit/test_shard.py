@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from s3sync.errors import ConfigError
-from s3sync.sync.shard import ALL, Shard, parse_shard, shard_of
+from s3sync.model import ALL_KEYS, Shard, parse_shard, shard_of
 
 
 class TestParse:
@@ -23,8 +23,8 @@ class TestParse:
 
     @pytest.mark.parametrize("spec", [None, "", "  "])
     def test_empty_means_everything(self, spec: str | None) -> None:
-        assert parse_shard(spec) == ALL
-        assert ALL.everything and ALL.owns("any/key")
+        assert parse_shard(spec) == ALL_KEYS
+        assert ALL_KEYS.everything and ALL_KEYS.owns("any/key")
 
     @pytest.mark.parametrize(
         ("spec", "needle"),

@@ -115,7 +115,7 @@ def not_mirrored(engine: Engine, key: str) -> str | None:
     if not key.startswith(settings.s3.prefix):
         return f"outside s3.prefix {settings.s3.prefix!r}"
     if not sel.shard.owns(key):
-        return f"another shard owns it (sync.shard {settings.sync.shard!r})"
+        return f"another shard owns it (sync.shard {sel.shard.spec!r})"
     if not sel.objects.wants_key(key):
         return "not listed in sync.files_from"
     if not sel.wants(key):

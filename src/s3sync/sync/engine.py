@@ -29,7 +29,6 @@ from s3sync.sync.pool import TransferPool
 from s3sync.sync.queue import KeyedCoalescingQueue, Work
 from s3sync.sync.reconcile import Reconciler
 from s3sync.sync.report import OpResult, SyncReport
-from s3sync.sync.shard import parse_shard
 from s3sync.sync.waiters import Held, KeyWaiters
 
 log = structlog.get_logger("s3sync.engine")
@@ -54,7 +53,7 @@ class Engine:
         self.mirror = mirror
         self.stats = stats
         sync = settings.sync
-        self.shard = parse_shard(sync.shard)  # --shard K/N: the keys this host owns
+        self.shard = sync.shard  # --shard K/N: the keys this host owns (parsed by the config)
         # temps and sidecars carry (host, shard, process): the start-up sweep removes only its own
         # and those of owners proven gone, never another host's or shard's (docs/scale.md)
         mirror.claim(self.shard.index, self.shard.count)

@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from s3sync.local.keys import KeyFilter
-from s3sync.model import ObjectMeta
+from s3sync.model import ALL_KEYS, ObjectMeta, Shard
 from s3sync.sections import SyncSettings
-from s3sync.sync.shard import ALL, Shard, parse_shard
 from s3sync.units import UnitParseError, parse_duration, parse_size
 
 
@@ -144,7 +143,7 @@ class Selection(KeyFilter):
     the apply rules); :meth:`wants` adds ``--files-from`` to the key test.
     """
 
-    def __init__(self, keys: KeyFilter, objects: ObjectFilter | None = None, shard: Shard = ALL) -> None:
+    def __init__(self, keys: KeyFilter, objects: ObjectFilter | None = None, shard: Shard = ALL_KEYS) -> None:
         super().__init__(keys.prefix, keys.include, keys.exclude, keys.max_size)
         self.objects = objects or ObjectFilter()
         # --shard K/N: another host's keys are out of scope, exactly like an excluded glob
@@ -163,7 +162,7 @@ class Selection(KeyFilter):
                 max_age=sync.max_age,
                 files_from=read_files_from(sync.files_from) if sync.files_from else None,
             ),
-            parse_shard(sync.shard),
+            sync.shard,
         )
 
     def wants_key(self, key: str) -> bool:
