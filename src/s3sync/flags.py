@@ -1,6 +1,6 @@
 """The operator-control flags (INTERFACE: "Operator controls peers have"), parsed at the command line.
 
-Each value goes through the same parser as its ``[sync]`` key (:mod:`s3sync.units`),
+Each value goes through the same parser as its ``[sync]`` key (:mod:`s3sync.config.units`),
 but here a bad value is an argparse usage error naming the flag (exit 2).
 """
 
@@ -10,8 +10,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from s3sync.config.units import parse_duration, parse_rate, parse_size
 from s3sync.s3.versions import parse_instant
-from s3sync.units import parse_duration, parse_rate, parse_size
 
 
 def _unit(parse: Callable[[str, str], Any]) -> Callable[[str], Any]:
@@ -65,7 +65,7 @@ def add_filter_flags(p: argparse.ArgumentParser) -> None:
 
 def _max_delete(text: str) -> int | str:
     """``--max-delete``: the same forms as ``[sync] max_delete`` (a count, ``N%``, or -1)."""
-    from s3sync.sections import SyncSettings
+    from s3sync.config.sections import SyncSettings
 
     try:
         out: int | str = SyncSettings._max_delete(text)
@@ -75,7 +75,7 @@ def _max_delete(text: str) -> int | str:
 
 
 def _storage_class(text: str) -> str:
-    from s3sync.sections import STORAGE_CLASSES
+    from s3sync.config.sections import STORAGE_CLASSES
 
     c = text.strip().upper()
     if c not in STORAGE_CLASSES:

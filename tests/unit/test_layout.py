@@ -27,8 +27,6 @@ LAYERS = {
     "s3sync.logs": 0,
     # the configuration: read by everything above, knows nothing of it
     "s3sync.config": 1,
-    "s3sync.sections": 1,
-    "s3sync.units": 1,
     "s3sync.s3": 2,
     "s3sync.local": 2,
     "s3sync.state": 2,

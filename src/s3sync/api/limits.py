@@ -36,13 +36,12 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from s3sync.sections import ApiSettings
+from s3sync.config.sections import ApiSettings
 
 log = structlog.get_logger("s3sync.app")
 
 #: Seconds an idle keep-alive connection (a request answered, nothing new sent) stays open.
 KEEPALIVE_SECONDS = 75.0
-
 
 
 def _answer(status: str, code: str, message: str, *extra: str) -> bytes:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any, NamedTuple
 
+from s3sync.config.sections import S3Settings
 from s3sync.errors import FatalError, NotFoundError, classify, head_bucket_error, map_errors
 from s3sync.model import ObjectMeta, normalize_etag
 from s3sync.s3.endpoints import configured_endpoint_url
@@ -26,7 +27,6 @@ from s3sync.s3.extras import RequestExtras
 from s3sync.s3.meta import meta_from_headers, timestamp
 from s3sync.s3.result import GetResult
 from s3sync.s3.versions import VersionsPage, page_from_boto
-from s3sync.sections import S3Settings
 
 
 class StaticCredentials(NamedTuple):

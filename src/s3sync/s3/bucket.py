@@ -21,6 +21,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+from s3sync.config.sections import S3Settings
 from s3sync.errors import PermanentError, RetriesExceededError
 from s3sync.model import ObjectMeta
 from s3sync.retry import RetryPolicy
@@ -32,7 +33,6 @@ from s3sync.s3.listing import RestoreStatusReader, meta_from_listing
 from s3sync.s3.meta import UNKNOWN_SIZE
 from s3sync.s3.result import Body, GetResult
 from s3sync.s3.versions import VersionsPage, at_instant
-from s3sync.sections import S3Settings
 
 #: A reconcile aborts on a listing error and deletes nothing, so one throttled page must
 #: not cost a whole pass: the lean path retries a page as often as botocore's standard

@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from s3sync.config.sections import S3Settings
 from s3sync.errors import ConfigError
-from s3sync.sections import S3Settings
 
 SSE_C_ALGORITHM = "AES256"
 KEY_BYTES = 32
@@ -46,8 +46,7 @@ def load_sse_customer_key(path: Path) -> bytes:
     if len(key) != KEY_BYTES:
         # the message says what is wrong, never what the file holds
         raise ConfigError(
-            f"s3.sse_customer_key_file: {str(path)!r} must hold a {KEY_BYTES}-byte key, "
-            "raw or base64-encoded"
+            f"s3.sse_customer_key_file: {str(path)!r} must hold a {KEY_BYTES}-byte key, raw or base64-encoded"
         )
     return key
 

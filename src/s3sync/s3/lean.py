@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from s3sync.config.sections import S3Settings
 from s3sync.errors import (
     S3SyncError,
     classify_status,
@@ -30,7 +31,6 @@ from s3sync.s3.meta import meta_from_headers, rfc1123
 from s3sync.s3.result import GetResult
 from s3sync.s3.sigv4 import SigV4Signer
 from s3sync.s3.versions import VersionsPage, parse_versions_page
-from s3sync.sections import S3Settings
 
 CredentialsFn = Callable[[], Awaitable[Any]]
 MAX_REDIRECTS = 2

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
+from s3sync.config.units import UnitParseError
 from s3sync.errors import RetryableError
 from s3sync.model import ObjectMeta, normalize_etag
 from s3sync.s3.meta import timestamp
-from s3sync.units import UnitParseError
 
 
 def parse_instant(text: str, flag: str = "--version-at") -> float:

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from s3sync.config.sections import SyncSettings
+from s3sync.config.units import UnitParseError, parse_duration, parse_size
 from s3sync.local.keys import KeyFilter
 from s3sync.model import ALL_KEYS, ObjectMeta, Shard
-from s3sync.sections import SyncSettings
-from s3sync.units import UnitParseError, parse_duration, parse_size
 
 
 def read_files_from(path: Path, flag: str = "--files-from") -> frozenset[str]:

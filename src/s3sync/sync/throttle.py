@@ -36,8 +36,8 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from s3sync.config.units import UnitParseError, format_rate, parse_bytes, parse_rate
 from s3sync.s3.result import Body, GetResult
-from s3sync.units import UnitParseError, format_rate, parse_bytes, parse_rate
 
 #: a quantum never exceeds this: keeps the per-call overhead low at high rates
 MAX_QUANTUM = 1024 * 1024

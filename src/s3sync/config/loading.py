@@ -24,8 +24,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from s3sync.errors import ConfigError
-from s3sync.sections import (
+from s3sync.config.sections import (
     ApiSettings,
     HooksSettings,
     InventorySettings,
@@ -34,6 +33,7 @@ from s3sync.sections import (
     SqsSettings,
     SyncSettings,
 )
+from s3sync.errors import ConfigError
 
 _config_file: ContextVar[Path | None] = ContextVar("s3sync_config_file", default=None)
 _environ: ContextVar[dict[str, str] | None] = ContextVar("s3sync_environ", default=None)

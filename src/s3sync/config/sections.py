@@ -2,7 +2,7 @@
 
 Each field carries its default and its validation; a bad value is rejected with
 the dotted key named (:func:`s3sync.config.format_validation_error`). Loading,
-sources and precedence live in :mod:`s3sync.config`.
+sources and precedence live in :mod:`s3sync.config.loading`.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from pydantic import (
 )
 from pydantic_settings import NoDecode
 
+from s3sync.config.units import parse_duration, parse_rate, parse_size
 from s3sync.errors import ConfigError
 from s3sync.model import ALL_KEYS, Shard, parse_shard
-from s3sync.units import parse_duration, parse_rate, parse_size
 
 _section = ConfigDict(extra="forbid", frozen=True)
 
