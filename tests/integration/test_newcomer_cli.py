@@ -266,3 +266,35 @@ class TestSetupMistakesCreateNothing:
         where = cli.cwd / "downloaded_files"
         assert f"s3sync: no --dest given: mirroring into {where.resolve()} (sync.local_dir)" in res.stderr
         assert (where / "a.txt").read_bytes() == b"a"
+
+
+def test_endpoint_that_is_not_s3(cli: CliRunner, tmp_path: Path) -> None:
+    """--endpoint-url at something that is not S3 (here a plain web server): say so, exit 2."""
+    import http.server
+    import threading
+
+    class NotS3(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:  # like the s3sync API or a web server: 404, no x-amz-* headers
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotS3)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}"
+        res = cli("sync", "--bucket", "some-bucket", "--endpoint-url", url, "--dest", str(tmp_path / "m"))
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert res.returncode == 2, res
+    assert res.stderr.strip().splitlines() == [
+        f"s3sync: bucket 'some-bucket' does not exist, and {url} does not answer like an S3 endpoint "
+        "(no x-amz-* headers): is s3.endpoint_url / --endpoint-url the S3 API?"
+    ], res
+    assert not (tmp_path / "m").exists()
