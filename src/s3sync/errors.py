@@ -236,7 +236,8 @@ def classify(exc: BaseException) -> S3SyncError:
         return mapped
     if isinstance(exc, OSError):
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
-            return LocalIOError(f"{exc.strerror or exc}: {exc.filename or ''}".strip())
+            where = f": {exc.filename}" if exc.filename else ""  # not "No space left on device:"
+            return LocalIOError(f"{exc.strerror or exc}{where}")
         return RetryableError(str(exc) or type(exc).__name__)
     if isinstance(exc, asyncio.TimeoutError | TimeoutError | ConnectionError):
         return RetryableError(str(exc) or type(exc).__name__)
