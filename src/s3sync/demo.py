@@ -35,10 +35,11 @@ MARKER = Path(".s3sync") / "demo-mirror"
 
 
 def _legacy_demo_mirror(directory: Path) -> bool:
-    """A mirror from a demo run before the marker: only demo keys (and the state dir) at the top."""
+    """A mirror from a demo run before the marker: a state dir, and either the default name
+    (``./demo-mirror``, where the banner's ``new.txt`` upload lands too) or only demo keys."""
     tops = {k.split("/", 1)[0] for k in DEMO_OBJECTS} | {".s3sync"}
     names = {p.name for p in directory.iterdir()}
-    return ".s3sync" in names and names <= tops
+    return ".s3sync" in names and (directory.name == "demo-mirror" or names <= tops)
 
 
 def prepare_mirror(directory: Path) -> str | None:
