@@ -55,7 +55,7 @@ def _post(headers: str, body: bytes) -> bytes:
     return f"POST {N} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n".encode() + body
 
 
-def _new_lines(d: Daemon, before: int, within: float = 10) -> list[dict[str, Any]]:
+def _new_lines(d: Daemon, before: int, within: float = 30) -> list[dict[str, Any]]:
     """The log lines written after ``before`` once a WARNING is among them (or the deadline)."""
     deadline = time.monotonic() + within
     while True:
