@@ -90,7 +90,7 @@ class SyncStats:
     last_reconcile_duration: float | None = None
     next_reconcile_at: float | None = None
     last_reconcile_source: str | None = None  # "listing" | "inventory"
-    inventory_report: Any = None  # sync.inventory_pass.ReportInfo of the last inventory-driven pass
+    inventory_report: Any = None  # sync.reconcile.inventory_pass.ReportInfo of the last inventory-driven pass
     other_shard: int = 0  # changes for keys another shard (--shard K/N) owns: ignored, counted
     reconcile_running: bool = False
     last_error: str | None = None

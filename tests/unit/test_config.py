@@ -158,7 +158,10 @@ class TestEnvironment:
                 "http://127.0.0.1:1",
             ),
             (
-                {"AWS_ENDPOINT_URL_SQS": "http://127.0.0.1:3", "S3SYNC_S3__ENDPOINT_URL": "http://127.0.0.1:4"},
+                {
+                    "AWS_ENDPOINT_URL_SQS": "http://127.0.0.1:3",
+                    "S3SYNC_S3__ENDPOINT_URL": "http://127.0.0.1:4",
+                },
                 "http://127.0.0.1:4",
                 "http://127.0.0.1:3",
             ),
@@ -320,7 +323,7 @@ class TestValidationMessages:
 
     @pytest.mark.parametrize(("raw", "tracked", "limit"), [("-1", 50, None), ("3", 50, 3), ("10%", 50, 5)])
     def test_delete_limit(self, raw: str, tracked: int, limit: int | None) -> None:
-        from s3sync.sync.deletes import delete_limit
+        from s3sync.sync.reconcile.deletes import delete_limit
 
         s = load_settings(environ={"S3SYNC_SYNC__MAX_DELETE": raw})
         assert delete_limit(s.sync.max_delete, tracked) == limit

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3sync.sync.conflicts import CaseConflicts, PrefixConflicts, fold
+from s3sync.sync.reconcile.conflicts import CaseConflicts, PrefixConflicts, fold
 
 # characters on both sides of '/' (0x2F) in byte order, plus multi-byte ones
 _ALPHABET = ["a", "b", "A", ".", "-", " ", "!", "/", "0", "é", "e\u0301", "É", "漢", "ß"]
@@ -150,7 +150,7 @@ class TestOrderedFlags:
     @given(_keys)
     async def test_order_and_verdicts(self, keys: list[str]) -> None:
         from s3sync.model import ObjectMeta
-        from s3sync.sync.conflicts import flag_conflicts
+        from s3sync.sync.reconcile.conflicts import flag_conflicts
 
         ordered = _byte_order(keys)
 

@@ -10,7 +10,7 @@ import pytest
 from s3sync.errors import ConfigError
 from s3sync.local.backup import Backups, check_backup_dir
 from s3sync.local.safefs import SafeFS
-from s3sync.sync.deletes import DeletePlan, delete_limit, refusal
+from s3sync.sync.reconcile.deletes import DeletePlan, delete_limit, refusal
 
 
 class TestGuards:

@@ -1,4 +1,4 @@
-"""The sorted merge (sync.march) and its two users: plan (listing x state), verify (listing x walk).
+"""The sorted merge (sync.reconcile.march) and its two users: plan (listing x state), verify (listing x walk).
 
 All three walk two key-ordered streams once. The tests feed them keys where orders
 could part ways (``a-b`` / ``a/b`` / ``a0``, U+E000.., astral characters that
@@ -26,8 +26,8 @@ from s3sync.local.mirror import Mirror
 from s3sync.model import ObjectMeta
 from s3sync.s3.bucket import Bucket
 from s3sync.state.store import StateRow
-from s3sync.sync.march import march
-from s3sync.sync.plan import Adopt, Fetch, PlanItem, Skip, plan
+from s3sync.sync.reconcile.march import march
+from s3sync.sync.reconcile.plan import Adopt, Fetch, PlanItem, Skip, plan
 from s3sync.sync.verify import verify
 
 LM = 1_700_000_000.0

@@ -1,7 +1,7 @@
 """``sync --checksum``: are the local bytes the object's, when the ETag cannot say?
 
 The cheap answer is the local file's MD5 against a single-part ETag
-(:func:`~s3sync.sync.deletes.content_matches`). It cannot tell a damaged file
+(:func:`~s3sync.sync.reconcile.deletes.content_matches`). It cannot tell a damaged file
 from an object whose ETag is not an MD5 at all: a KMS, DSSE or SSE-C ETag looks
 like one and differs from the content's MD5 on every PUT. A listing does not say
 which it is, so treating every mismatch as damage re-downloaded every KMS

@@ -27,7 +27,7 @@ from s3sync.stats import SyncStats
 from s3sync.sync.apply import Applier
 from s3sync.sync.pool import TransferPool
 from s3sync.sync.queue import KeyedCoalescingQueue, Work
-from s3sync.sync.reconcile import Reconciler
+from s3sync.sync.reconcile.reconciler import Reconciler
 from s3sync.sync.report import OpResult, SyncReport
 from s3sync.sync.waiters import Held, KeyWaiters
 

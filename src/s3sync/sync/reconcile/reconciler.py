@@ -1,6 +1,6 @@
 """One reconcile pass: plan by sorted merge, download what differs, then (maybe) delete.
 
-The plan (:mod:`s3sync.sync.plan`) streams the listing against the state store;
+The plan (:mod:`s3sync.sync.reconcile.plan`) streams the listing against the state store;
 fetches go through the pool's queue like any other change, so one writer per
 key holds. Deletes are the dangerous operation, so they wait for the end of
 the pass and pass a guard: nothing is deleted after any error of the pass, and
@@ -24,9 +24,11 @@ from s3sync.s3.bucket import Bucket
 from s3sync.state.store import StateRow, StateStore
 from s3sync.stats import SyncStats
 from s3sync.sync.apply import Applier
-from s3sync.sync.conflicts import CaseConflicts
 from s3sync.sync.content import confirm_content
-from s3sync.sync.deletes import (
+from s3sync.sync.filters import Selection
+from s3sync.sync.pool import TransferPool
+from s3sync.sync.reconcile.conflicts import CaseConflicts
+from s3sync.sync.reconcile.deletes import (
     DeletePlan,
     case_policy,
     content_matches,
@@ -36,10 +38,8 @@ from s3sync.sync.deletes import (
     untracked_local_files,
     withhold,
 )
-from s3sync.sync.filters import Selection
-from s3sync.sync.inventory_pass import InventoryPass
-from s3sync.sync.plan import Adopt, Fetch, Remove, Skip, Unchanged, plan
-from s3sync.sync.pool import TransferPool
+from s3sync.sync.reconcile.inventory_pass import InventoryPass
+from s3sync.sync.reconcile.plan import Adopt, Fetch, Remove, Skip, Unchanged, plan
 from s3sync.sync.report import OpResult, SyncReport
 
 log = structlog.get_logger("s3sync.reconcile")

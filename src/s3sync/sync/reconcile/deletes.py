@@ -36,7 +36,7 @@ from s3sync.local.mirror import Mirror
 from s3sync.model import ObjectMeta
 from s3sync.state.store import StateStore
 from s3sync.stats import SyncStats
-from s3sync.sync.conflicts import CaseConflicts
+from s3sync.sync.reconcile.conflicts import CaseConflicts
 from s3sync.sync.report import OpResult, SyncReport
 
 log = structlog.get_logger("s3sync.reconcile")

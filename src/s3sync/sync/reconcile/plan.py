@@ -27,9 +27,9 @@ from s3sync.local.mirror import LocalStat
 from s3sync.model import ObjectMeta
 from s3sync.s3.listing import archived_unrestored
 from s3sync.state.store import StateRow
-from s3sync.sync.conflicts import CaseConflicts, PrefixConflicts, flag_conflicts
 from s3sync.sync.filters import Selection
-from s3sync.sync.march import march, only
+from s3sync.sync.reconcile.conflicts import CaseConflicts, PrefixConflicts, flag_conflicts
+from s3sync.sync.reconcile.march import march, only
 
 MTIME_SLACK = 1.0
 BATCH = 256

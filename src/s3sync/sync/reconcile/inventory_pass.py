@@ -32,7 +32,7 @@ from s3sync.s3.inventory import InventoryReader, Manifest, parse_location
 from s3sync.state.store import StateRow, StateStore
 from s3sync.stats import SyncStats
 from s3sync.sync.filters import Selection
-from s3sync.sync.plan import Fetch
+from s3sync.sync.reconcile.plan import Fetch
 
 log = structlog.get_logger("s3sync.inventory")
 
