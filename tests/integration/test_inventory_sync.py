@@ -152,7 +152,7 @@ class TestInventorySync:
         assert snap["inventory_report"]["location"] == location
         from prometheus_client import generate_latest
 
-        from s3sync.metrics import make_registry
+        from s3sync.api.metrics import make_registry
 
         text = generate_latest(make_registry(stats)).decode()
         gauge = next(ln for ln in text.splitlines() if ln.startswith("s3sync_inventory_report_created"))

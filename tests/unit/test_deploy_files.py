@@ -355,7 +355,7 @@ class TestExporterMatches:
     def test_names_and_labels(self) -> None:
         from prometheus_client import generate_latest
 
-        from s3sync.metrics import make_registry
+        from s3sync.api.metrics import make_registry
         from s3sync.stats import SyncStats
 
         stats = SyncStats()

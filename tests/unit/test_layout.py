@@ -34,7 +34,6 @@ LAYERS = {
     "s3sync.sources": 4,
     "s3sync.runtime": 4,
     "s3sync.api": 5,
-    "s3sync.metrics": 5,  # the /metrics collector, api/app.py's
     "s3sync.systemd": 5,  # sd_notify: api/services.py (the daemon's runtime) still calls it
     "s3sync.daemon": 6,
     "s3sync.preflight": 6,

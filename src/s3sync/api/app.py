@@ -19,6 +19,7 @@ from s3sync.api import handlers as h
 from s3sync.api import keys as K
 from s3sync.api import statuspage
 from s3sync.api.auth import FailureLimiter
+from s3sync.api.metrics import make_registry
 from s3sync.api.middleware import (
     NOTIFICATION_PATH,
     auth_middleware,
@@ -29,7 +30,6 @@ from s3sync.api.middleware import (
 from s3sync.api.openapi import build_spec
 from s3sync.api.services import Services
 from s3sync.config import Settings
-from s3sync.metrics import make_registry
 from s3sync.stats import SyncStats
 from s3sync.systemd import Notifier
 
