@@ -89,8 +89,16 @@ class DelayProxy:
     no pass inherits another's server-side connections.
     """
 
-    def __init__(self, binary: str, work_dir: Path, backend_port: int, log_file: Path) -> None:
+    def __init__(
+        self,
+        binary: str,
+        work_dir: Path,
+        backend_port: int,
+        log_file: Path,
+        checksum: tuple[str, str] | None = None,
+    ) -> None:
         self.binary = binary
+        self.checksum = checksum  # W4c: (path, CRC64NVME) announced on that object's whole answers
         self.work_dir = work_dir
         self.backend_port = backend_port
         self.log_file = log_file
@@ -133,10 +141,26 @@ defaults
 frontend bench_in
     bind 127.0.0.1:{self.port}
     http-request lua.bench_delay
-    default_backend bench_s3
+{self._checksum_rules()}    default_backend bench_s3
 
 backend bench_s3
     server rclone 127.0.0.1:{self.backend_port} maxconn 4096
+"""
+
+    def _checksum_rules(self) -> str:
+        """W4c: a full-object CRC64NVME on whole-object GET/HEAD 200s of one path, as AWS sends it.
+
+        Only when the request asks (``x-amz-checksum-mode: ENABLED``) and carries no
+        Range: AWS sends no checksum with a partial range (aws-truth topics 1, 2).
+        """
+        if self.checksum is None:
+            return ""
+        path, value = self.checksum
+        return f"""\
+    http-request set-var(txn.w4c) bool(true) if {{ path {path} }} !{{ req.hdr(range) -m found }} \
+{{ req.hdr(x-amz-checksum-mode) -i ENABLED }}
+    http-response set-header x-amz-checksum-crc64nvme {value} if {{ var(txn.w4c) -m bool }} {{ status 200 }}
+    http-response set-header x-amz-checksum-type FULL_OBJECT if {{ var(txn.w4c) -m bool }} {{ status 200 }}
 """
 
     def start(self, delay_ms: int) -> None:

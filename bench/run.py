@@ -52,9 +52,9 @@ from proxy import DelayProxy, find_haproxy, haproxy_supports_lua, haproxy_versio
 from server import RcloneServer, S3Client, free_port, wait_http
 
 PEER_NAMES = ("aws", "s5cmd", "rclone")
-ALL_WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")
+ALL_WORKLOADS = ("W1", "W2", "W3", "W4", "W4C", "W5", "W6", "W7", "W8")
 # W7 reuses W1's data set before W3 changes it, so it runs right after W1.
-RUN_ORDER = ("W1", "W7", "W2", "W3", "W4", "W5", "W6", "W8")
+RUN_ORDER = ("W1", "W7", "W2", "W3", "W4", "W4C", "W5", "W6", "W8")
 # W8 generates and reconciles 10⁶ objects (~25 min here): only when asked for by name.
 OPT_IN_WORKLOADS = ("W8",)
 STATE_DIR_NAME = ".s3sync"  # s3sync keeps its state DB here inside --dest by default
@@ -64,7 +64,11 @@ TARGETS = {
     "W2": 0.5,
     "W3": 1.0,
     "W4": 1.0,
+    "W4C": 1.0,  # W4c: the object carries a full-object CRC64NVME, so verifying it is nearly free
 }
+# W4 verifies an MD5, which is serial: its target is the time one core needs to MD5 the file
+# (measured in the same run, like `cp`), not a peer that verifies nothing
+W4_MD5_TARGET = 1.2
 W5_P99_TARGET_MS = 10.0
 W5_MIN_RATE_FRACTION = 0.95  # below this share of --w5-rate the generator fell behind: INVALID
 W6_GROWTH_TARGET = 1.25
@@ -189,6 +193,30 @@ def gen_small(bucket_dir: Path, count: int, prefixes: int, size: int, seed: int)
         os.utime(path, (stamp, stamp))
 
 
+#: the W4 verification floor, run by s3sync's interpreter: MD5 of the file on one core
+MD5_FLOOR = """\
+import hashlib, sys
+h = hashlib.md5()
+buf = bytearray(8 << 20)
+view = memoryview(buf)
+with open(sys.argv[1], "rb", buffering=0) as f:
+    while n := f.readinto(buf):
+        h.update(view[:n])
+print(h.hexdigest())
+"""
+
+#: W4c's checksum: S3's CRC64NVME of the file (base64 of the big-endian value), by awscrt
+CRC64NVME_OF_FILE = """\
+import base64, sys
+from awscrt import checksums
+crc = 0
+with open(sys.argv[1], "rb") as f:
+    while chunk := f.read(8 << 20):
+        crc = checksums.crc64nvme(chunk, crc)
+print(base64.b64encode(crc.to_bytes(8, "big")).decode())
+"""
+
+
 def gen_big(path: Path, mib: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     block = os.urandom(1 << 20)
@@ -227,6 +255,7 @@ class Bench:
         self.notes: list[str] = []
         self.mirrors: dict[str, Path] = {}
         self.proxy: DelayProxy | None = None
+        self.current = ""  # the workload running (W4/W4c share the big object)
 
     # -- helpers
 
@@ -242,7 +271,7 @@ class Bench:
         via_proxy_ms: int | None = None,
     ) -> Pass:
         self.server.restart()
-        if workload == "W4":
+        if workload in ("W4", "W4C"):
             self.warm_big(bucket)
         elif workload in ("W2", "W3"):
             self.warm_listing(bucket)
@@ -413,16 +442,39 @@ class Bench:
                 self.timed_pass(tool, "W3", r, bucket, self.mirrors[tool.name], True, expected)
         self.extra["small"] = {k: (v[0], None) for k, v in expected.items()}
 
-    def w4(self) -> None:
-        bucket = "bench-big"
-        key = "big/blob.bin"
+    def big_object(self) -> tuple[str, str, Path, Manifest]:
+        """W4's (and W4c's) bucket, key, server file and manifest; generated on first use."""
+        bucket, key = "bench-big", "big/blob.bin"
         src = self.data / bucket / key
-        log(f"generating one {self.args.w4_mib} MiB object")
-        gen_big(src, self.args.w4_mib)
-        digest = sha256_file(src)
-        self.extra["w4_key"] = key
-        expected: Manifest = {key: (src.stat().st_size, digest)}
-        cp_times: list[float] = []
+        if "w4_expected" not in self.extra:
+            log(f"generating one {self.args.w4_mib} MiB object")
+            gen_big(src, self.args.w4_mib)
+            self.extra["w4_key"] = key
+            self.extra["w4_expected"] = {key: (src.stat().st_size, sha256_file(src))}
+        return bucket, key, src, self.extra["w4_expected"]
+
+    def done_with_big(self) -> None:
+        """Remove the big object once the last workload using it ran."""
+        later = RUN_ORDER[RUN_ORDER.index(self.current) + 1 :]
+        if not any(w in self.args.workloads for w in later if w in ("W4", "W4C")):
+            rmtree(self.data / "bench-big")
+
+    def untimed_limit(self, name: str, argv: list[str], repeat: int, expected: Manifest | None) -> None:
+        """A reference pass (``cp``, the MD5 floor): timed like a tool, not ranked as a peer."""
+        dest = self.work / name / f"w4-{repeat}"
+        rmtree(dest)
+        (dest / "big").mkdir(parents=True)
+        argv = [a.replace("{dest}", str(dest)) for a in argv]
+        logp = self.work / "logs" / f"W4-{name}-{repeat}.log"
+        rc, wall, cpu, rss = run_child(argv, self.env, logp, self.args.timeout)
+        problem = f"exit {rc}: {tail(logp)}" if rc else (check_mirror(dest, expected) if expected else "")
+        self.passes.append(Pass(name, "W4", repeat, wall, cpu, rss, rc, not problem, problem))
+        log(f"W4 #{repeat} {name:7s} {wall:8.3f} s  cpu {cpu:7.2f} s")
+        rmtree(dest)
+
+    def w4(self) -> None:
+        bucket, key, src, expected = self.big_object()
+        venv_python = str(REPO_DIR / ".venv" / "bin" / "python")
         for r in range(self.args.repeats):
             for tool in self.tools.values():
                 dest = self.work / tool.name / f"w4-{r}"
@@ -431,21 +483,54 @@ class Bench:
                 self.timed_pass(tool, "W4", r, bucket, dest, False, expected)
                 rmtree(dest)
             # The disk limit: copying the (page-cache warm) server file locally.
-            dest = self.work / "cp" / f"w4-{r}"
-            rmtree(dest)
-            (dest / "big").mkdir(parents=True)
-            rc, wall, cpu, rss = run_child(
-                ["cp", str(src), str(dest / key)],
-                self.env,
-                self.work / "logs" / f"W4-cp-{r}.log",
-                self.args.timeout,
-            )
-            problem = f"exit {rc}" if rc else check_mirror(dest, expected)
-            self.passes.append(Pass("cp", "W4", r, wall, cpu, rss, rc, not problem, problem))
-            cp_times.append(wall)
-            log(f"W4 #{r} cp (warm) {wall:8.3f} s")
-            rmtree(dest)
-        rmtree(self.data / bucket)
+            self.untimed_limit("cp", ["cp", str(src), "{dest}/" + key], r, expected)
+            # The verification limit: one core MD5ing the (page-cache warm) file, as a verified
+            # copy of a single-part object must (its ETag is the MD5); s3sync's own interpreter.
+            self.untimed_limit("md5", [venv_python, "-c", MD5_FLOOR, str(src)], r, None)
+        self.done_with_big()
+
+    def w4c(self) -> None:
+        """W4 with a full-object CRC64NVME on the object, as AWS gives every new object.
+
+        ``rclone serve s3`` stores no additional checksums, so HAProxy (the W7 proxy, no
+        delay) adds ``x-amz-checksum-crc64nvme`` and ``x-amz-checksum-type: FULL_OBJECT``
+        to the 200 answers of whole-object GETs and HEADs of that key asked with
+        ``x-amz-checksum-mode: ENABLED``, and to nothing else: AWS sends no checksum on
+        a ranged GET that is not the whole object (../shared/aws-truth topics 1 and 2).
+        The value is computed by awscrt in s3sync's venv. Every tool goes through the
+        same proxy, so the comparison stays like for like.
+        """
+        binary, why = find_haproxy(log)
+        if binary is None or not haproxy_supports_lua(binary):
+            why = why or f"{binary} was built without Lua"
+            log(f"W4c skipped: {why}")
+            self.notes.append(f"W4c skipped: {why}")
+            return
+        bucket, key, src, expected = self.big_object()
+        out = subprocess.run(
+            [str(REPO_DIR / ".venv" / "bin" / "python"), "-c", CRC64NVME_OF_FILE, str(src)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        crc = out.stdout.strip()
+        self.extra["w4c_crc64nvme"] = crc
+        log(f"W4c: {key} carries CRC64NVME {crc} (FULL_OBJECT) through the proxy")
+        self.proxy = DelayProxy(
+            binary, self.work, self.server.port, self.work / "haproxy.log", checksum=(f"/{bucket}/{key}", crc)
+        )
+        try:
+            for r in range(self.args.repeats):
+                for tool in self.tools.values():
+                    dest = self.work / tool.name / f"w4c-{r}"
+                    rmtree(dest)
+                    dest.mkdir(parents=True)
+                    self.timed_pass(tool, "W4C", r, bucket, dest, False, expected, via_proxy_ms=0)
+                    rmtree(dest)
+        finally:
+            self.proxy.stop()
+            self.proxy = None
+        self.done_with_big()
 
     def w5(self) -> None:
         if "s3sync" not in self.tools:
@@ -809,7 +894,7 @@ def summarise(bench: Bench) -> dict[str, Any]:
     """Medians per (workload, tool), ratio to the best peer and PASS/MISS per target."""
     cells: dict[str, dict[str, dict[str, Any]]] = {}
     for p in bench.passes:
-        if p.workload not in ("W1", "W2", "W3", "W4", "W7", "W7-0ms"):
+        if p.workload not in ("W1", "W2", "W3", "W4", "W4C", "W7", "W7-0ms"):
             continue
         cells.setdefault(p.workload, {}).setdefault(p.tool, {"runs": []})["runs"].append(p)
     rows: dict[str, Any] = {}
@@ -846,6 +931,12 @@ def summarise(bench: Bench) -> dict[str, Any]:
         }
         if wl == "W4" and "cp" in row and row["cp"]["status"] == "ok" and ours and ours["status"] == "ok":
             rows[wl]["ratio_to_cp"] = ours["median_s"] / row["cp"]["median_s"]
+        if wl == "W4" and "md5" in row and row["md5"]["status"] == "ok" and ours is not None:
+            # W4's verdict is against the verification floor (see W4_MD5_TARGET)
+            floor = row["md5"]["median_s"]
+            r = ours["median_s"] / floor if ours["status"] == "ok" else None
+            rows[wl].update(ratio_to_md5=r, target_md5=W4_MD5_TARGET)
+            rows[wl]["result"] = "PASS" if r is not None and r <= W4_MD5_TARGET else "MISS"
     _w7_against_w1(rows)
     out: dict[str, Any] = {"rows": rows}
     w5 = bench.extra.get("w5")
@@ -899,6 +990,7 @@ WL_TITLES = {
     "W2": "W2 re-sync, nothing changed",
     "W3": "W3 re-sync, 1% overwritten + 1% deleted (--delete)",
     "W4": "W4 one {mib} MiB object, cold",
+    "W4C": "W4c the same object carrying a full-object CRC64NVME (via HAProxy)",
     "W7": "W7 = W1 behind HAProxy holding each request {ms} ms",
 }
 
@@ -954,7 +1046,7 @@ def render_markdown(
         "| workload | " + " | ".join(cols) + " | s3sync ÷ best peer | target | result |",
         "|---|" + "---|" * len(cols) + "---|---|---|",
     ]
-    for wl in ("W1", "W2", "W3", "W4"):
+    for wl in ("W1", "W2", "W3", "W4", "W4C"):
         row = summary["rows"].get(wl)
         if row is None:
             continue
@@ -978,6 +1070,12 @@ def render_markdown(
                 title += f"; warm `cp` {fmt_s(cp['median_s'])}"
                 if "ratio_to_cp" in row:
                     ratio += f"; {row['ratio_to_cp']:.1f} x cp"
+            md5 = row["tools"].get("md5")
+            if md5 and md5["status"] == "ok":
+                title += f"; one-core MD5 floor {fmt_s(md5['median_s'])}"
+                if row.get("ratio_to_md5") is not None:
+                    ratio = f"**{row['ratio_to_md5']:.2f} x MD5 floor**; " + ratio
+                target = f"≤ {W4_MD5_TARGET} x MD5 floor"
         lines.append(f"| {title} | " + " | ".join(cells) + f" | {ratio} | {target} | {row['result']} |")
     lines += _w7_lines(summary, args, cols)
     na = "n/a (no event mode)"
@@ -1032,7 +1130,7 @@ def render_markdown(
     md = ["## Results", "", *lines, ""]
     # Secondary table: CPU seconds, which is what the per-object cost really is.
     cpu_lines = ["| workload | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    for wl in ("W1", "W2", "W3", "W4", "W7-0ms", "W7"):
+    for wl in ("W1", "W2", "W3", "W4", "W4C", "W7-0ms", "W7"):
         row = summary["rows"].get(wl)
         if row is None:
             continue
@@ -1159,6 +1257,7 @@ def main(argv: list[str] | None = None) -> int:
         "W2": bench.w2,
         "W3": bench.w3,
         "W4": bench.w4,
+        "W4C": bench.w4c,
         "W5": bench.w5,
         "W6": bench.w6,
         "W7": bench.w7,
@@ -1168,6 +1267,7 @@ def main(argv: list[str] | None = None) -> int:
         for wl in RUN_ORDER:
             if wl in args.workloads:
                 t0 = time.monotonic()
+                bench.current = wl
                 try:
                     steps[wl]()
                 except (RuntimeError, OSError, subprocess.SubprocessError) as exc:

@@ -10,6 +10,7 @@ GIL, so this runs in a worker thread beside the network).
 
 from __future__ import annotations
 
+import mmap
 import os
 
 from s3sync.errors import RetryableError
@@ -42,22 +43,41 @@ class BodyCheck:
 class RegionHasher:
     """Feeds a file to ``hasher`` in order; ``done`` is how far it got.
 
-    Reads go into one reused 1 MiB buffer (``preadv``): a fresh 8 MiB ``bytes``
-    per read was a new mapping each time, page-faulted in and unmapped again —
-    a tenth of a 1 GiB download's system time — and a buffer this size stays in
-    the CPU cache between the copy and the hash.
+    The written regions are hashed straight from the page cache through a
+    read-only ``mmap`` of at most ``WINDOW`` bytes at a time, one ``update``
+    per window. Why not ``preadv`` into a buffer (the earlier version): every
+    1 MiB read and every 1 MiB ``update`` gave up the GIL and had to win it
+    back from the event loop, which keeps it up to the 5 ms switch interval
+    while parts arrive; 2,048 such hand-overs per GiB left the hasher of a
+    1 GiB download 2 s behind the last write. A window is one hand-over per
+    16 MiB and no copy at all (the mapping reads the cache the writers just
+    filled). The window is unmapped before the next, so it never adds more
+    than ``WINDOW`` to the resident set (8 MiB: 16 MiB saved no measurable
+    time and cost 8 MB of peak RSS; pages are faulted in as hashed, not
+    populated up front, so they leave with the window). The file is preallocated to its full
+    size; a file shorter than ``upto`` is an error, never a mapping past its
+    end (that would be SIGBUS).
     """
 
     def __init__(self, hasher: Hasher) -> None:
         self.hasher = hasher
         self.done = 0
-        self._buf = bytearray(CHUNK)
 
     def feed(self, fd: int, upto: int) -> None:
-        view = memoryview(self._buf)
+        if upto <= self.done:
+            return
+        if os.fstat(fd).st_size < upto:
+            raise RetryableError("temp file shorter than written frontier")
         while self.done < upto:
-            n = os.preadv(fd, [view[: min(CHUNK, upto - self.done)]], self.done)
-            if not n:
-                raise RetryableError("temp file shorter than written frontier")
-            self.hasher.update(view[:n])
-            self.done += n
+            start = self.done - self.done % mmap.ALLOCATIONGRANULARITY
+            end = min(upto, start + WINDOW)
+            with (
+                mmap.mmap(fd, end - start, mmap.MAP_SHARED, mmap.PROT_READ, offset=start) as window,
+                memoryview(window) as view,
+            ):
+                self.hasher.update(view[self.done - start :])
+            self.done = end
+
+
+#: bytes hashed per mapping (and per GIL hand-over); the most it adds to the resident set
+WINDOW = 8 * 1024 * 1024
