@@ -39,7 +39,7 @@ class TestDeleteRecheck:
     async def test_recreated_key_survives_a_slow_reconcile(
         self, s3: Any, bucket: str, mirror: Path, proxy: FaultProxy, proxied_settings: Any
     ) -> None:
-        from s3sync.runtime import open_engine
+        from s3sync.sync.engine import open_engine
 
         slow = {f"slow-{i}": b"v1" for i in range(3)}
         seed(s3, bucket, {**slow, "victim": b"old", **{f"keep-{i}": b"k" for i in range(6)}})
@@ -78,7 +78,7 @@ class TestDeletesWithheldPerKey:
     async def test_failed_download_does_not_block_other_deletes(
         self, s3: Any, bucket: str, mirror: Path, proxy: FaultProxy, proxied_settings: Any
     ) -> None:
-        from s3sync.runtime import open_engine
+        from s3sync.sync.engine import open_engine
 
         seed(s3, bucket, {"broken": b"v1", "gone": b"g", **{f"k{i}": b"k" for i in range(4)}})
         settings = proxied_settings(bucket, mirror, sync={"retry_attempts": 1})

@@ -28,8 +28,8 @@ fast_get_modes = pytest.mark.parametrize("fast_get", [True, False], ids=["fast_g
 
 async def reconcile(settings: Any, **kw: Any) -> tuple[Any, Any]:
     """One reconcile pass with a fresh engine: (report, stats)."""
-    from s3sync.runtime import open_engine
     from s3sync.stats import SyncStats
+    from s3sync.sync.engine import open_engine
 
     stats = SyncStats()
     async with open_engine(settings, stats) as engine:

@@ -133,8 +133,8 @@ class TestInventorySync:
     async def test_stats_name_the_source_and_report(
         self, s3: Any, bucket: str, report_bucket: str, mirror: Path, make_settings: Any
     ) -> None:
-        from s3sync.runtime import open_engine
         from s3sync.stats import SyncStats
+        from s3sync.sync.engine import open_engine
 
         seed(s3, bucket, {"x": b"x"})
         when = dt.datetime(2026, 11, 30, 4, 5, tzinfo=dt.UTC)
@@ -217,8 +217,8 @@ class TestShards:
         self, s3: Any, bucket: str, mirror: Path, make_settings: Any
     ) -> None:
         from s3sync.model import Change, ChangeKind, ChangeSource, shard_of
-        from s3sync.runtime import open_engine
         from s3sync.stats import SyncStats
+        from s3sync.sync.engine import open_engine
 
         keys = [f"k{i}" for i in range(20)]
         seed(s3, bucket, {k: k.encode() for k in keys})

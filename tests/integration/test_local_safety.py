@@ -20,8 +20,8 @@ from s3sync.model import Change, ChangeKind, ChangeSource
 async def reconcile(settings: Any, *, fake_probe: CaseProbe | None = None, **kw: Any) -> tuple[Any, Any]:
     """One pass with a fresh engine: (report, stats)."""
     from s3sync.local.mirror import Mirror
-    from s3sync.runtime import open_engine
     from s3sync.stats import SyncStats
+    from s3sync.sync.engine import open_engine
 
     stats = SyncStats()
     mirror = Mirror(settings.sync.local_dir, fsync=False, backup_dir=settings.sync.backup_dir)
@@ -86,7 +86,7 @@ class TestSymlinks:
     async def test_event_remove_through_link(
         self, s3: Any, bucket: str, mirror: Path, outside: Path, make_settings: Any
     ) -> None:
-        from s3sync.runtime import open_engine
+        from s3sync.sync.engine import open_engine
 
         (mirror / "sub").symlink_to(outside, target_is_directory=True)
         async with open_engine(make_settings(bucket, mirror)) as engine:

@@ -26,8 +26,8 @@ PATHS = pytest.mark.parametrize("fast_get", [True, False], ids=["lean", "boto"])
 
 
 async def reconcile(settings: Any, **kw: Any) -> tuple[Any, Any]:
-    from s3sync.runtime import open_engine
     from s3sync.stats import SyncStats
+    from s3sync.sync.engine import open_engine
 
     stats = SyncStats()
     async with open_engine(settings, stats) as engine:
@@ -452,8 +452,8 @@ class TestEvents:
         self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
     ) -> None:
         from s3sync.model import Change, ChangeKind, ChangeSource
-        from s3sync.runtime import open_engine
         from s3sync.stats import SyncStats
+        from s3sync.sync.engine import open_engine
 
         seed(s3, bucket, {"cold": b"ice", "warm": b"sun"})
         aws.archive("cold", "DEEP_ARCHIVE")

@@ -62,7 +62,7 @@ def settings(bucket: str, mirror: Path, endpoint: str, fast_get: bool, **sync: A
 
 
 async def reconcile(cfg: Any, **kw: Any) -> Any:
-    from s3sync.runtime import open_engine
+    from s3sync.sync.engine import open_engine
 
     async with open_engine(cfg) as engine:
         return await engine.reconcile(**kw)
@@ -73,7 +73,7 @@ async def notify(cfg: Any, *keys: str) -> list[Any]:
     import asyncio
 
     from s3sync.model import Change, ChangeKind, ChangeSource
-    from s3sync.runtime import open_engine
+    from s3sync.sync.engine import open_engine
 
     async with open_engine(cfg) as engine:
         futures = [engine.submit(Change(k, ChangeKind.UPSERT, ChangeSource.NOTIFICATION)) for k in keys]

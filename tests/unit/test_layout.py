@@ -32,7 +32,6 @@ LAYERS = {
     "s3sync.state": 2,
     "s3sync.sync": 3,
     "s3sync.sources": 4,
-    "s3sync.runtime": 4,
     "s3sync.api": 5,
     "s3sync.systemd": 5,  # sd_notify: api/services.py (the daemon's runtime) still calls it
     "s3sync.daemon": 6,

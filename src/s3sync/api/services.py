@@ -26,11 +26,10 @@ from s3sync.config import Settings
 from s3sync.local.mirror import Mirror
 from s3sync.model import ChangeSource
 from s3sync.retry import Backoff
-from s3sync.runtime import open_engine
 from s3sync.sources.scheduler import Scheduler
 from s3sync.sources.sqs import SqsConsumer
 from s3sync.stats import SyncStats
-from s3sync.sync.engine import Engine
+from s3sync.sync.engine import Engine, open_engine
 from s3sync.sync.hooks import Hooks
 from s3sync.systemd import Notifier
 

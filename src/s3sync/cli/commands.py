@@ -22,9 +22,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     settings = load(args)
     check_syncing(settings)
     configure_logs(settings, quiet=True)
-    from s3sync.runtime import open_engine
     from s3sync.s3.bucket import Bucket
-    from s3sync.sync.engine import SyncReport
+    from s3sync.sync.engine import SyncReport, open_engine
 
     default_dir = type(settings.sync).model_fields["local_dir"].default
     if args.dest is None and settings.sync.local_dir == default_dir:
