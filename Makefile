@@ -60,7 +60,7 @@ lock: $(STAMP)
 	$(PY) scripts/lock_tidy.py $(LOCK)
 
 chaos: $(STAMP)
-	S3SYNC_CHAOS_SEEDS=$${S3SYNC_CHAOS_SEEDS:-50} $(PY) -m pytest -q tests/faults -k chaos $(PYTEST_ARGS)
+	S3SYNC_CHAOS_SEEDS=$${S3SYNC_CHAOS_SEEDS:-50} S3SYNC_MODEL_EXAMPLES=$${S3SYNC_MODEL_EXAMPLES:-200} $(PY) -m pytest -q tests/faults -k 'chaos or test_model' $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(LATEST) .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info

@@ -23,8 +23,14 @@ from s3sync.sync.engine import Engine
 
 
 @asynccontextmanager
-async def core(settings: Any, stats: SyncStats | None = None) -> AsyncIterator[Engine]:
-    """An Engine on real parts, workers not started (see the module docstring)."""
+async def core(
+    settings: Any, stats: SyncStats | None = None, *, drain_timeout: float = 10
+) -> AsyncIterator[Engine]:
+    """An Engine on real parts, workers not started (see the module docstring).
+
+    On exit the engine stops after at most ``drain_timeout`` seconds of draining;
+    work still in flight then is cancelled (and stays in the journal).
+    """
     stats = stats or SyncStats()
     mirror = Mirror(settings.sync.local_dir, fsync=settings.sync.fsync, backup_dir=settings.sync.backup_dir)
     mirror.ensure_root()
@@ -36,7 +42,7 @@ async def core(settings: Any, stats: SyncStats | None = None) -> AsyncIterator[E
             try:
                 yield engine
             finally:
-                await engine.stop(drain_timeout=10)
+                await engine.stop(drain_timeout=drain_timeout)
     finally:
         await state.close()
 
