@@ -7,7 +7,7 @@ S3 gives up to three things to check a body against, and each has a trap:
   ``FULL_OBJECT`` checksum covers the whole body. A ``COMPOSITE`` one (its value
   ends in ``-N``) is a checksum *of the part checksums*: comparing it with a
   checksum of the whole body would fail on every good download, so it is only
-  ever recomputed part by part, with the part size known;
+  ever recomputed part by part, with the part layout known;
 * the **ETag**, which is the MD5 of the body only for single-part objects that are
   unencrypted or SSE-S3 (``AES256``). For SSE-KMS (``aws:kms``), DSSE-KMS
   (``aws:kms:dsse``), SSE-C, or an encryption we do not know, it is an opaque
@@ -57,8 +57,8 @@ class Method(enum.StrEnum):
 
     CHECKSUM = "checksum"  # a full-object additional checksum
     MD5 = "md5"  # the single-part ETag
-    MULTIPART_ETAG = "multipart-etag"  # the multipart ETag, recomputed from the part size
-    COMPOSITE = "composite"  # a composite checksum, recomputed from the part size
+    MULTIPART_ETAG = "multipart-etag"  # the multipart ETag, recomputed over the part layout
+    COMPOSITE = "composite"  # a composite checksum, recomputed over the part layout
     SIZE = "size"  # nothing but the size
 
 

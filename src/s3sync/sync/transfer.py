@@ -4,8 +4,9 @@ Integrity is decided by :mod:`s3sync.sync.integrity` from what the GET (or,
 for ranged downloads, a HEAD) said, both asked with checksum mode: a
 full-object additional checksum (CRC64NVME, CRC32, CRC32C, SHA-1, SHA-256),
 else MD5 when the ETag is a single-part MD5 of an unencrypted or SSE-S3
-object, else the multipart ETag or a composite checksum recomputed per part
-from the part size ``HEAD ?partNumber=1`` reveals, else the size alone (KMS,
+object, else the multipart ETag or a composite checksum recomputed over the
+real part layout (each part's size from ``HEAD ?partNumber=N``: parts need not
+be equal), else the size alone (KMS,
 DSSE and SSE-C ETags are never compared with an MD5). A body that fails its
 check never reaches its final name. A 412 (the object was replaced since it
 was listed) re-reads the object and restarts pinned to its new ETag.
@@ -186,7 +187,7 @@ class Transfer:
         if part1 is not None and parts <= 2:
             sizes = [part1.size, meta.size - part1.size][:parts]
         elif part1 is not None:
-            sizes = [part1.size] * (parts - 1) + [meta.size - part1.size * (parts - 1)]  # REVERT-TEST
+            sizes = await self.bucket.part_sizes(key, parts, meta.version_id, known={1: part1.size})
         if not part_layout_ok(meta.size, sizes, verification.parts):
             log.info("part layout unknown or inconsistent: size check only", key=key)
             return BodyCheck(verification, None)
