@@ -138,7 +138,7 @@ def run_demo(port: int = 8888, directory: Path = Path("demo-mirror"), exit_after
         environ={k: v for k, v in os.environ.items() if not k.startswith("S3SYNC_")},
     )
     configure_logs(settings)
-    from s3sync.daemon import serve
+    from s3sync.daemon.serve import serve
 
     def banner(url: str) -> None:
         print(

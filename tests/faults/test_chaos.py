@@ -56,7 +56,7 @@ def random_rules(rng: random.Random, proxy: FaultProxy) -> None:
 
 @pytest.fixture
 async def start_api(aiohttp_client: Any) -> Any:
-    from s3sync.api.app import create_app
+    from s3sync.daemon.app import create_app
 
     async def _start(settings: Any) -> Any:
         return await aiohttp_client(create_app(settings))

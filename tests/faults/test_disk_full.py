@@ -47,7 +47,7 @@ def fill(fs: Path, leave: int) -> Path:
 
 @pytest.fixture
 async def start_api(aiohttp_client: Any) -> Any:
-    from s3sync.api.app import create_app
+    from s3sync.daemon.app import create_app
 
     async def _start(settings: Any) -> Any:
         return await aiohttp_client(create_app(settings))

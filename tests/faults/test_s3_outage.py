@@ -15,7 +15,7 @@ from support.s3kit import body_for, seed, tree, wait_for
 
 @pytest.fixture
 async def start_api(aiohttp_client: Any) -> Any:
-    from s3sync.api.app import create_app
+    from s3sync.daemon.app import create_app
 
     async def _start(settings: Any) -> Any:
         return await aiohttp_client(create_app(settings))

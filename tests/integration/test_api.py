@@ -35,7 +35,7 @@ SECRET = "hmac-secret-456"
 @pytest.fixture
 async def start_api(aiohttp_client: Any) -> StartApi:
     """``await start_api(settings)`` → a test client for the real app, services started."""
-    from s3sync.api.app import create_app
+    from s3sync.daemon.app import create_app
 
     async def _start(settings: Any, **kw: Any) -> Any:
         return await aiohttp_client(create_app(settings), **kw)

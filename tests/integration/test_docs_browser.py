@@ -50,7 +50,7 @@ async def _dump_dom(url: str, profile: Path) -> str:
 
 
 async def _start(aiohttp_client: Any, make_settings: Any, bucket: str, mirror: Path, **api: Any) -> Any:
-    from s3sync.api.app import create_app
+    from s3sync.daemon.app import create_app
 
     c = await aiohttp_client(create_app(make_settings(bucket, mirror, api=api)))
     await wait_for(lambda: _healthy(c), within=20, what="engine ready")

@@ -59,7 +59,7 @@ async def start_daemon(
     make_settings: Any, bucket: str, mirror: Path
 ) -> AsyncIterator[Callable[..., Awaitable[Daemon]]]:
     """``await start_daemon(**api_keys)`` → the daemon app, token and notification secret set."""
-    from s3sync.api.app import create_app
+    from s3sync.daemon.app import create_app
 
     runners: list[web.AppRunner] = []
 

@@ -98,7 +98,7 @@ class TestSymlinks:
     async def test_download_endpoint_refuses_links(
         self, aiohttp_client: Any, s3: Any, bucket: str, mirror: Path, outside: Path, make_settings: Any
     ) -> None:
-        from s3sync.api.app import create_app
+        from s3sync.daemon.app import create_app
 
         seed(s3, bucket, {"real/f": b"0123456789"})
         client = await aiohttp_client(create_app(make_settings(bucket, mirror)))
@@ -123,7 +123,7 @@ class TestNames:
     async def test_long_multibyte_name_syncs_and_bad_one_is_skipped(
         self, aiohttp_client: Any, s3: Any, bucket: str, mirror: Path, make_settings: Any
     ) -> None:
-        from s3sync.api.app import create_app
+        from s3sync.daemon.app import create_app
 
         long_ok = "d/" + "漢" * 80 + ".txt"  # 244-byte segment: fits 255
         too_long = "d/" + "漢" * 86  # 258 bytes: does not

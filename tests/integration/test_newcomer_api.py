@@ -18,7 +18,7 @@ StartApi = Callable[..., Awaitable[Any]]
 
 @pytest.fixture
 async def start_api(aiohttp_client: Any) -> StartApi:
-    from s3sync.api.app import create_app
+    from s3sync.daemon.app import create_app
 
     async def _start(settings: Any, **kw: Any) -> Any:
         return await aiohttp_client(create_app(settings), **kw)

@@ -211,7 +211,7 @@ def serve(moto_endpoint: str, tmp_path: Path) -> Iterator[Callable[..., Serve]]:
 @pytest.fixture
 async def start_api(aiohttp_client: Any) -> StartApi:
     """``await start_api(settings)`` → a test client for the real app, services started."""
-    from s3sync.api.app import create_app
+    from s3sync.daemon.app import create_app
 
     async def _start(settings: Any) -> Any:
         return await aiohttp_client(create_app(settings))

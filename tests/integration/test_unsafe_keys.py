@@ -75,7 +75,7 @@ class TestApiUnsafeKeys:
     async def client(
         self, aiohttp_client: Any, make_settings: Any, bucket: str, mirror: Path
     ) -> Any:
-        from s3sync.api.app import create_app
+        from s3sync.daemon.app import create_app
 
         return await aiohttp_client(create_app(make_settings(bucket, mirror)))
 

@@ -481,7 +481,7 @@ class TestConfigEndpoint:
         aws: AwsProxy,
         settings_for: Any,
     ) -> None:
-        from s3sync.api.app import create_app
+        from s3sync.daemon.app import create_app
 
         key = bytes(range(150, 182))
         key_file = tmp_path / "sse-c.key"

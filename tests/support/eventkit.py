@@ -187,7 +187,7 @@ class Daemon:
 @contextlib.asynccontextmanager
 async def run_daemon(settings: Any) -> AsyncIterator[Daemon]:
     """Start ``create_app(settings)`` on a free loopback port; stop it (gracefully) afterwards."""
-    from s3sync.api.app import create_app
+    from s3sync.daemon.app import create_app
 
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)

@@ -33,9 +33,7 @@ LAYERS = {
     "s3sync.sync": 3,
     "s3sync.sources": 4,
     "s3sync.api": 5,
-    "s3sync.systemd": 5,  # sd_notify: api/services.py (the daemon's runtime) still calls it
     "s3sync.daemon": 6,
-    "s3sync.preflight": 6,
     "s3sync.cli": 7,
     "s3sync.flags": 7,
     "s3sync.demo": 7,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from support.s3kit import serve_http
 
-from s3sync.systemd import Notifier, watchdog_loop
+from s3sync.daemon.systemd import Notifier, watchdog_loop
 
 
 class _FakeSystemd:

@@ -1,16 +1,15 @@
-"""The composition root: builds every service, wires them, owns their lifecycle — and nothing else.
+"""The web application: middlewares, typed keys, routes — and nothing else.
 
-Each resource gets one cleanup context, declared in dependency order; aiohttp
-unwinds them in reverse, even after a partial start. Handlers reach services
-only through typed ``web.AppKey``s (:mod:`s3sync.api.keys`); the services
-container lives in :mod:`s3sync.api.services`, the middlewares in
-:mod:`s3sync.api.middleware`, and the process around the app (signals,
-systemd, TLS) in :mod:`s3sync.daemon`.
+:func:`build_app` is given the handles it serves (:class:`~s3sync.api.handles.Handles`:
+engine, jobs, stats, health) and puts them behind typed ``web.AppKey``s
+(:mod:`s3sync.api.keys`); it starts nothing. The daemon's composition root
+(:func:`s3sync.daemon.app.create_app`) builds the supervisor that owns those
+resources and installs its cleanup contexts; the middlewares live in
+:mod:`s3sync.api.middleware`, and the process around the app (signals, systemd,
+TLS) in :mod:`s3sync.daemon.serve`.
 """
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -19,6 +18,7 @@ from s3sync.api import handlers as h
 from s3sync.api import keys as K
 from s3sync.api import statuspage
 from s3sync.api.auth import FailureLimiter
+from s3sync.api.handles import Handles
 from s3sync.api.metrics import make_registry
 from s3sync.api.middleware import (
     NOTIFICATION_PATH,
@@ -28,35 +28,24 @@ from s3sync.api.middleware import (
     query_middleware,
 )
 from s3sync.api.openapi import build_spec
-from s3sync.api.services import Services
 from s3sync.config import Settings
 from s3sync.stats import SyncStats
-from s3sync.systemd import Notifier
 
 
-def create_app(settings: Settings, *, notifier: Notifier | None = None) -> web.Application:
-    """Build the aiohttp application; services start with the app and stop with it."""
+def build_app(settings: Settings, services: Handles, stats: SyncStats) -> web.Application:
+    """Build the aiohttp application serving ``services`` (whose owner starts and stops them)."""
     app = web.Application(
         middlewares=[context_middleware, error_middleware, auth_middleware, query_middleware],
         client_max_size=settings.api.max_body_bytes,
     )
-    stats = SyncStats()
     app[K.SETTINGS] = settings
     app[K.STATS] = stats
     app[K.REGISTRY] = make_registry(stats)
     app[K.OPENAPI] = build_spec()
     app[K.LIMITER] = FailureLimiter(settings.api.auth_failures_per_minute)
-    services = Services(settings, stats, notifier)
     app[K.SERVICES] = services
     app[f.DEPARTURES] = departures = f.Departures()
     app.on_cleanup.append(departures.close)
-
-    async def services_ctx(app: web.Application) -> AsyncIterator[None]:
-        await services.start()
-        yield
-        await services.stop()
-
-    app.cleanup_ctx.append(services_ctx)
 
     r = app.router
     r.add_get("/", statuspage.index)  # a status page for browsers, the JSON service info otherwise

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
 from s3sync.api.auth import FailureLimiter
+from s3sync.api.handles import Handles
 from s3sync.config import Settings
 from s3sync.stats import SyncStats
-
-if TYPE_CHECKING:
-    from s3sync.api.services import Services
 
 SETTINGS = web.AppKey("settings", Settings)
 STATS = web.AppKey("stats", SyncStats)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
-SERVICES: web.AppKey[Services] = web.AppKey("services")
+SERVICES: web.AppKey[Handles] = web.AppKey("services")  # what the daemon's supervisor hands the app
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 LIMITER = web.AppKey("limiter", FailureLimiter)

@@ -4,7 +4,7 @@ aiohttp bounds the *size* of a request head (``api.max_header_bytes``) and body
 (``api.max_body_bytes``) but not the *time* they take: a client trickling one byte
 every few seconds (slowloris) held its socket for as long as it liked, and a few
 hundred such clients held every file descriptor the daemon had. So the daemon
-(:func:`s3sync.daemon.serve`) puts every accepted connection behind
+(:func:`s3sync.daemon.serve.serve`) puts every accepted connection behind
 :class:`ClientLimits`:
 
 * ``api.max_connections``: a connection beyond the cap is answered ``503`` with

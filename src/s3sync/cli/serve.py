@@ -45,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_serving(settings)
     _check_port_free(settings.api.host, settings.api.port)
     configure_logs(settings)
-    from s3sync.daemon import serve
+    from s3sync.daemon.serve import serve
 
     return int(run_loop(lambda: serve(settings)))
 

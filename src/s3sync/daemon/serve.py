@@ -1,7 +1,7 @@
 """``s3sync serve``: the process around the app — TLS, the listening socket, signals, systemd, drain.
 
-The application itself (routes, services, middlewares) is built by
-:func:`s3sync.api.app.create_app`; this module only runs it: SIGTERM/SIGINT
+The application itself (the supervisor and the routes serving it) is built by
+:func:`s3sync.daemon.app.create_app`; this module only runs it: SIGTERM/SIGINT
 drain and exit 0, SIGHUP reopens the log file, READY/STATUS/WATCHDOG go to
 systemd, and a port in use or an unloadable certificate is exit 2.
 """
@@ -18,14 +18,14 @@ import structlog
 
 from s3sync import logs
 from s3sync.api import keys as K
-from s3sync.api.app import create_app
+from s3sync.api.handles import Handles
 from s3sync.api.limits import KEEPALIVE_SECONDS, ClientLimits
 from s3sync.api.protocol import JsonErrorRunner
-from s3sync.api.services import Services
 from s3sync.config import Settings
+from s3sync.daemon.app import create_app
+from s3sync.daemon.preflight import check_bucket
+from s3sync.daemon.systemd import Notifier, watchdog_loop
 from s3sync.errors import ConfigError, FatalError
-from s3sync.preflight import check_bucket
-from s3sync.systemd import Notifier, watchdog_loop
 
 log = structlog.get_logger("s3sync.app")
 
@@ -141,7 +141,7 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
     return ctx
 
 
-async def _status_loop(services: Services, notifier: Notifier) -> None:
+async def _status_loop(services: Handles, notifier: Notifier) -> None:
     while True:
         await asyncio.sleep(10)
         if services.engine_ready():

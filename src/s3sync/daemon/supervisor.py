@@ -1,9 +1,11 @@
-"""The services container: everything the handlers reach, with its lifecycle.
+"""The daemon's supervisor: the engine, the scheduler, the SQS consumer, hooks, jobs, SNS.
 
 The engine is opened in the background: the API answers (health says 503 with
 the reason) while S3 is unreachable, credentials are wrong or the bucket is
-missing, and the daemon recovers by itself when S3 comes back. Handlers get the
-container through ``app[keys.SERVICES]``; it imports no handler and no root.
+missing, and the daemon recovers by itself when S3 comes back. Each resource has
+one aiohttp cleanup context, declared in dependency order (:meth:`Supervisor.install`),
+so aiohttp unwinds them in reverse, a partial start included. The handlers see the
+supervisor only as :class:`~s3sync.api.handles.Handles`, through ``app[keys.SERVICES]``.
 """
 
 from __future__ import annotations
@@ -11,18 +13,19 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-import uuid
-from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
 import structlog
+from aiohttp import web
 
 from s3sync.api import schemas as s
 from s3sync.api.errors import ApiError
+from s3sync.api.handles import Jobs
 from s3sync.config import Settings
+from s3sync.daemon.systemd import Notifier
 from s3sync.local.mirror import Mirror
 from s3sync.model import ChangeSource
 from s3sync.retry import Backoff
@@ -31,38 +34,14 @@ from s3sync.sources.sqs import SqsConsumer
 from s3sync.stats import SyncStats
 from s3sync.sync.engine import Engine, open_engine
 from s3sync.sync.hooks import Hooks
-from s3sync.systemd import Notifier
 
 log = structlog.get_logger("s3sync.app")
 
 HEALTH_CACHE_SECONDS = 2.0
 
 
-class Jobs:
-    """The last 100 background sync jobs, in memory."""
-
-    def __init__(self, keep: int = 100) -> None:
-        self.keep = keep
-        self._jobs: OrderedDict[str, s.Job] = OrderedDict()
-
-    def create(self, params: dict[str, Any]) -> s.Job:
-        job = s.Job(
-            job_id=uuid.uuid4().hex,
-            status="queued",
-            created_at=dt.datetime.now(dt.UTC).isoformat(),
-            params=params,
-        )
-        self._jobs[job.job_id] = job
-        while len(self._jobs) > self.keep:
-            self._jobs.popitem(last=False)
-        return job
-
-    def get(self, job_id: str) -> s.Job | None:
-        return self._jobs.get(job_id)
-
-
-class Services:
-    """Everything the handlers need, started and stopped by :func:`create_app`."""
+class Supervisor:
+    """Owns the daemon's resources; :meth:`install` gives each its cleanup context."""
 
     def __init__(self, settings: Settings, stats: SyncStats, notifier: Notifier | None = None) -> None:
         self.settings = settings
@@ -77,7 +56,7 @@ class Services:
         self._engine: Engine | None = None
         self._engine_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._stack = AsyncExitStack()
+        self._stack = AsyncExitStack()  # holds the open engine (open_engine's context)
         self._runner: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._health_at = 0.0
@@ -100,10 +79,67 @@ class Services:
             )
         return self._engine
 
-    async def start(self) -> None:
+    def install(self, app: web.Application) -> None:
+        """One cleanup context per resource, in dependency order; aiohttp unwinds them in reverse.
+
+        Stopping therefore goes: the engine runner, SQS intake (no new intake may race the
+        engine's drain), the scheduler, background tasks, the engine (drained), hooks
+        (what is not acknowledged stays in the outbox), the SNS confirmation client.
+        """
+        app.cleanup_ctx.extend(
+            [
+                self._http_ctx,
+                self._hooks_ctx,
+                self._engine_ctx,
+                self._tasks_ctx,
+                self._scheduler_ctx,
+                self._sqs_ctx,
+                self._runner_ctx,
+            ]
+        )
+
+    async def _http_ctx(self, _app: web.Application) -> AsyncIterator[None]:
+        yield
+        if self._http is not None:
+            await self._http.close()
+
+    async def _hooks_ctx(self, _app: web.Application) -> AsyncIterator[None]:
+        yield
+        if self.hooks is not None:
+            await self.hooks.close()
+
+    async def _engine_ctx(self, _app: web.Application) -> AsyncIterator[None]:
+        yield
+        if self._engine is not None:
+            self.notifier.stopping(f"draining {self._engine.queue.in_flight} transfers")
+            await self._stack.aclose()
+            self._engine = None
+
+    async def _tasks_ctx(self, _app: web.Application) -> AsyncIterator[None]:
+        yield
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _scheduler_ctx(self, _app: web.Application) -> AsyncIterator[None]:
+        yield
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+
+    async def _sqs_ctx(self, _app: web.Application) -> AsyncIterator[None]:
+        yield
+        if self.sqs is not None:
+            await self.sqs.stop()
+            self.sqs = None
+
+    async def _runner_ctx(self, _app: web.Application) -> AsyncIterator[None]:
         """Try once in the foreground (usually ready with the app); keep trying in the background."""
         self._runner = asyncio.create_task(self._run_engine(), name="engine-runner")
         await asyncio.wait({self._runner}, timeout=self.settings.s3.connect_timeout_seconds + 5)
+        yield
+        self._stop.set()
+        self._runner.cancel()
+        await asyncio.gather(self._runner, return_exceptions=True)
 
     async def wait_ready(self, timeout: float) -> bool:  # noqa: ASYNC109 - callers poll readiness
         try:
@@ -117,8 +153,9 @@ class Services:
         backoff = Backoff(base=0.5, cap=30.0)
         while not self._stop.is_set():
             try:
-                ctx = open_engine(self.settings, self.stats, self.mirror)
-                engine = await ctx.__aenter__()
+                engine = await self._stack.enter_async_context(
+                    open_engine(self.settings, self.stats, self.mirror)
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -135,7 +172,6 @@ class Services:
                 await self.hooks.attach(engine)  # before any intake: every applied change is recorded
             self._engine = engine
             self.spawn(self._first_check(engine))
-            self._engine_cm = ctx
             self.startup_error = None
             await engine.replay_journal()
             if self.settings.sync.periodic:
@@ -153,29 +189,6 @@ class Services:
         ok, reason = await engine.check_s3()
         if not ok:
             log.error("S3 is not usable yet; will keep trying", reason=reason)
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
-        if self.sqs is not None:
-            # First: no new intake may race the engine's drain below.
-            await self.sqs.stop()
-            self.sqs = None
-        if self.scheduler is not None:
-            await self.scheduler.stop()
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._engine is not None:
-            self.notifier.stopping(f"draining {self._engine.queue.in_flight} transfers")
-            await self._engine_cm.__aexit__(None, None, None)
-            self._engine = None
-        if self.hooks is not None:
-            await self.hooks.close()  # what is not acknowledged stays in the outbox
-        if self._http is not None:
-            await self._http.close()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
@@ -246,8 +259,7 @@ class Services:
 
     def refresh_gauges(self) -> None:
         if self._engine is not None:
-            self.stats.queue_depth = self._engine.queue.depth
-            self.stats.in_flight = self._engine.queue.in_flight
+            self._engine.pool.update_gauges()
 
     async def confirm_subscription(self, url: str) -> None:
         """GET a (host-checked) SNS SubscribeURL; never follow redirects."""
