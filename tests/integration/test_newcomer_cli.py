@@ -121,7 +121,7 @@ class TestDemoOwnsItsMirror:
     """Restarting the demo starts its mirror clean: no delete guard from the last run's files."""
 
     def test_restart(self, tmp_path: Path) -> None:
-        from s3sync.demo import DEMO_OBJECTS
+        from s3sync.cli.demo import DEMO_OBJECTS
 
         d = tmp_path / "demo-mirror"
         for run in range(2):

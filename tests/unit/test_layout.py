@@ -35,9 +35,6 @@ LAYERS = {
     "s3sync.api": 5,
     "s3sync.daemon": 6,
     "s3sync.cli": 7,
-    "s3sync.flags": 7,
-    "s3sync.demo": 7,
-    "s3sync.bootstrap": 7,
     "s3sync.__main__": 7,
 }
 

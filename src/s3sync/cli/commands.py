@@ -10,7 +10,7 @@ import asyncio
 import json
 import sys
 
-from s3sync.bootstrap import configure_logs, run_loop
+from s3sync.cli.bootstrap import configure_logs, run_loop
 from s3sync.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, load, preflight
 from s3sync.cli.interrupt import Interrupt, guard_startup
 from s3sync.cli.output import print_sync, print_verify

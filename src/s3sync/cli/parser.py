@@ -10,8 +10,8 @@ import sys
 
 from s3sync import __version__
 from s3sync.cli.common import EXIT_USAGE
+from s3sync.cli.flags import add_bwlimit_flag, add_delete_flags, add_filter_flags
 from s3sync.cli.wait import add_wait_parser
-from s3sync.flags import add_bwlimit_flag, add_delete_flags, add_filter_flags
 
 
 class UsageError(SystemExit):

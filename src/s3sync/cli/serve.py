@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from s3sync.bootstrap import configure_logs, run_loop
+from s3sync.cli.bootstrap import configure_logs, run_loop
 from s3sync.cli.common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, fail, load
 from s3sync.config import check_serving, load_settings
 from s3sync.errors import ConfigError, FatalError
@@ -123,7 +123,7 @@ def _check_url(url: str) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from s3sync.demo import run_demo
+    from s3sync.cli.demo import run_demo
 
     return run_demo(port=args.port, directory=Path(args.dir), exit_after=args.exit_after)
 

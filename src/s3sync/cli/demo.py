@@ -125,7 +125,7 @@ def run_demo(port: int = 8888, directory: Path = Path("demo-mirror"), exit_after
     seed(endpoint)
     if port == 0:
         port = _free_port()
-    from s3sync.bootstrap import configure_logs, run_loop
+    from s3sync.cli.bootstrap import configure_logs, run_loop
     from s3sync.config import load_settings
 
     settings = load_settings(
