@@ -146,6 +146,25 @@ class TestSyncfsBatches:
         assert _temps(mirror.root) == []
 
     @pytest.mark.skipif(not syncfs_available(), reason="syncfs needs Linux 5.8 or later")
+    def test_a_symlink_at_a_final_name_is_not_replaced_and_no_fd_is_left(
+        self, mirror: Mirror, tmp_path: Path
+    ) -> None:
+        # the batch borrows each directory's fd (BatchDirs): the leaf is checked at the rename only
+        (mirror.root / "d").mkdir()
+        (mirror.root / "d" / "link").symlink_to(tmp_path / "elsewhere")
+        keys = [f"d/{i}" for i in range(SYNCFS_MIN_BATCH)] + ["d/link"]
+        fds = len(os.listdir("/proc/self/fd"))
+        items = self._items(keys)
+        commit_batch(mirror, items)
+        assert all(it.error is None for it in items[:-1])
+        assert "symlink" in str(items[-1].error)
+        assert (mirror.root / "d" / "link").is_symlink()
+        assert not (tmp_path / "elsewhere").exists()
+        assert _temps(mirror.root) == []
+        assert mirror.open_temps == 0
+        assert len(os.listdir("/proc/self/fd")) == fds
+
+    @pytest.mark.skipif(not syncfs_available(), reason="syncfs needs Linux 5.8 or later")
     def test_filesystem_sync_keeps_one_fd_per_filesystem(self, tmp_path: Path) -> None:
         (tmp_path / "a").mkdir()
         (tmp_path / "b").mkdir()

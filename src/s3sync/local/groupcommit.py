@@ -56,7 +56,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from s3sync.errors import LocalIOError
-from s3sync.local.dirsync import DirSync, FilesystemSync, syncfs, syncfs_available
+from s3sync.local.dirsync import BatchDirs, DirSync, syncfs, syncfs_available
 from s3sync.local.mirror import Mirror, TempFile
 
 #: Most files in one batch: bounds how long the first file of a batch waits for the last.
@@ -88,6 +88,7 @@ class _Item:
     fut: asyncio.Future[None]
     error: BaseException | None = None
     handle: TempFile | None = field(default=None)
+    dev: int = -1  # the filesystem of its directory (the syncfs path)
 
 
 class GroupCommitter:
@@ -205,25 +206,34 @@ def _commit_batch_syncfs(mirror: Mirror, batch: list[_Item]) -> None:
     step; on 2 cores that was a fifth of a cold sync's CPU. ``syncfs`` also flushes
     whatever else is dirty on that filesystem, which is why lone files (events)
     keep the fsync path.
+
+    Each directory is opened once for the whole batch (:class:`BatchDirs`), which
+    also knows each one's filesystem: per file this is ``openat`` (the temp),
+    ``write``, ``utimensat``, ``close``, ``fstatat`` + ``renameat`` (the
+    replace check and the rename) and the temp name's ``getrandom``.
     """
-    for item in batch:
-        _create(mirror, item)
-    live = [item for item in batch if item.handle is not None]
-    by_dev: dict[int, list[_Item]] = {}
-    for item in live:
-        assert item.handle is not None
-        try:
-            by_dev.setdefault(os.fstat(item.handle.fd).st_dev, []).append(item)
-        except OSError as exc:
-            _fail(mirror, item, f"fstat failed: {exc.strerror or exc}")
-    for items in by_dev.values():
-        assert items[0].handle is not None
-        try:
-            syncfs(items[0].handle.fd)
-        except OSError as exc:
-            for item in items:
-                _fail(mirror, item, f"syncfs failed: {exc.strerror or exc}")
-    _rename_all(mirror, [i for items in by_dev.values() for i in items], FilesystemSync(), _in_turn)
+    dirs = BatchDirs()
+    try:
+        for item in batch:
+            _create(mirror, item, dirs)
+        by_dev: dict[int, list[_Item]] = {}
+        for item in batch:
+            if item.handle is not None:
+                by_dev.setdefault(item.dev, []).append(item)
+        for items in by_dev.values():
+            assert items[0].handle is not None
+            try:
+                syncfs(items[0].handle.fd)
+            except OSError as exc:
+                for item in items:
+                    _fail(mirror, item, f"syncfs failed: {exc.strerror or exc}")
+        _rename_all(mirror, [i for items in by_dev.values() for i in items], dirs, _in_turn)
+    finally:
+        for item in batch:  # a bug or an interrupt: no temp outlives the directories it borrows
+            if item.handle is not None:
+                mirror.discard(item.handle)
+                item.handle = None
+        dirs.close()
 
 
 def _in_turn(fn: Callable[[_Item], None], items: list[_Item]) -> None:
@@ -251,9 +261,11 @@ class _ParallelDirSync(DirSync):
         return list(self._pool.map(self._sync_close, fds))
 
 
-def _create(mirror: Mirror, item: _Item) -> None:
+def _create(mirror: Mirror, item: _Item, dirs: BatchDirs | None = None) -> None:
     try:
-        temp = mirror.new_temp(item.key)
+        temp = mirror.new_temp(item.key, dirs)
+        if dirs is not None:
+            item.dev = dirs.device(temp._dirfd)
     except Exception as exc:
         item.error = exc
         return

@@ -47,6 +47,7 @@ class TempFile:
         "_dirfd",
         "_fd",
         "_on_end",
+        "_owns_dir",
         "_state",
         "_users",
         "final",
@@ -65,8 +66,13 @@ class TempFile:
         name: str,
         fd: int,
         on_end: Callable[[TempFile], None] = lambda _t: None,
+        *,
+        owns_dir: bool = True,
     ) -> None:
         self._on_end = on_end
+        # False: ``dirfd`` is borrowed from a group commit's batch (local.dirsync.BatchDirs),
+        # which closes it once every temp of the batch has ended
+        self._owns_dir = owns_dir
         self.key = key
         self.parts = parts
         self.name = name
@@ -140,7 +146,7 @@ class TempFile:
             dirfd, self._dirfd = self._dirfd, -1
             self._state = state
             self._on_end(self)
-            if dirfd >= 0:
+            if dirfd >= 0 and self._owns_dir:
                 os.close(dirfd)
 
 
