@@ -533,9 +533,30 @@ class Bench:
         self.done_with_big()
 
     def w5(self) -> None:
+        """W5 at ``--w5-rate``; with ``--w5-rates`` also a sweep for the capacity line
+        (the highest rate whose p99 stays within target); with ``--w5-hook`` every rate
+        runs a second time with a ``[hooks] command`` configured (the hook's cost)."""
         if "s3sync" not in self.tools:
             self.notes.append("W5 skipped: s3sync not among the tools")
             return
+        a = self.args
+        rates = sorted({a.w5_rate, *a.w5_rates})
+        runs: list[dict[str, Any]] = []
+        main_rate, main_events = a.w5_rate, a.w5_events
+        try:
+            for rate in rates:
+                for hook in (False, True) if a.w5_hook else (False,):
+                    a.w5_rate = rate
+                    a.w5_events = main_events if rate == main_rate else max(500, int(rate * a.w5_seconds))
+                    result = self._w5_once(hook)
+                    runs.append(result)
+                    if rate == main_rate and not hook:
+                        self.extra["w5"] = result
+        finally:
+            a.w5_rate, a.w5_events = main_rate, main_events
+        self.extra["w5_runs"] = runs
+
+    def _w5_once(self, hook: bool) -> dict[str, Any]:
         bucket = "bench-events"
         (self.data / bucket).mkdir(parents=True, exist_ok=True)
         objects = self._w5_objects(bucket)
@@ -554,7 +575,8 @@ class Bench:
             "periodic = false\n"
             "[api]\n"
             'host = "127.0.0.1"\n'
-            f"port = {api_port}\n"
+            f"port = {api_port}\n" + ('[hooks]\ncommand = ["true"]\n' if hook else "")
+            # a hook that acknowledges every batch at once: what the outbox costs the sync
         )
         logp = self.work / "logs" / "W5-s3sync-serve.log"
         with logp.open("wb") as out:
@@ -570,9 +592,19 @@ class Bench:
                 wait_http("127.0.0.1", api_port, 30.0)
             except RuntimeError as exc:
                 raise RuntimeError(f"s3sync serve did not start: {exc}; {tail(logp)}") from exc
-            before = _schedstat(proc.pid)
-            result = self._drive_events(bucket, dest, api_port, objects)
-            after = _schedstat(proc.pid)
+            before, cpu0 = _schedstat(proc.pid), _proc_cpu(proc.pid)
+            lag = _LagSampler(api_port)
+            try:
+                result = self._drive_events(bucket, dest, api_port, objects)
+            finally:
+                lag.stop()
+            after, cpu1 = _schedstat(proc.pid), _proc_cpu(proc.pid)
+            result["hook"] = hook
+            result.update(lag.result())
+            if cpu0 is not None and cpu1 is not None:
+                # every thread of the daemon (loop, state writer, commit threads), per event
+                result["daemon_cpu_s"] = round(cpu1 - cpu0, 3)
+                result["cpu_ms_per_event"] = round(1000 * (cpu1 - cpu0) / max(1, result["events"]), 3)
             if before and after:
                 # CPU the daemon's event loop got, and time it sat runnable waiting for a
                 # core: on a shared machine the second says whether latency is ours
@@ -588,7 +620,6 @@ class Bench:
                 proc.kill()
                 proc.wait()
         result["serve_exit_code"] = proc.returncode
-        self.extra["w5"] = result
         log(
             f"W5 s3sync: {result['delivered']}/{result['events']} files; generator held "
             f"{result['achieved_rate']:.0f}/s of {result['target_rate']:.0f}/s "
@@ -596,9 +627,12 @@ class Bench:
             f"{'' if result['valid'] else ', below 95%: INVALID'}); "
             f"p50 {result.get('p50_ms')} ms, p99 {result.get('p99_ms')} ms; daemon loop: "
             f"{result.get('daemon_loop_cpu_s')} s on a CPU, {result.get('daemon_loop_runqueue_wait_s')} s "
-            "waiting for one"
+            f"waiting for one; daemon {result.get('cpu_ms_per_event')} ms CPU per event; freshness lag "
+            f"max {result.get('lag_max_s')} s, after {result.get('lag_after_s')} s"
+            f"{' (with a hook command)' if hook else ''}"
         )
         rmtree(self.data / bucket)
+        return result
 
     def _w5_objects(self, bucket: str) -> list[tuple[str, int, str]]:
         """Write W5's objects into the server's data directory before the daemon starts.
@@ -826,6 +860,55 @@ class Bench:
         self.extra["w6"] = sorted(self.extra.get("w6", []), key=lambda e: e["objects"])
 
 
+def _proc_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of every thread of ``pid`` so far (``/proc/PID/stat``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _LagSampler:
+    """Samples ``GET /api/v1/freshness`` every 100 ms while W5 runs: the watermark's lag.
+
+    ``lag_seconds`` is how far the events-applied watermark trails now (null when
+    nothing is pending); the largest sample and the value once the run is over are
+    reported. One request per 100 ms is noise beside 1,000 events/s.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.samples: list[float] = []
+        self.after: Any = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="w5-lag", daemon=True)
+        self._thread.start()
+
+    def _get(self) -> Any:
+        return http_json("127.0.0.1", self.port, "GET", "/api/v1/freshness").get("lag_seconds")
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                lag = self._get()
+                if isinstance(lag, int | float):
+                    self.samples.append(float(lag))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            self.after = self._get()
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "lag_max_s": round(max(self.samples), 3) if self.samples else None,
+            "lag_samples": len(self.samples),
+            "lag_after_s": self.after,
+        }
+
+
 def _schedstat(pid: int) -> tuple[int, int] | None:
     """(ns on a CPU, ns runnable but waiting for one) of a process's main thread."""
     try:
@@ -944,6 +1027,30 @@ def summarise(bench: Bench) -> dict[str, Any]:
         p99 = w5.get("p99_ms")
         ok = p99 is not None and p99 <= W5_P99_TARGET_MS and w5["missing_after_30s"] == 0
         out["W5"] = {**w5, "result": ("PASS" if ok else "MISS") if w5["valid"] else "INVALID"}
+    runs = bench.extra.get("w5_runs") or []
+    if len(runs) > 1:
+        out["W5_runs"] = runs
+        plain = [r for r in runs if not r.get("hook")]
+        ok = [
+            r["target_rate"]
+            for r in plain
+            if r["valid"] and r.get("p99_ms") is not None and r["p99_ms"] <= W5_P99_TARGET_MS
+        ]
+        cap = max(ok) if ok else None
+        out["W5_capacity"] = {"rate": cap, "result": "PASS" if cap is not None and cap >= 1000 else "MISS"}
+        costs = []
+        for r in plain:
+            other = [h for h in runs if h.get("hook") and h["target_rate"] == r["target_rate"]]
+            if other and r.get("cpu_ms_per_event") and other[0].get("cpu_ms_per_event"):
+                costs.append(
+                    {
+                        "rate": r["target_rate"],
+                        "cpu_ratio": other[0]["cpu_ms_per_event"] / r["cpu_ms_per_event"],
+                        "p99_without": r.get("p99_ms"),
+                        "p99_with": other[0].get("p99_ms"),
+                    }
+                )
+        out["W5_hook_cost"] = costs
     if "w8" in bench.extra:
         out["W8"] = bench.extra["w8"]
     w6 = bench.extra.get("w6")
@@ -1034,6 +1141,36 @@ def _w7_lines(summary: dict[str, Any], args: argparse.Namespace, cols: list[str]
     return out
 
 
+def _w5_lines(summary: dict[str, Any], peers_na: list[str]) -> list[str]:
+    """W5's extra rows: CPU per event and freshness lag per run, the capacity line, the hook's cost."""
+    runs = summary.get("W5_runs") or []
+    out = []
+    for r in runs:
+        val = (
+            f"p50 {r.get('p50_ms')} ms · p99 {r.get('p99_ms')} ms · {r.get('cpu_ms_per_event')} ms CPU/event"
+            f" · lag max {r.get('lag_max_s')} s"
+        )
+        title = f"W5 at {r['target_rate']:.0f}/s ({r['events']} events, held {r['achieved_rate']:.0f}/s)" + (
+            ", `[hooks] command`" if r.get("hook") else ""
+        )
+        out.append(f"| {title} | " + " | ".join([*peers_na, val]) + " | — | — | — |")
+    cap = summary.get("W5_capacity")
+    if cap is not None:
+        val = "none of the rates tried" if cap["rate"] is None else f"{cap['rate']:.0f} events/s"
+        out.append(
+            "| W5 capacity: highest rate tried with p99 ≤ 10 ms (no hook) | "
+            + " | ".join([*peers_na, val])
+            + f" | — | ≥ 1000/s | {cap['result']} |"
+        )
+    for h in summary.get("W5_hook_cost", []):
+        out.append(
+            f"| W5 hook cost at {h['rate']:.0f}/s: CPU per event with ÷ without a hook | "
+            + " | ".join([*peers_na, f"{h['cpu_ratio']:.3f} (p99 {h['p99_without']} → {h['p99_with']} ms)"])
+            + f" | — | ≤ 1.05 | {'PASS' if h['cpu_ratio'] <= 1.05 else 'MISS'} |"
+        )
+    return out
+
+
 def render_markdown(
     summary: dict[str, Any],
     info: dict[str, Any],
@@ -1083,6 +1220,8 @@ def render_markdown(
         w5 = summary["W5"]
         peers_na = [na for t in cols if t != "s3sync"]
         val = f"p50 {w5.get('p50_ms', '—')} ms · p99 {w5.get('p99_ms', '—')} ms"
+        val += f" · {w5.get('cpu_ms_per_event', '—')} ms CPU/event"
+        val += f" · freshness lag max {w5.get('lag_max_s', '—')} s"
         if w5["missing_after_30s"]:
             val += f" ({w5['missing_after_30s']} never appeared)"
         title = (
@@ -1094,6 +1233,7 @@ def render_markdown(
             + " | ".join([*peers_na, val])
             + f" | — | p99 ≤ {W5_P99_TARGET_MS:.0f} ms | {w5['result']} |"
         )
+        lines += _w5_lines(summary, peers_na)
     if "W6" in summary:
         w6 = summary["W6"]
         peers_na = ["n/a" for t in cols if t != "s3sync"]
@@ -1183,6 +1323,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--w4-mib", type=int, default=None, help="W4 object size in MiB (default 1024)")
     ap.add_argument("--w5-events", type=int, default=None, help="W5 event count (default 5000)")
     ap.add_argument("--w5-rate", type=float, default=1000.0, help="W5 events per second (default 1000)")
+    ap.add_argument(
+        "--w5-rates",
+        default="",
+        help="W5: also run at these rates (comma list) for the capacity line (p99 <= 10 ms)",
+    )
+    ap.add_argument(
+        "--w5-seconds", type=float, default=5.0, help="W5 sweep: seconds of events per extra rate"
+    )
+    ap.add_argument("--w5-hook", action="store_true", help="W5: run every rate again with a [hooks] command")
     ap.add_argument("--w6-sizes", default=None, help="W6 tracked-object counts (default 20000,200000)")
     ap.add_argument("--w7-delay-ms", type=int, default=20, help="W7: ms each request is held (default 20)")
     ap.add_argument(
@@ -1205,6 +1354,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.w1_objects = args.w1_objects or (1000 if q else 5000)
     args.w4_mib = args.w4_mib or (128 if q else 1024)
     args.w5_events = args.w5_events or (1000 if q else 5000)
+    args.w5_rates = [float(x) for x in args.w5_rates.split(",") if x.strip()]
     args.w6_sizes = [int(x) for x in (args.w6_sizes or ("2000,20000" if q else "20000,200000")).split(",")]
     args.w8_objects = args.w8_objects or (100_000 if q else 1_000_000)
     if args.w8_cold_objects is None:
