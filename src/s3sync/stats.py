@@ -20,7 +20,7 @@ from s3sync.watermarks import Watermarks
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
-# Skips that leave a key out of the mirror (INTERFACE "Incomplete mirror is visible"):
+# Skips that leave a key out of the mirror (docs/troubleshooting.md: each is counted and reported):
 # each one sets last_error and counts in s3sync_files_skipped_total{reason=...}.
 VISIBLE_SKIPS = ("unsafe_key", "key_conflict", "case_conflict", "symlink", "archived")
 

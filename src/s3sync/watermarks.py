@@ -1,4 +1,4 @@
-"""Freshness watermarks: how current the mirror provably is (INTERFACE "Freshness", version 3).
+"""Freshness watermarks: how current the mirror provably is (docs/freshness.md, "Watermarks").
 
 A watermark is only worth anything if it is never optimistic, so it is kept
 from the same facts the journal keeps, not estimated from timings:

@@ -91,7 +91,7 @@ def test_api_never_5xx_and_conforms(fuzz_daemon: Daemon) -> None:
             tried += 1
             _bound_waits(case)
             response = case.call()
-            # the one documented 5xx: a wait that ran out of time (INTERFACE.md, 504 wait_timeout)
+            # the one documented 5xx: a wait that ran out of time (docs/freshness.md, 504 wait_timeout)
             wait_timeout = (response.status_code == 504 and case.formatted_path.endswith("/wait")
                             and '"wait_timeout"' in response.text)
             if (response.status_code >= 500 and not wait_timeout) or "Traceback" in response.text:

@@ -1,4 +1,4 @@
-"""The local side is never harmed (INTERFACE v2): real symlinks, real long names, real empty buckets.
+"""The local side is never harmed (README, "How it works"): real symlinks, long names, empty buckets.
 
 Each test runs the real engine (or the real CLI, or the real app) against moto
 with a real directory tree; symlinks point at a real directory outside the

@@ -1,4 +1,4 @@
-"""Operator controls (INTERFACE "Operator controls peers have"), end to end through the real CLI.
+"""Operator controls (README, "Operator controls"), end to end through the real CLI.
 
 Real ``python -m s3sync`` processes against the session's moto server, on both
 GET paths where the path matters (``s3.fast_get`` true and false).

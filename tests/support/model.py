@@ -1,7 +1,7 @@
 """Helpers for the model-based test of the sync core (tests/faults/test_model.py).
 
 The model is what S3 holds and what the events said, kept by the test as it
-mutates the bucket; :func:`check_mirror` is the oracle of DESIGN.md's
+mutates the bucket; :func:`check_mirror` is the oracle of docs/reliability.md's
 invariants after quiescence and one reconcile; :class:`FdAudit` compares the
 process's open descriptors before and after an example.
 """

@@ -703,7 +703,7 @@ class TestBatch:
         assert parsed.subscribe_url == CONFIRM_URL
 
     def test_empty_batch(self) -> None:
-        """An empty array carries no event: a 400 naming the problem (INTERFACE v2, bad input)."""
+        """An empty array carries no event: a 400 naming the problem (README, "HTTP API": bad input)."""
         assert "empty array" in parse_error([])
 
     def test_error_path_includes_batch_index(self) -> None:

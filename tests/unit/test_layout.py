@@ -76,7 +76,7 @@ def _layer(name: str) -> int | None:
 
 
 class TestLayout:
-    """The package tree of DESIGN.md, checked from the code."""
+    """The package tree of docs/design.md, checked from the code."""
 
     def test_no_import_cycles(self) -> None:
         """No module reaches itself through imports (lazy imports inside functions count too)."""
@@ -131,6 +131,22 @@ class TestLayout:
                     if n > 260:
                         big.append(f"{name}.{node.name}: {n} lines")
         assert not big, big
+
+    def test_api_imports_neither_the_runners_nor_daemon(self) -> None:
+        """The handlers get typed handles (api/handles.py); the supervisor that owns them is above.
+
+        Only the body parser of ``sources/`` (``events``) is shared: the notification
+        endpoint is itself a source. The SQS consumer and the scheduler are the supervisor's.
+        """
+        graph = _imports(_modules())
+        leaks = [
+            f"{a} -> {b}"
+            for a, targets in graph.items()
+            if a.startswith("s3sync.api")
+            for b in targets
+            if b.startswith(("s3sync.daemon", "s3sync.sources.sqs", "s3sync.sources.scheduler"))
+        ]
+        assert not leaks, leaks
 
     def test_sync_core_does_not_know_the_get_path(self) -> None:
         """Nothing under sync/ imports the lean or the aioboto3 path: only the facade."""

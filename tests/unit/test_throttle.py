@@ -119,7 +119,7 @@ paused_lists = st.lists(
 
 
 class TestContract:
-    """The two bounds of INTERFACE.md hold for any mix of streams and chunk sizes."""
+    """The two bounds of ``--bwlimit`` (README) hold for any mix of streams and chunk sizes."""
 
     @settings(max_examples=40, deadline=None)
     @given(

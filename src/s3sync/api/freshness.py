@@ -1,4 +1,4 @@
-"""Handlers for "Freshness you can see and wait for" (INTERFACE, version 3).
+"""Handlers for "Freshness you can see and wait for" (docs/freshness.md).
 
 ``GET /api/v1/freshness`` reads the watermarks the pool and the sources keep
 (:mod:`s3sync.watermarks`); ``GET /api/v1/wait`` parks the request on the

@@ -2,10 +2,10 @@
 
 The daemon's supervisor (:mod:`s3sync.daemon.supervisor`) owns these and their
 lifecycle; the handlers only use them. :class:`Handles` is the shape they use, typed
-here, below both, so that ``api/`` imports nothing of ``daemon/`` or ``sources/``
-(the arrows point down) while the supervisor stays free to start, retry and stop
-its resources as it sees fit. :class:`Jobs` lives here too: it is the store the
-``/api/v1/sync`` handlers create and read jobs in.
+here, below both, so that ``api/`` imports nothing of ``daemon/`` nor the SQS
+consumer or scheduler of ``sources/`` (the arrows point down), while the supervisor
+stays free to start, retry and stop its resources as it sees fit. :class:`Jobs` lives
+here too: it is the store the ``/api/v1/sync`` handlers create and read jobs in.
 """
 
 from __future__ import annotations

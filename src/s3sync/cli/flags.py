@@ -1,4 +1,4 @@
-"""The operator-control flags (INTERFACE: "Operator controls peers have"), parsed at the command line.
+"""The operator-control flags (README, "Operator controls"), parsed at the command line.
 
 Each value goes through the same parser as its ``[sync]`` key (:mod:`s3sync.config.units`),
 but here a bad value is an argparse usage error naming the flag (exit 2).
@@ -27,7 +27,7 @@ def _unit(parse: Callable[[str, str], Any]) -> Callable[[str], Any]:
 
 
 def add_filter_flags(p: argparse.ArgumentParser) -> None:
-    """Filters shared by sync and verify (INTERFACE: "Operator controls peers have")."""
+    """Filters shared by sync and verify (README, "Operator controls")."""
     p.add_argument(
         "--min-size",
         metavar="SIZE",

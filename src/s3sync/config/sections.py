@@ -149,7 +149,7 @@ class SyncSettings(BaseModel):
     fsync: bool = True
     drain_timeout_seconds: float = Field(default=30.0, ge=0)
     journal_high_water: int = Field(default=100_000, ge=1)
-    # Operator controls (INTERFACE "Operator controls peers have"): parsed by the same
+    # Operator controls (README, "Operator controls"): parsed by the same
     # functions as the CLI flags, so a bad value names the key and says what is expected.
     bwlimit: int = 0  # bytes per second for all downloads together; "10M" in TOML; 0 = none
     min_size: int | None = None
@@ -158,11 +158,11 @@ class SyncSettings(BaseModel):
     max_age: float | None = None
     files_from: Path | None = None
     resume_min_mb: float = Field(default=64.0, ge=0)
-    # The local side is never harmed (INTERFACE version 2): delete guards, backups, case policy.
+    # The local side is never harmed (README, "How it works"): delete guards, backups, case policy.
     allow_empty_source: bool = False
     backup_dir: Path | None = None
     case_conflict: Literal["skip", "error"] = "skip"
-    # Buckets too big to list (INTERFACE version 2): "K/N" = this host takes shard K of N.
+    # Buckets too big to list (docs/scale.md, "Sharding across hosts"): "K/N" = this host takes shard K of N.
     shard: ShardSpec = ALL_KEYS
 
     @model_validator(mode="after")

@@ -1,7 +1,7 @@
 """The lean path: GET, HEAD bucket and ListObjectsV2 signed by :mod:`s3sync.s3.sigv4` on our own pool.
 
 botocore's full request pipeline costs ~2 ms of CPU per request, this path
-~0.09 ms (DESIGN.md, "The lean S3 path"), which is what a cold sync of many
+~0.09 ms (docs/design.md, decision 6), which is what a cold sync of many
 small objects is made of. It is an optimisation, never a behaviour: every S3
 behaviour test runs on both paths. Credentials come from the aioboto3 path's
 chain (see :class:`~s3sync.s3.boto.BotoPath`).

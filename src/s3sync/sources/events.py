@@ -19,7 +19,7 @@ Shapes understood (they nest: an SQS body may carry an SNS envelope whose
     {"source": "aws.s3", "detail-type": "Object Created", "detail": {...}}        EventBridge
     [ <any of the above>, ... ]                                                   batch
 
-Events are hints (DESIGN.md decision 1): nothing here decides whether a file is
+Events are hints (docs/design.md, decision 1): nothing here decides whether a file is
 downloaded or deleted; the consumer confirms against S3. What this module must
 get right is the *key* (URL-decoded exactly once), the kind, and refusing
 anything malformed with a message that names the offending field.

@@ -1,6 +1,6 @@
 """SQS consumer: long-poll a queue of S3 notifications and hand them to the engine.
 
-The one promise that matters (DESIGN.md decision 3): a message is deleted only
+The one promise that matters (docs/design.md, decision 3): a message is deleted only
 after the changes it carries are durably journaled by :meth:`Engine.intake`.
 A crash anywhere before ``DeleteMessageBatch`` means SQS redelivers the message
 after its visibility timeout; the duplicate is harmless because events are

@@ -1,6 +1,6 @@
 """The change hooks' outbox: applied changes kept in SQLite until a hook acknowledges them.
 
-At least once, never lost (INTERFACE "Change hooks"): a change is added here,
+At least once, never lost (docs/freshness.md, "Change hooks"): a change is added here,
 committed, and only then reported as applied — its journal row is settled, its
 waiters are woken. So a crash at any point after the commit re-delivers it from
 here at the next start, and a hook that fails for a day only grows this table.

@@ -1,6 +1,6 @@
 """The apply rules: the only code that decides what an upsert or a remove means.
 
-Events are hints and S3 is the truth (DESIGN.md, decision 1):
+Events are hints and S3 is the truth (docs/design.md, decision 1):
 
 - an **upsert** fetches the object (a conditional GET with ``If-None-Match``
   when we hold a copy), and an object S3 says is gone (404) after an event

@@ -1,6 +1,6 @@
 """One download-rate limit for the whole process (``--bwlimit`` / ``[sync] bwlimit``).
 
-The contract (INTERFACE.md, "Operator controls peers have"): downloading B
+The contract (README, "Operator controls", ``--bwlimit``): downloading B
 bytes takes at least ``B / (1.1 * RATE)`` seconds, and after the first second
 no 5-second window carries more than ``5.5 * RATE`` bytes. Every body byte of
 every GET (both GET paths, every ranged part, every worker) is paid for here,
