@@ -55,7 +55,7 @@ class ObjectMeta:
     last_modified: float  # unix seconds
     version_id: str | None = None
     checksum_algorithm: str | None = None
-    # what AWS says beyond the basics (GET/HEAD headers, listing fields); see sync/integrity.py
+    # what AWS says beyond the basics (GET/HEAD headers, listing fields); see sync/transfer/integrity.py
     storage_class: str | None = None  # listing StorageClass / x-amz-storage-class (None: STANDARD)
     encryption: str | None = None  # x-amz-server-side-encryption: AES256, aws:kms, aws:kms:dsse
     sse_customer: bool = False  # SSE-C: the ETag is not an MD5 of the body

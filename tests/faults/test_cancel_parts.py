@@ -40,7 +40,7 @@ from s3sync.errors import S3SyncError
 from s3sync.local.mirror import Mirror
 from s3sync.retry import RetryPolicy
 from s3sync.s3.bucket import Bucket
-from s3sync.sync.transfer import Transfer
+from s3sync.sync.transfer.download import Transfer
 
 MiB = 1024 * 1024
 PART = 1 * MiB

@@ -21,7 +21,7 @@ from support.s3kit import body_for, seed
 from s3sync.local.mirror import Mirror
 from s3sync.retry import RetryPolicy
 from s3sync.s3.bucket import Bucket
-from s3sync.sync.transfer import Transfer
+from s3sync.sync.transfer.download import Transfer
 
 MiB = 1024 * 1024
 

@@ -29,8 +29,8 @@ from s3sync.errors import KeyConflictError
 from s3sync.local.mirror import Mirror
 from s3sync.retry import RetryPolicy
 from s3sync.s3.bucket import Bucket
-from s3sync.sync.resumable import Resumer
-from s3sync.sync.transfer import Transfer
+from s3sync.sync.transfer.download import Transfer
+from s3sync.sync.transfer.resume import Resumer
 
 MiB = 1024 * 1024
 MARKER = ".s3sync-tmp-"

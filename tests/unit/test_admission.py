@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from s3sync.model import Change, ChangeKind, ChangeSource, ObjectMeta
-from s3sync.sync.admission import LARGE_WEIGHT, UNKNOWN_WEIGHT, ByteBudget, weight
+from s3sync.sync.transfer.admission import LARGE_WEIGHT, UNKNOWN_WEIGHT, ByteBudget, weight
 
 
 def _up(size: int | None) -> Change:

@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from s3sync.errors import IntegrityError
-from s3sync.sync.integrity import (
+from s3sync.sync.transfer.integrity import (
     Facts,
     Method,
     check,

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from s3sync.local.keys import temp_name_for
-from s3sync.sync.resume import InvalidSidecar, ResumeRecord, ResumeStore, sync_and_save
+from s3sync.local.sidecars import InvalidSidecar, ResumeRecord, ResumeStore, sync_and_save
 
 MIB = 1024 * 1024
 SIZE = 10 * MIB

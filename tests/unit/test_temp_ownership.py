@@ -28,7 +28,7 @@ import pytest
 from s3sync.errors import KeyConflictError
 from s3sync.local.keys import is_temp_name
 from s3sync.local.mirror import Mirror
-from s3sync.sync.resumable import Resumer
+from s3sync.sync.transfer.resume import Resumer
 
 WRITER = textwrap.dedent(
     """
@@ -241,8 +241,8 @@ class TestResumeOwnership:
     async def test_live_owners_temp_is_not_resumed_and_a_dead_owners_is_adopted(
         self, tmp_path: Path, writers: list[Writer]
     ) -> None:
+        from s3sync.local.sidecars import ResumeStore
         from s3sync.model import ObjectMeta
-        from s3sync.sync.resume import ResumeStore
 
         key = "big/part.bin"
         w = Writer(tmp_path, key)

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3sync.errors import ConfigError
-from s3sync.sync.throttle import (
+from s3sync.sync.transfer.throttle import (
     MAX_QUANTUM,
     Throttle,
     UnitParseError,

@@ -51,7 +51,7 @@ class ProgressBar:
 
     def follow(self, engine: Any) -> None:
         """Poll ``engine`` between completions: bytes as they arrive, transfers in flight."""
-        from s3sync.sync.throttle import Throttle
+        from s3sync.sync.transfer.throttle import Throttle
 
         transfer = engine.applier.transfer
         if transfer.throttle is None:

@@ -120,7 +120,7 @@ class Mirror:
         return self._track(TempFile(self.root, key, parts, dirfd, name, fd, self._forget, owns_dir=own))
 
     def reopen_temp(self, key: str, name: str) -> TempFile:
-        """Open the resumable temp ``name`` of ``key`` (:mod:`s3sync.sync.resume`) like :meth:`new_temp`.
+        """Open the resumable temp ``name`` of ``key`` (:mod:`s3sync.local.sidecars`) like :meth:`new_temp`.
 
         Refused when its owner may still run; a gone owner's temp is first renamed to
         carry ours (no sweep may then take it for an orphan): see :attr:`TempFile.name`.

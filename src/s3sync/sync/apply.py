@@ -45,9 +45,9 @@ from s3sync.stats import SyncStats
 from s3sync.sync.filters import Selection
 from s3sync.sync.queue import Work
 from s3sync.sync.report import OpResult
-from s3sync.sync.resumable import Resumer
-from s3sync.sync.throttle import Throttle
-from s3sync.sync.transfer import Transfer
+from s3sync.sync.transfer.download import Transfer
+from s3sync.sync.transfer.resume import Resumer
+from s3sync.sync.transfer.throttle import Throttle
 
 log = structlog.get_logger("s3sync.apply")
 

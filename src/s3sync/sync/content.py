@@ -24,7 +24,7 @@ from s3sync.errors import UnsafeKeyError
 from s3sync.local.mirror import Mirror
 from s3sync.model import ObjectMeta
 from s3sync.s3.bucket import Bucket
-from s3sync.sync.integrity import Facts, Hasher, Method, choose, etag_is_content_md5, new_hasher
+from s3sync.sync.transfer.integrity import Facts, Hasher, Method, choose, etag_is_content_md5, new_hasher
 
 CHUNK = 1024 * 1024
 

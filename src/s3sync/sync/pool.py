@@ -22,9 +22,9 @@ from s3sync.model import Change
 from s3sync.retry import full_jitter
 from s3sync.state.store import StateStore
 from s3sync.stats import SyncStats
-from s3sync.sync.admission import ByteBudget, weight
 from s3sync.sync.queue import KeyedCoalescingQueue, Work
 from s3sync.sync.report import OpResult
+from s3sync.sync.transfer.admission import ByteBudget, weight
 
 log = structlog.get_logger("s3sync.pool")
 

@@ -23,9 +23,9 @@ from s3sync.local.mirror import Mirror
 from s3sync.model import ObjectMeta
 from s3sync.s3.bucket import Bucket
 from s3sync.sync.filters import Selection
-from s3sync.sync.integrity import Facts, Method, checksum_hasher, choose
 from s3sync.sync.reconcile.march import march, only
 from s3sync.sync.reconcile.plan import flag_conflicts
+from s3sync.sync.transfer.integrity import Facts, Method, checksum_hasher, choose
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The ranged download's side of resuming: open, checkpoint, finish or keep a resumable temp.
 
-:mod:`s3sync.sync.resume` is the sidecar on disk; this module is what
-:meth:`Transfer._ranged <s3sync.sync.transfer.Transfer>` calls so the transfer
+:mod:`s3sync.local.sidecars` is the sidecar on disk; this module is what
+:meth:`Transfer._ranged <s3sync.sync.transfer.download.Transfer>` calls so the transfer
 itself only learns "these ranges are still missing" and "checkpoint now".
 
 * :meth:`Resumer.open` reopens the temp of a valid sidecar whose ETag (size,
@@ -31,10 +31,10 @@ import structlog
 
 from s3sync.errors import ChangedDuringTransferError, PermanentError
 from s3sync.local.mirror import Mirror, TempFile
+from s3sync.local.sidecars import ResumeRecord, ResumeStore
 from s3sync.model import ObjectMeta
-from s3sync.sync.resume import ResumeRecord, ResumeStore
 
-log = structlog.get_logger("s3sync.sync.resumable")
+log = structlog.get_logger(__name__)
 
 CHECKPOINT_SECONDS = 1.0
 T = TypeVar("T")

@@ -1,6 +1,6 @@
 """Download one object into the mirror, verified, with bounded retries.
 
-Integrity is decided by :mod:`s3sync.sync.integrity` from what the GET (or,
+Integrity is decided by :mod:`s3sync.sync.transfer.integrity` from what the GET (or,
 for ranged downloads, a HEAD) said, both asked with checksum mode: a
 full-object additional checksum (CRC64NVME, CRC32, CRC32C, SHA-1, SHA-256),
 else MD5 when the ETag is a single-part MD5 of an unencrypted or SSE-S3
@@ -44,12 +44,12 @@ from s3sync.model import ObjectMeta
 from s3sync.retry import RetryPolicy
 from s3sync.s3.bucket import UNKNOWN_SIZE, Bucket, GetResult
 from s3sync.s3.meta import rclone_mtime
-from s3sync.sync.hashing import CHUNK, BodyCheck, RegionHasher
-from s3sync.sync.integrity import Facts, choose, new_hasher, part_layout_ok
-from s3sync.sync.resumable import Resumer, settled
-from s3sync.sync.throttle import Throttle, throttle_result
+from s3sync.sync.transfer.hashing import CHUNK, BodyCheck, RegionHasher
+from s3sync.sync.transfer.integrity import Facts, choose, new_hasher, part_layout_ok
+from s3sync.sync.transfer.resume import Resumer, settled
+from s3sync.sync.transfer.throttle import Throttle, throttle_result
 
-log = structlog.get_logger("s3sync.sync.transfer")
+log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 SMALL_BODY = 8 * 1024 * 1024
@@ -169,7 +169,7 @@ class Transfer:
         return Downloaded(meta, written, mtime=mtime)
 
     async def _checker(self, key: str, meta: ObjectMeta) -> BodyCheck:
-        """How this body is verified (:func:`~s3sync.sync.integrity.choose`), ready to be fed.
+        """How this body is verified (:func:`~s3sync.sync.transfer.integrity.choose`), ready to be fed.
 
         A multipart ETag or a composite checksum needs the part layout. Parts need
         not be equal, so it is read from S3, never extrapolated from the first

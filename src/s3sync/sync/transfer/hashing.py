@@ -1,4 +1,4 @@
-"""Feeding bytes to the check :mod:`s3sync.sync.integrity` chose: from a stream, or from a temp file.
+"""Feeding bytes to the check :mod:`s3sync.sync.transfer.integrity` chose: from a stream, or from a temp file.
 
 :class:`BodyCheck` is what a transfer holds while a body arrives: it feeds the
 hasher (if the verification has one) and compares at the end.
@@ -14,7 +14,7 @@ import mmap
 import os
 
 from s3sync.errors import RetryableError
-from s3sync.sync.integrity import Hasher, Verification, check
+from s3sync.sync.transfer.integrity import Hasher, Verification, check
 
 CHUNK = 1024 * 1024
 

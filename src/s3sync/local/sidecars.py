@@ -1,4 +1,7 @@
-"""Resumable big downloads: the sidecar that survives SIGKILL and reboots.
+"""Resumable big downloads: the sidecar on disk that survives SIGKILL and reboots.
+
+The on-disk store (records, their files under the mirror's state directory); the
+download's side of resuming is :mod:`s3sync.sync.transfer.resume`.
 
 An object at least ``sync.resume_min_mb`` large is fetched by the ranged path
 into a preallocated temp next to its final name, as before. Alongside, a small
