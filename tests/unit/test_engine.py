@@ -1,4 +1,4 @@
-"""Engine (sync/engine.py) and Reconciler (sync/reconcile.py) on real moto and a real mirror.
+"""Engine (sync/engine.py) and Reconciler (sync/reconcile/reconciler.py) on real moto and a real mirror.
 
 Both GET paths. The engine is assembled as the daemon assembles it
 (``support.core``); outcomes are read from the directory, the state store and

@@ -31,7 +31,7 @@ from s3sync.stats import SyncStats
 from s3sync.sync.apply import Applier
 from s3sync.sync.pool import TransferPool
 from s3sync.sync.queue import KeyedCoalescingQueue, Work
-from s3sync.sync.reconcile.reconciler import Reconciler
+from s3sync.sync.reconcile.reconciler import PassOptions, Reconciler
 from s3sync.sync.report import OpResult, SyncReport
 from s3sync.sync.waiters import Held, KeyWaiters
 
@@ -165,7 +165,7 @@ class Engine:
         source: ChangeSource = ChangeSource.RECONCILE,
         version_at: float | None = None,
     ) -> SyncReport:
-        """One full pass: plan by sorted merge, download, then (maybe) delete.
+        """One full pass: plan by sorted merge, download, then (maybe) delete (:class:`PassOptions`).
 
         A complete (whole scope, not a dry run, current versions), error-free pass
         moves ``reconciled_through`` to the instant it was asked for, which is no
@@ -173,13 +173,7 @@ class Engine:
         """
         asked = time.time()
         report = await self.reconciler.reconcile(
-            prefix=prefix,
-            delete=delete,
-            dry_run=dry_run,
-            checksum=checksum,
-            progress=progress,
-            source=source,
-            version_at=version_at,
+            PassOptions(prefix, delete, dry_run, checksum, progress, source, version_at)
         )
         if report.ok and not report.aborted and not dry_run and not prefix and version_at is None:
             self.stats.freshness.reconciled(asked)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 import structlog
@@ -45,6 +46,25 @@ from s3sync.sync.report import OpResult, SyncReport
 log = structlog.get_logger("s3sync.reconcile")
 
 
+@dataclass(frozen=True, slots=True)
+class PassOptions:
+    """What one pass is asked to do: one value, handed down instead of seven keywords.
+
+    ``None`` means "as ``[sync]`` says" (``delete``, ``checksum``). ``version_at``
+    (``--version-at``, one-shot only) plans against the bucket as it was at that
+    instant: ListObjectVersions instead of ListObjectsV2, each fetch pinned to the
+    version id it names.
+    """
+
+    prefix: str | None = None
+    delete: bool | None = None
+    dry_run: bool = False
+    checksum: bool | None = None
+    progress: Callable[[SyncReport], None] | None = None
+    source: ChangeSource = ChangeSource.RECONCILE
+    version_at: float | None = None
+
+
 class Reconciler:
     """Runs reconcile passes, one at a time."""
 
@@ -66,63 +86,38 @@ class Reconciler:
         self.pool = pool
         self.applier = applier
         self._lock = asyncio.Lock()
-        self._version_at: float | None = None
-        self._inv: InventoryPass | None = None  # the inventory side of the pass under way
 
-    async def reconcile(
-        self,
-        *,
-        prefix: str | None = None,
-        delete: bool | None = None,
-        dry_run: bool = False,
-        checksum: bool | None = None,
-        progress: Callable[[SyncReport], None] | None = None,
-        source: ChangeSource = ChangeSource.RECONCILE,
-        version_at: float | None = None,
-    ) -> SyncReport:
-        """One full pass: plan by sorted merge, download, then (maybe) delete.
-
-        ``version_at`` (``--version-at``, one-shot only) plans against the bucket
-        as it was at that instant: ListObjectVersions instead of ListObjectsV2,
-        each fetch pinned to the version id it names.
-        """
+    async def reconcile(self, opts: PassOptions | None = None) -> SyncReport:
+        """One full pass (one at a time): plan by sorted merge, download, then (maybe) delete."""
+        opts = opts or PassOptions()
         async with self._lock:
             self.stats.reconcile_running = True
             self.stats.last_reconcile_at = time.time()
-            self._version_at = version_at
             try:
-                report = await self._reconcile(prefix, delete, dry_run, checksum, progress, source)
+                report = await self._reconcile(opts)
             except S3SyncError as exc:
-                report = SyncReport(dry_run=dry_run)
+                report = SyncReport(dry_run=opts.dry_run)
                 report.aborted = f"listing failed: {exc}"
                 report.failed += 1
                 report.errors.append({"key": "", "error": exc.code, "message": str(exc)})
                 self.stats.error(exc.code, f"reconcile: {exc}")
             finally:
                 self.stats.reconcile_running = False
-                self._version_at = None
             report.finish()
             self.stats.last_reconcile_duration = report.seconds
             outcome = "success" if report.ok else ("aborted" if report.aborted else "failed")
             self.stats.reconcile_runs[outcome] += 1
-            if report.ok and not dry_run:
+            if report.ok and not opts.dry_run:
                 self.stats.last_reconcile_success_at = time.time()
             log.info("reconcile finished", **report.as_json() | {"errors": len(report.errors)})
             return report
 
-    async def _reconcile(
-        self,
-        prefix: str | None,
-        delete: bool | None,
-        dry_run: bool,
-        checksum: bool | None,
-        progress: Callable[[SyncReport], None] | None,
-        source: ChangeSource,
-    ) -> SyncReport:
+    async def _reconcile(self, opts: PassOptions) -> SyncReport:
         sync = self.settings.sync
-        delete = sync.delete if delete is None else delete
-        checksum = sync.checksum if checksum is None else checksum
-        scope = self.settings.s3.prefix + (prefix or "")
+        delete = sync.delete if opts.delete is None else opts.delete
+        checksum = sync.checksum if opts.checksum is None else opts.checksum
+        dry_run, progress, source, version_at = opts.dry_run, opts.progress, opts.source, opts.version_at
+        scope = self.settings.s3.prefix + (opts.prefix or "")
         filt = Selection.from_settings(sync, scope)
         report = SyncReport(dry_run=dry_run)
         removes: list[str] = []
@@ -145,16 +140,15 @@ class Reconciler:
         await asyncio.to_thread(self.mirror.ensure_root)
         content = partial(content_matches, self.mirror) if checksum else None
         confirm = partial(confirm_content, self.bucket, self.mirror) if checksum else None
-        from_inventory = self._version_at is None and bool(self.settings.inventory.location)
-        self._inv = InventoryPass(self.settings, self.state, self.stats) if from_inventory else None
+        from_inventory = version_at is None and bool(self.settings.inventory.location)
+        # the inventory side of this pass, or None for a listing-fed pass
+        inv = InventoryPass(self.settings, self.state, self.stats) if from_inventory else None
         self.stats.last_reconcile_source = "inventory" if from_inventory else "listing"
-        if self._inv is not None:
-            listing = self._inv.listing(scope, filt)
+        if inv is not None:
+            listing = inv.listing(scope, filt)
         else:
             listing = (
-                self.bucket.list(scope)
-                if self._version_at is None
-                else self.bucket.list_at(scope, self._version_at)
+                self.bucket.list(scope) if version_at is None else self.bucket.list_at(scope, version_at)
             )
         async for item in plan(
             listing,
@@ -169,7 +163,7 @@ class Reconciler:
             excluded_classes=frozenset(sync.exclude_storage_classes),
         ):
             listed += not isinstance(item, Remove)
-            if isinstance(item, Fetch) and self._inv is not None and await self._inv.stale_fetch(item):
+            if isinstance(item, Fetch) and inv is not None and await inv.stale_fetch(item):
                 report.unchanged += 1  # our copy is newer than the report: events and the next pass own it
                 self.stats.skipped["newer_than_report"] += 1
             elif isinstance(item, Fetch):
@@ -189,7 +183,7 @@ class Reconciler:
                         source,
                         etag=item.meta.etag,
                         size=item.meta.size,
-                        meta=item.meta if self._inv is None else self._inv.fetch_meta(item.meta),
+                        meta=item.meta if inv is None else inv.fetch_meta(item.meta),
                         listed=True,
                     ),
                     fut,
@@ -228,7 +222,7 @@ class Reconciler:
         await self.state.flush()
         if delete:
             await self._reconcile_deletes(
-                report, removes, scope, filt, dry_run, source, uncertain=uncertain, listed=listed, case=case
+                report, removes, scope, filt, opts, inv, uncertain=uncertain, listed=listed, case=case
             )
         elif removes:
             log.info("keys gone from the bucket kept locally (delete is off)", count=len(removes))
@@ -240,8 +234,8 @@ class Reconciler:
         removes: list[str],
         scope: str,
         filt: Selection,
-        dry_run: bool,
-        source: ChangeSource,
+        opts: PassOptions,
+        inv: InventoryPass | None,
         *,
         uncertain: set[str] | None = None,
         listed: int = 1,
@@ -259,8 +253,8 @@ class Reconciler:
         removes, extras, withheld = withhold(removes, extras, uncertain or set(), case)
         note_withheld(report, withheld)
         victims = await self._deletable(removes + extras, filt)
-        if self._inv is not None and victims:  # a day-old report: S3 must confirm each delete
-            victims = await self._inv.confirm_gone(victims, self.bucket)
+        if inv is not None and victims:  # a day-old report: S3 must confirm each delete
+            victims = await inv.confirm_gone(victims, self.bucket)
         tracked = await self.state.count(scope) if victims else 0
         sync = self.settings.sync
         if not guard(
@@ -273,11 +267,11 @@ class Reconciler:
             return
         if not victims:
             return
-        if dry_run:
+        if opts.dry_run:
             for key in victims:
                 report.add(OpResult(key, "delete", "dry_run", "would delete"))
             return
-        futs = [self.pool.submit(Change(k, ChangeKind.REMOVE, source, listed=True)) for k in victims]
+        futs = [self.pool.submit(Change(k, ChangeKind.REMOVE, opts.source, listed=True)) for k in victims]
         for r in await asyncio.gather(*futs):
             note_result(report, r)
 
@@ -301,4 +295,4 @@ class Reconciler:
         return kept
 
 
-__all__ = ["Reconciler"]
+__all__ = ["PassOptions", "Reconciler"]
