@@ -145,3 +145,47 @@ class TestApplyRules:
             assert result.status == "skipped" and result.error == "unsafe_key"
             assert engine.stats.skipped["unsafe_key"] == 1
             assert not (mirror.parent / "escape").exists()
+
+
+@PATHS
+class TestKeyConflictCleanup:
+    """A tracked key whose name a directory of other keys holds: the pass goes on (found by test_model)."""
+
+    async def test_pass_is_not_aborted_by_a_directory_at_a_tracked_key(
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, make_settings: Any
+    ) -> None:
+        """S3 holds ``a`` and ``a/b``; locally ``a/`` is a directory and a row for ``a`` remains.
+
+        The pass drops our old ``a`` so the children can be written; ``a`` is a
+        directory of other keys, so there is no file of ``a`` to delete: the row
+        goes, ``a`` stays a counted key_conflict skip, and the pass completes.
+        Before: "listing failed: 'a' is a directory locally", the whole pass aborted.
+        """
+        from s3sync.state.store import StateRow
+
+        s3.put_object(Bucket=bucket, Key="a/b", Body=b"child")
+        s3.put_object(Bucket=bucket, Key="other", Body=b"o")
+        settings = make_settings(bucket, mirror, s3={"fast_get": fast_get}, sync={"fsync": False})
+        async with core(settings) as engine:
+            await engine.start()
+            assert (await engine.reconcile()).ok
+            s3.put_object(Bucket=bucket, Key="a", Body=b"file")
+            engine.state.record(StateRow("a", "e", 4, 1.0))  # a row left for the file key
+            s3.put_object(Bucket=bucket, Key="other", Body=b"o2")
+            report = await engine.reconcile()
+            assert report.aborted is None, report.aborted
+            assert report.downloaded == 1  # the rest of the pass went on
+            assert await engine.state.get("a") is None
+        assert (mirror / "a" / "b").read_bytes() == b"child" and (mirror / "other").read_bytes() == b"o2"
+
+    async def test_remove_of_a_key_held_by_a_directory_deletes_nothing(
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, make_settings: Any
+    ) -> None:
+        s3.put_object(Bucket=bucket, Key="a/b", Body=b"child")
+        settings = make_settings(bucket, mirror, s3={"fast_get": fast_get}, sync={"fsync": False})
+        async with core(settings) as engine:
+            await engine.start()
+            assert (await engine.reconcile()).ok
+            result = await engine.applier.delete_local(event("a", ChangeKind.REMOVE), "deleted in S3")
+            assert result.status == "unchanged"
+        assert (mirror / "a" / "b").read_bytes() == b"child"

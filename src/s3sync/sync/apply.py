@@ -30,6 +30,7 @@ from s3sync.config import Settings
 from s3sync.errors import (
     ArchivedError,
     FatalError,
+    KeyConflictError,
     LocalIOError,
     NotFoundError,
     S3SyncError,
@@ -49,7 +50,7 @@ from s3sync.sync.transfer.download import Transfer
 from s3sync.sync.transfer.resume import Resumer
 from s3sync.sync.transfer.throttle import Throttle
 
-log = structlog.get_logger("s3sync.apply")
+log = structlog.get_logger(__name__)
 
 EVENT_SOURCES = (ChangeSource.NOTIFICATION, ChangeSource.SQS, ChangeSource.JOURNAL)
 
@@ -277,8 +278,18 @@ class Applier:
         return held is not None and not self.filter.may_delete_local(key, held.size, held.mtime)
 
     async def delete_local(self, change: Change, why: str) -> OpResult:
+        """Remove our file for the key and its row.
+
+        A directory of other keys at the key's name (``a`` next to ``a/b``) is not
+        this key's file: nothing is deleted, the row goes, and the caller (a
+        remove, or a pass clearing a key conflict) goes on.
+        """
         key = change.key
-        existed = await asyncio.to_thread(self.mirror.delete, key)
+        try:
+            existed = await asyncio.to_thread(self.mirror.delete, key)
+        except KeyConflictError:
+            existed = False
+            why = f"{why}; the name is a directory of other keys"
         self.state.forget(key)
         if existed:
             self.stats.deleted[change.source.value] += 1
