@@ -25,7 +25,7 @@ from s3sync.local.keys import check_key
 from s3sync.model import ChangeSource
 from s3sync.sources.events import EventParseError, parse_body
 
-log = structlog.get_logger("s3sync.api")
+log = structlog.get_logger(__name__)
 
 
 def _json(model: Any, status: int = 200) -> web.Response:

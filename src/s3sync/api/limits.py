@@ -38,7 +38,7 @@ from aiohttp import web
 
 from s3sync.config.sections import ApiSettings
 
-log = structlog.get_logger("s3sync.app")
+log = structlog.get_logger(__name__)
 
 #: Seconds an idle keep-alive connection (a request answered, nothing new sent) stays open.
 KEEPALIVE_SECONDS = 75.0

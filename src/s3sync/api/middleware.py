@@ -26,7 +26,7 @@ from s3sync.api.protocol import describe, note_body_error_logged
 from s3sync.api.statuspage import wants_html
 from s3sync.errors import S3SyncError
 
-log = structlog.get_logger("s3sync.app")
+log = structlog.get_logger(__name__)
 
 PUBLIC_PATHS = frozenset({"/ping", "/api/v1/health"})
 # the /docs page and its two assets open without a token, so a browser can show them; every API

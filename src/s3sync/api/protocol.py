@@ -27,7 +27,7 @@ from aiohttp.web_request import BaseRequest
 
 from s3sync.api.errors import error_body
 
-log = structlog.get_logger("s3sync.app")
+log = structlog.get_logger(__name__)
 
 
 def describe(exc: BaseException | None, fallback: str = "malformed request") -> str:

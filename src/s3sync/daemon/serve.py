@@ -27,7 +27,7 @@ from s3sync.daemon.preflight import check_bucket
 from s3sync.daemon.systemd import Notifier, watchdog_loop
 from s3sync.errors import ConfigError, FatalError
 
-log = structlog.get_logger("s3sync.app")
+log = structlog.get_logger(__name__)
 
 
 async def serve(settings: Settings, *, ready: Callable[[str], None] | None = None) -> int:

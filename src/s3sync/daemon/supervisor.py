@@ -35,7 +35,7 @@ from s3sync.stats import SyncStats
 from s3sync.sync.engine import Engine, open_engine
 from s3sync.sync.hooks import Hooks
 
-log = structlog.get_logger("s3sync.app")
+log = structlog.get_logger(__name__)
 
 HEALTH_CACHE_SECONDS = 2.0
 

@@ -66,7 +66,7 @@ class Bucket:
             if not r.lean:
                 import structlog
 
-                structlog.get_logger("s3sync.s3").info(
+                structlog.get_logger(__name__).info(
                     "lean S3 path declined, using aioboto3", reason=r.reason, endpoint=r.endpoint.origin
                 )
             if r.lean:

@@ -9,7 +9,7 @@ import structlog
 
 from s3sync.sync.engine import Engine
 
-log = structlog.get_logger("s3sync.scheduler")
+log = structlog.get_logger(__name__)
 
 
 class Scheduler:

@@ -48,7 +48,7 @@ from s3sync.watermarks import held
 
 __all__ = ["SqsConsumer"]
 
-log = structlog.get_logger("s3sync.sqs")
+log = structlog.get_logger(__name__)
 
 #: First and largest pause between attempts while SQS is unreachable.
 BACKOFF_INITIAL = 0.5

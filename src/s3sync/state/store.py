@@ -173,7 +173,7 @@ class StateStore:
             except Exception as exc:  # keep the rows; retry on the next tick
                 import structlog
 
-                structlog.get_logger("s3sync.state.store").error("state flush failed", error=str(exc))
+                structlog.get_logger(__name__).error("state flush failed", error=str(exc))
 
     async def flush(self) -> None:
         """Commit the queued rows and journal settles.

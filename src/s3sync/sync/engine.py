@@ -35,7 +35,7 @@ from s3sync.sync.reconcile.reconciler import PassOptions, Reconciler
 from s3sync.sync.report import OpResult, SyncReport
 from s3sync.sync.waiters import Held, KeyWaiters
 
-log = structlog.get_logger("s3sync.engine")
+log = structlog.get_logger(__name__)
 
 
 class Engine:

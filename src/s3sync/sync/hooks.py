@@ -45,7 +45,7 @@ from s3sync.sync.queue import Work
 from s3sync.sync.report import OpResult
 from s3sync.watermarks import iso
 
-log = structlog.get_logger("s3sync.hooks")
+log = structlog.get_logger(__name__)
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:

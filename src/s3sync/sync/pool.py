@@ -26,7 +26,7 @@ from s3sync.sync.queue import KeyedCoalescingQueue, Work
 from s3sync.sync.report import OpResult
 from s3sync.sync.transfer.admission import ByteBudget, weight
 
-log = structlog.get_logger("s3sync.pool")
+log = structlog.get_logger(__name__)
 
 # Failures that may heal by themselves (S3 down, throttled, bad credentials being fixed, disk
 # full): a journaled change that ends this way stays in the journal and is tried again after a

@@ -39,7 +39,7 @@ from s3sync.stats import SyncStats
 from s3sync.sync.reconcile.conflicts import CaseConflicts
 from s3sync.sync.report import OpResult, SyncReport
 
-log = structlog.get_logger("s3sync.reconcile")
+log = structlog.get_logger(__name__)
 
 DEFAULT_MAX_DELETE = "50%"
 MAX_DETAILS = 1000

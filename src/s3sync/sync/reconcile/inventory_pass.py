@@ -34,7 +34,7 @@ from s3sync.stats import SyncStats
 from s3sync.sync.filters import Selection
 from s3sync.sync.reconcile.plan import Fetch
 
-log = structlog.get_logger("s3sync.inventory")
+log = structlog.get_logger(__name__)
 
 _CHUNK = 1 << 18
 _HEADS = 16  # HEADs in flight while confirming deletes

@@ -43,7 +43,7 @@ from s3sync.sync.reconcile.inventory_pass import InventoryPass
 from s3sync.sync.reconcile.plan import Adopt, Fetch, Remove, Skip, Unchanged, plan
 from s3sync.sync.report import OpResult, SyncReport
 
-log = structlog.get_logger("s3sync.reconcile")
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
