@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from s3sync.errors import KeyConflictError
-from s3sync.local.keys import is_temp_name
-from s3sync.local.safefs import DirSync, SafeFS, SymlinkError, name_bytes, temp_name
+from s3sync.local.keys import is_temp_name, temp_name_for
+from s3sync.local.safefs import DirSync, SafeFS, SymlinkError, name_bytes
 
 
 @pytest.fixture
@@ -105,7 +105,7 @@ class TestNames:
 
     @pytest.mark.parametrize("final", ["漢" * 80 + ".txt", "a" * 255, "é" * 127, "x"])
     def test_temp_name_fits_and_is_recognised(self, final: str) -> None:
-        name = temp_name(final, "0123abcd", 255)
+        name = temp_name_for(final, "0123abcd", 255)
         assert name_bytes(name) <= 255
         assert is_temp_name(name)
 

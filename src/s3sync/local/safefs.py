@@ -14,7 +14,7 @@ Directory fds are opened per operation, never cached (a cached fd keeps pointing
 at a directory moved out of the mirror): one ``openat`` per path component.
 
 Names are measured in bytes against ``os.pathconf(local_dir, "PC_NAME_MAX")``,
-and :func:`temp_name` always fits: the stem is cut on a UTF-8 boundary.
+and :func:`~s3sync.local.keys.temp_name_for` always fits: the stem is cut on a UTF-8 boundary.
 
 Everything here blocks; call it from a worker thread.
 """
@@ -53,11 +53,6 @@ def name_bytes(name: str) -> int:
     return len(os.fsencode(name))
 
 
-def temp_name(final_name: str, token: str, name_max: int, owner: str = "") -> str:
-    """A temp sibling name that fits ``name_max`` bytes (``keys.temp_name_for``, cut by bytes)."""
-    return temp_name_for(final_name, token, name_max, owner)
-
-
 class CaseConflictError(UnsafeKeyError):
     """On a folding filesystem the key's path already exists under another spelling."""
 
@@ -82,7 +77,7 @@ class DirLeaves:
         ``owner`` (an :class:`~s3sync.local.owner.Owner` tag) goes into the name.
         """
         for _ in range(8):
-            name = temp_name(final_name, secrets.token_hex(_TOKEN_BYTES), self.name_max, owner)
+            name = temp_name_for(final_name, secrets.token_hex(_TOKEN_BYTES), self.name_max, owner)
             try:
                 return name, os.open(name, _TEMP_FLAGS, 0o644, dir_fd=dirfd)
             except FileExistsError:
@@ -96,7 +91,7 @@ class DirLeaves:
         can no longer be mistaken for that process's orphan by another sweep.
         """
         for _ in range(8):
-            new = temp_name(final_name, secrets.token_hex(_TOKEN_BYTES), self.name_max, owner)
+            new = temp_name_for(final_name, secrets.token_hex(_TOKEN_BYTES), self.name_max, owner)
             if self.leaf_stat(dirfd, new) is not None:
                 continue
             os.rename(name, new, src_dir_fd=dirfd, dst_dir_fd=dirfd)
@@ -413,5 +408,4 @@ __all__ = [
     "SafeFS",
     "SymlinkError",
     "name_bytes",
-    "temp_name",
 ]
