@@ -21,6 +21,7 @@ from support.s3kit import body_for, seed
 from s3sync.local.mirror import Mirror
 from s3sync.retry import RetryPolicy
 from s3sync.s3.bucket import Bucket
+from s3sync.sync.transfer.config import TransferConfig
 from s3sync.sync.transfer.download import Transfer
 
 MiB = 1024 * 1024
@@ -38,7 +39,7 @@ async def test_ranged_download_after_a_whole_get_sends_no_head(
     async with Bucket(settings.s3, fast_get=fast_get) as b:
         transfer = Transfer(
             b, Mirror(root, fsync=False), retry=RetryPolicy(attempts=1),
-            multipart_threshold=4 * MiB, part_size=2 * MiB,
+            config=TransferConfig(multipart_threshold=4 * MiB, part_size=2 * MiB),
         )
         proxy.reset_counters()
         got = await transfer.download(key)  # as for an event: nothing known beforehand

@@ -29,6 +29,7 @@ from s3sync.errors import KeyConflictError
 from s3sync.local.mirror import Mirror
 from s3sync.retry import RetryPolicy
 from s3sync.s3.bucket import Bucket
+from s3sync.sync.transfer.config import TransferConfig
 from s3sync.sync.transfer.download import Transfer
 from s3sync.sync.transfer.resume import Resumer
 
@@ -108,9 +109,11 @@ async def test_failed_rename_closes_the_temp_exactly_once(
             b,
             mirror,
             retry=RetryPolicy(attempts=1),
-            multipart_threshold=4 * MiB if shape != "streamed" else 64 * MiB,
-            part_size=2 * MiB,
-            part_concurrency=3,
+            config=TransferConfig(
+                multipart_threshold=4 * MiB if shape != "streamed" else 64 * MiB,
+                part_size=2 * MiB,
+                part_concurrency=3,
+            ),
             resumer=Resumer(mirror, bucket, min_size=0, fsync=True) if shape == "ranged_resumable" else None,
         )
         before = fds_below(root)

@@ -46,6 +46,7 @@ from s3sync.stats import SyncStats
 from s3sync.sync.filters import Selection
 from s3sync.sync.queue import Work
 from s3sync.sync.report import OpResult
+from s3sync.sync.transfer.config import TransferConfig
 from s3sync.sync.transfer.download import Transfer
 from s3sync.sync.transfer.resume import Resumer
 from s3sync.sync.transfer.throttle import Throttle
@@ -81,10 +82,7 @@ class Applier:
             bucket,
             mirror,
             retry=retry,
-            verify=sync.verify_integrity,
-            max_size=sync.max_file_size_bytes,
-            multipart_threshold=int(sync.multipart_threshold_mb * 1024 * 1024),
-            part_size=int(sync.part_size_mb * 1024 * 1024),
+            config=TransferConfig.from_settings(sync),
             on_retry=self.on_retry,
             throttle=Throttle(sync.bwlimit) if sync.bwlimit else None,
             resumer=Resumer(

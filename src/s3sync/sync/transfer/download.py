@@ -44,6 +44,7 @@ from s3sync.model import ObjectMeta
 from s3sync.retry import RetryPolicy
 from s3sync.s3.bucket import UNKNOWN_SIZE, Bucket, GetResult
 from s3sync.s3.meta import rclone_mtime
+from s3sync.sync.transfer.config import TransferConfig
 from s3sync.sync.transfer.hashing import CHUNK, BodyCheck, RegionHasher
 from s3sync.sync.transfer.integrity import Facts, choose, new_hasher, part_layout_ok
 from s3sync.sync.transfer.resume import Resumer, settled
@@ -75,11 +76,7 @@ class Transfer:
         mirror: Mirror,
         *,
         retry: RetryPolicy,
-        verify: bool = True,
-        max_size: int | None = None,
-        multipart_threshold: int = 64 * 1024 * 1024,
-        part_size: int = 16 * 1024 * 1024,
-        part_concurrency: int = 8,
+        config: TransferConfig | None = None,
         on_retry: Callable[[S3SyncError], None] | None = None,
         throttle: Throttle | None = None,
         resumer: Resumer | None = None,
@@ -91,11 +88,7 @@ class Transfer:
         self.mirror = mirror
         self.committer = GroupCommitter(mirror)
         self.retry = retry
-        self.verify = verify
-        self.max_size = max_size
-        self.multipart_threshold = multipart_threshold
-        self.part_size = part_size
-        self.part_concurrency = part_concurrency
+        self.config = config or TransferConfig()
         self.on_retry = on_retry
 
     async def download(
@@ -103,7 +96,7 @@ class Transfer:
     ) -> Downloaded:
         """Fetch ``key`` into place; raises a PermanentError subclass when it cannot."""
         self.mirror.mapper.check(key)  # unsafe keys fail before any request
-        if expected is not None and self.max_size is not None and expected.size > self.max_size:
+        if expected is not None and self.config.max_size is not None and expected.size > self.config.max_size:
             raise TooLargeError(f"{key}: {expected.size} bytes exceeds max_file_size_mb")
         attempts = 0
         current = expected
@@ -112,7 +105,7 @@ class Transfer:
             nonlocal attempts, current
             attempts += 1
             try:
-                if current is not None and current.size >= self.multipart_threshold:
+                if current is not None and current.size >= self.config.multipart_threshold:
                     return await self._ranged(key, current)
                 return await self._single(key, current, if_none_match)
             except ChangedDuringTransferError:
@@ -146,9 +139,9 @@ class Transfer:
             meta = replace(meta, last_modified=expected.last_modified)
         mtime = rclone_mtime(res.headers)
         try:
-            if self.max_size is not None and meta.size > self.max_size:
+            if self.config.max_size is not None and meta.size > self.config.max_size:
                 raise TooLargeError(f"{key}: {meta.size} bytes exceeds max_file_size_mb")
-            if expected is None and meta.size >= self.multipart_threshold:
+            if expected is None and meta.size >= self.config.multipart_threshold:
                 res.close()
                 return await self._ranged(key, meta, described=True)  # this GET's head: no HEAD
             checker = await self._checker(key, meta)
@@ -178,7 +171,7 @@ class Transfer:
         layout that does not add up to the size falls back to the size alone
         rather than raise a false alarm on every pass.
         """
-        verification = choose(Facts.from_meta(meta), enabled=self.verify)
+        verification = choose(Facts.from_meta(meta), enabled=self.config.verify)
         if not verification.needs_part_size:
             return BodyCheck(verification, new_hasher(verification))
         parts = verification.parts or 0
@@ -206,7 +199,7 @@ class Transfer:
                 batch.append(chunk)
                 pending += len(chunk)
                 written += len(chunk)
-                if self.max_size is not None and written > self.max_size:
+                if self.config.max_size is not None and written > self.config.max_size:
                     raise TooLargeError(f"{key}: body exceeds max_file_size_mb")
                 if pending >= WRITE_BATCH:
                     await settled(temp.run, _pwritev_all, batch, written - pending)
@@ -232,7 +225,7 @@ class Transfer:
         worker thread (hashlib releases the GIL), so verification overlaps the
         network instead of adding a second pass over the file.
         """
-        if not (described and meta.etag) and (self.verify or not meta.etag):
+        if not (described and meta.etag) and (self.config.verify or not meta.etag):
             # a listing says nothing of encryption or the checksum value: a HEAD does (checksum mode;
             # ``described``: a whole-object GET's answer did), its ETag pins every range
             head = await self.bucket.head(key, version_id=meta.version_id)
@@ -246,7 +239,7 @@ class Transfer:
         hasher = RegionHasher(checker.hasher) if checker.hasher is not None else None
         # a fresh preallocated temp, or the one a killed attempt left (same ETag): only the
         # missing ranges are fetched, the hasher below re-reads the rest from disk
-        op = await self.resumer.open(key, meta, self.part_size)
+        op = await self.resumer.open(key, meta, self.config.part_size)
         temp, ranges = op.temp, op.missing
         frontier = [lo for lo, _ in ranges]
         watcher = asyncio.ensure_future(self.resumer.watch(op, frontier))
@@ -254,7 +247,7 @@ class Transfer:
         writeback = LaggedWriteback(temp.fd)  # only ever called by the writers, inside temp.use()
         turn = threading.Lock()  # the parts' writers take turns (see _pwritev_all)
         try:
-            sem = asyncio.Semaphore(self.part_concurrency)
+            sem = asyncio.Semaphore(self.config.part_concurrency)
             progress = asyncio.Event()
 
             async def part(idx: int, lo: int, hi: int) -> None:
