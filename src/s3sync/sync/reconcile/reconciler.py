@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import structlog
@@ -63,6 +63,34 @@ class PassOptions:
     progress: Callable[[SyncReport], None] | None = None
     source: ChangeSource = ChangeSource.RECONCILE
     version_at: float | None = None
+
+
+@dataclass(slots=True)
+class _Pass:
+    """The pass under way: what it counted, what it holds back, what it still waits for."""
+
+    opts: PassOptions
+    report: SyncReport
+    scope: str
+    filt: Selection
+    case: CaseConflicts | None
+    inv: InventoryPass | None
+    removes: list[str] = field(default_factory=list)
+    uncertain: set[str] = field(default_factory=set)  # listed keys not settled: never deleted as "extra"
+    listed: int = 0
+    pending: set[asyncio.Future[OpResult]] = field(default_factory=set)
+
+    def collect(self, fut: asyncio.Future[OpResult]) -> None:
+        """A queued download is done: count it (a failed or skipped key stays unsettled)."""
+        self.pending.discard(fut)
+        if fut.cancelled():  # the pass itself was cancelled (Ctrl-C, shutdown): nothing to count
+            return
+        result = fut.result()
+        self.report.add(result)
+        if result.status in ("failed", "skipped"):
+            self.uncertain.add(result.key)
+        if self.opts.progress:
+            self.opts.progress(self.report)
 
 
 class Reconciler:
@@ -116,40 +144,22 @@ class Reconciler:
         sync = self.settings.sync
         delete = sync.delete if opts.delete is None else opts.delete
         checksum = sync.checksum if opts.checksum is None else opts.checksum
-        dry_run, progress, source, version_at = opts.dry_run, opts.progress, opts.source, opts.version_at
         scope = self.settings.s3.prefix + (opts.prefix or "")
         filt = Selection.from_settings(sync, scope)
-        report = SyncReport(dry_run=dry_run)
-        removes: list[str] = []
-        uncertain: set[str] = set()  # listed keys this pass did not settle: never deleted as "extra"
-        listed = 0
-        case = case_policy(self.mirror)
-        pending: set[asyncio.Future[OpResult]] = set()
-
-        def collect(fut: asyncio.Future[OpResult]) -> None:
-            pending.discard(fut)
-            if fut.cancelled():  # the pass itself was cancelled (Ctrl-C, shutdown): nothing to count
-                return
-            result = fut.result()
-            report.add(result)
-            if result.status in ("failed", "skipped"):
-                uncertain.add(result.key)
-            if progress:
-                progress(report)
-
         await asyncio.to_thread(self.mirror.ensure_root)
         content = partial(content_matches, self.mirror) if checksum else None
         confirm = partial(confirm_content, self.bucket, self.mirror) if checksum else None
-        from_inventory = version_at is None and bool(self.settings.inventory.location)
+        from_inventory = opts.version_at is None and bool(self.settings.inventory.location)
         # the inventory side of this pass, or None for a listing-fed pass
         inv = InventoryPass(self.settings, self.state, self.stats) if from_inventory else None
+        p = _Pass(opts, SyncReport(dry_run=opts.dry_run), scope, filt, case_policy(self.mirror), inv)
         self.stats.last_reconcile_source = "inventory" if from_inventory else "listing"
         if inv is not None:
             listing = inv.listing(scope, filt)
+        elif opts.version_at is None:
+            listing = self.bucket.list(scope)
         else:
-            listing = (
-                self.bucket.list(scope) if version_at is None else self.bucket.list_at(scope, version_at)
-            )
+            listing = self.bucket.list_at(scope, opts.version_at)
         async for item in plan(
             listing,
             self.state.iter_sorted(scope),
@@ -159,88 +169,82 @@ class Reconciler:
             content_matches=content,
             confirm_content=confirm,
             name_max=self.mirror.mapper.name_max,
-            case=case,
+            case=p.case,
             excluded_classes=frozenset(sync.exclude_storage_classes),
         ):
-            listed += not isinstance(item, Remove)
-            if isinstance(item, Fetch) and inv is not None and await inv.stale_fetch(item):
-                report.unchanged += 1  # our copy is newer than the report: events and the next pass own it
-                self.stats.skipped["newer_than_report"] += 1
-            elif isinstance(item, Fetch):
-                report.planned += 1
-                if dry_run:
-                    would = f"would download ({item.reason})"
-                    report.add(OpResult(item.meta.key, "download", "dry_run", would, item.meta.size))
-                    self.stats.skipped["dry_run"] += 1
-                    continue
-                fut: asyncio.Future[OpResult] = asyncio.get_running_loop().create_future()
-                pending.add(fut)
-                fut.add_done_callback(collect)
-                await self.pool.put(
-                    Change(
-                        item.meta.key,
-                        ChangeKind.UPSERT,
-                        source,
-                        etag=item.meta.etag,
-                        size=item.meta.size,
-                        meta=item.meta if inv is None else inv.fetch_meta(item.meta),
-                        listed=True,
-                    ),
-                    fut,
-                )
-            elif isinstance(item, Unchanged):
-                report.unchanged += 1
-                self.stats.skipped["unchanged"] += 1
-            elif isinstance(item, Adopt):
-                report.unchanged += 1
-                report.adopted += 1
-                if not dry_run:
-                    m = item.meta
-                    self.state.record(StateRow(m.key, m.etag, m.size, m.last_modified, synced_at=time.time()))
-            elif isinstance(item, Remove):
-                removes.append(item.key)
-            elif isinstance(item, Skip) and item.reason == "filtered":
-                self.stats.skipped["filtered"] += 1  # what the operator asked for: not an error
-                report.skipped += 1
-            elif isinstance(item, Skip):
-                uncertain.add(item.key)
-                self.stats.skip(item.reason, item.key, item.message)
-                if item.reason == "case_conflict" and sync.case_conflict == "error":
-                    report.add(OpResult(item.key, "download", "failed", item.message, error=item.reason))
-                else:
-                    report.add(OpResult(item.key, "skip", "skipped", item.message, error=item.reason))
-                log.warning("key skipped", key=item.key, reason=item.reason, message=item.message)
-                if item.tracked and item.reason == "key_conflict" and not dry_run:
-                    # the directory wins: drop our old file so the children can be written
-                    await self.applier.delete_local(
-                        Change(item.key, ChangeKind.REMOVE, source, listed=True), "key conflict"
-                    )
-            if progress and not isinstance(item, Fetch):
-                progress(report)
-        if pending:
-            await asyncio.gather(*list(pending), return_exceptions=True)
+            match item:  # one handler per plan item
+                case Fetch():
+                    await self._fetch(p, item)
+                case Unchanged():
+                    p.report.unchanged += 1
+                    self.stats.skipped["unchanged"] += 1
+                case Adopt():
+                    self._adopt(p, item)
+                case Remove():
+                    p.removes.append(item.key)
+                case Skip():
+                    await self._skip(p, item)
+            p.listed += not isinstance(item, Remove)
+            if opts.progress and not isinstance(item, Fetch):
+                opts.progress(p.report)
+        if p.pending:
+            await asyncio.gather(*list(p.pending), return_exceptions=True)
         await self.state.flush()
         if delete:
-            await self._reconcile_deletes(
-                report, removes, scope, filt, opts, inv, uncertain=uncertain, listed=listed, case=case
-            )
-        elif removes:
-            log.info("keys gone from the bucket kept locally (delete is off)", count=len(removes))
-        return report
+            await self._reconcile_deletes(p)
+        elif p.removes:
+            log.info("keys gone from the bucket kept locally (delete is off)", count=len(p.removes))
+        return p.report
 
-    async def _reconcile_deletes(
-        self,
-        report: SyncReport,
-        removes: list[str],
-        scope: str,
-        filt: Selection,
-        opts: PassOptions,
-        inv: InventoryPass | None,
-        *,
-        uncertain: set[str] | None = None,
-        listed: int = 1,
-        case: CaseConflicts | None = None,
-    ) -> None:
+    async def _fetch(self, p: _Pass, item: Fetch) -> None:
+        """Queue the download (its result is collected when the worker is done), or say it would."""
+        if p.inv is not None and await p.inv.stale_fetch(item):
+            p.report.unchanged += 1  # our copy is newer than the report: events and the next pass own it
+            self.stats.skipped["newer_than_report"] += 1
+            return
+        p.report.planned += 1
+        if p.opts.dry_run:
+            would = f"would download ({item.reason})"
+            p.report.add(OpResult(item.meta.key, "download", "dry_run", would, item.meta.size))
+            self.stats.skipped["dry_run"] += 1
+            return
+        fut: asyncio.Future[OpResult] = asyncio.get_running_loop().create_future()
+        p.pending.add(fut)
+        fut.add_done_callback(p.collect)
+        m = item.meta
+        listed_meta = m if p.inv is None else p.inv.fetch_meta(m)  # a big one: as its GET describes it
+        change = Change(
+            m.key, ChangeKind.UPSERT, p.opts.source, etag=m.etag, size=m.size, meta=listed_meta, listed=True
+        )
+        await self.pool.put(change, fut)
+
+    def _adopt(self, p: _Pass, item: Adopt) -> None:
+        """The local file already is the object: record it without a download."""
+        p.report.unchanged += 1
+        p.report.adopted += 1
+        if not p.opts.dry_run:
+            m = item.meta
+            self.state.record(StateRow(m.key, m.etag, m.size, m.last_modified, synced_at=time.time()))
+
+    async def _skip(self, p: _Pass, item: Skip) -> None:
+        """A filtered key is what the operator asked for; any other skip is counted and reported."""
+        if item.reason == "filtered":
+            self.stats.skipped["filtered"] += 1  # not an error
+            p.report.skipped += 1
+            return
+        p.uncertain.add(item.key)
+        self.stats.skip(item.reason, item.key, item.message)
+        failed = item.reason == "case_conflict" and self.settings.sync.case_conflict == "error"
+        op, status = ("download", "failed") if failed else ("skip", "skipped")
+        p.report.add(OpResult(item.key, op, status, item.message, error=item.reason))
+        log.warning("key skipped", key=item.key, reason=item.reason, message=item.message)
+        if item.tracked and item.reason == "key_conflict" and not p.opts.dry_run:
+            # the directory wins: drop our old file so the children can be written
+            await self.applier.delete_local(
+                Change(item.key, ChangeKind.REMOVE, p.opts.source, listed=True), "key conflict"
+            )
+
+    async def _reconcile_deletes(self, p: _Pass) -> None:
         """Guard the pass's deletes as a whole, then submit each through the queue.
 
         A failure elsewhere in the pass does not hold deletes back: each one is
@@ -249,29 +253,30 @@ class Reconciler:
         that failed or were skipped, and, on a folding filesystem, another
         spelling of a key that is kept (deleting it would delete the kept file).
         """
+        report, scope, filt = p.report, p.scope, p.filt
         extras = await untracked_local_files(self.mirror, self.state, scope, filt)
-        removes, extras, withheld = withhold(removes, extras, uncertain or set(), case)
+        removes, extras, withheld = withhold(p.removes, extras, p.uncertain, p.case)
         note_withheld(report, withheld)
         victims = await self._deletable(removes + extras, filt)
-        if inv is not None and victims:  # a day-old report: S3 must confirm each delete
-            victims = await inv.confirm_gone(victims, self.bucket)
+        if p.inv is not None and victims:  # a day-old report: S3 must confirm each delete
+            victims = await p.inv.confirm_gone(victims, self.bucket)
         tracked = await self.state.count(scope) if victims else 0
         sync = self.settings.sync
         if not guard(
             report,
             self.stats,
-            DeletePlan(len(victims), tracked + len(extras), listed, scope),
+            DeletePlan(len(victims), tracked + len(extras), p.listed, scope),
             max_delete=sync.max_delete,
             allow_empty_source=sync.allow_empty_source,
         ):
             return
         if not victims:
             return
-        if opts.dry_run:
+        if p.opts.dry_run:
             for key in victims:
                 report.add(OpResult(key, "delete", "dry_run", "would delete"))
             return
-        futs = [self.pool.submit(Change(k, ChangeKind.REMOVE, opts.source, listed=True)) for k in victims]
+        futs = [self.pool.submit(Change(k, ChangeKind.REMOVE, p.opts.source, listed=True)) for k in victims]
         for r in await asyncio.gather(*futs):
             note_result(report, r)
 
