@@ -256,6 +256,7 @@ class Bench:
         self.mirrors: dict[str, Path] = {}
         self.proxy: DelayProxy | None = None
         self.current = ""  # the workload running (W4/W4c share the big object)
+        self.retired: list[Path] = []  # finished mirrors kept until the run ends (see retire)
 
     # -- helpers
 
@@ -349,6 +350,20 @@ class Bench:
             self.extra["small"] = manifest(self.data / bucket, with_hash=False)
         return bucket, self.extra["small"]
 
+    def retire(self, dest: Path) -> None:
+        """Move a finished small-file mirror aside instead of deleting it; the run's end removes it.
+
+        Deleting 5,000 files right before the next tool's cold pass made that pass pay for
+        them: on this machine's ext4 (no journal) a new inode is never one freed in the last
+        5-35 s (``recently_deleted`` in ``ext4_new_inode``), and the allocator scans past each
+        of them, so the next pass's system time was 0.4-1.2 s instead of 0.3-0.5 s
+        (s3sync's W1, 5 runs each way) — noise that fell on whichever tool came next.
+        """
+        spot = self.work / ".retired" / f"{len(self.retired)}"
+        spot.parent.mkdir(exist_ok=True)
+        dest.rename(spot)
+        self.retired.append(spot)
+
     def w1(self) -> None:
         bucket, expected = self.small_bucket()
         for r in range(self.args.repeats):
@@ -364,7 +379,7 @@ class Bench:
                     dest.rename(final)
                     self.mirrors[tool.name] = final
                 else:
-                    rmtree(dest)
+                    self.retire(dest)
 
     def w7(self) -> None:
         """W1's data set, cold, with every request held ``--w7-delay-ms`` by HAProxy.
@@ -388,11 +403,11 @@ class Bench:
             plan += [("W7", delay, r) for r in range(self.args.repeats)]
             for workload, ms, r in plan:
                 for tool in self.tools.values():
-                    dest = self.work / tool.name / f"w7-{r}"
+                    dest = self.work / tool.name / f"{workload.lower()}-{r}"
                     rmtree(dest)
                     dest.mkdir(parents=True)
                     self.timed_pass(tool, workload, r, bucket, dest, False, expected, via_proxy_ms=ms)
-                    rmtree(dest)
+                    self.retire(dest)
         finally:
             self.proxy.stop()
 
