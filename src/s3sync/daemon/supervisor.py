@@ -112,8 +112,10 @@ class Supervisor:
         yield
         if self._engine is not None:
             self.notifier.stopping(f"draining {self._engine.queue.in_flight} transfers")
-            await self._stack.aclose()
-            self._engine = None
+        # the stack holds the engine from the moment it opened, even if the runner was
+        # cancelled before it was published as ready: closing it is the one way out
+        await self._stack.aclose()
+        self._engine = None
 
     async def _tasks_ctx(self, _app: web.Application) -> AsyncIterator[None]:
         yield
