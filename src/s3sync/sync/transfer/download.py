@@ -220,8 +220,8 @@ class Transfer:
         """Parallel ranged GETs pinned to one ETag, pwrite'd into a preallocated temp.
 
         The checksum is computed *while* the parts arrive: a hasher follows the
-        contiguous written frontier and hashes it straight from the page cache
-        (a 4 MiB ``mmap`` window per GIL hand-over, :class:`RegionHasher`) in a
+        contiguous written frontier and reads it back from the page cache
+        (a 4 MiB read per GIL hand-over, :class:`RegionHasher`) in a
         worker thread (hashlib releases the GIL), so verification overlaps the
         network instead of adding a second pass over the file.
         """
