@@ -212,6 +212,8 @@ class S3Proxy:
     upstream: str
     get_delay: float = 0.0
     refuse: bool = False
+    # when set: object GETs/HEADs wait for it (a test holds a download open as long as it needs)
+    gate: asyncio.Event | None = None
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     active: Counter[str] = field(default_factory=Counter)
     max_active: Counter[str] = field(default_factory=Counter)
@@ -235,6 +237,8 @@ class S3Proxy:
             if self.refuse and is_object:
                 # What an overloaded or unreachable S3 looks like to the daemon.
                 return web.Response(status=503, body=b"<Error><Code>SlowDown</Code></Error>")
+            if is_object and self.gate is not None:
+                await self.gate.wait()
             if is_object and self.get_delay:
                 await asyncio.sleep(self.get_delay)
             assert self._session is not None
