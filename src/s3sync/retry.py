@@ -29,9 +29,26 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from s3sync.errors import IntegrityError, RetriesExceededError, RetryableError, S3SyncError, classify
+from s3sync.errors import (
+    IntegrityError,
+    PermanentError,
+    RetriesExceededError,
+    RetryableError,
+    S3SyncError,
+)
 
 T = TypeVar("T")
+
+
+def tree_only(exc: BaseException) -> S3SyncError:
+    """The classification that knows only the error tree: anything else is permanent.
+
+    The default of :class:`RetryPolicy`; a policy around S3 calls is given
+    :func:`s3sync.s3.errors.classify`, which knows what S3 and the disk answer.
+    """
+    if isinstance(exc, S3SyncError):
+        return exc
+    return PermanentError(f"{type(exc).__name__}: {exc}")
 
 
 def full_jitter(attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
@@ -69,7 +86,8 @@ class RetryPolicy:
     itself, a permanent failure (counted as ``integrity``, its journal row
     settled), never a ``retries_exceeded`` that the pool would requeue forever,
     re-downloading the whole object each time. Anything else that is not
-    already an :class:`S3SyncError` is classified first, once, here.
+    already an :class:`S3SyncError` is classified first, once, here, by ``classify``
+    (the boundary's: :func:`s3sync.s3.errors.classify` for S3 calls).
     """
 
     attempts: int = 4
@@ -77,6 +95,7 @@ class RetryPolicy:
     cap: float = 10.0
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rand: Callable[[], float] = field(default=random.random)
+    classify: Callable[[BaseException], S3SyncError] = tree_only
 
     def delay(self, attempt: int) -> float:
         return full_jitter(attempt, self.base, self.cap, self.rand)
@@ -92,7 +111,7 @@ class RetryPolicy:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                mapped = classify(exc)
+                mapped = self.classify(exc)
                 if not isinstance(mapped, RetryableError | IntegrityError):
                     if mapped is exc:
                         raise
@@ -112,4 +131,4 @@ class RetryPolicy:
         raise RetriesExceededError(last, self.attempts) from last
 
 
-__all__ = ["Backoff", "RetryPolicy", "full_jitter"]
+__all__ = ["Backoff", "RetryPolicy", "full_jitter", "tree_only"]

@@ -40,6 +40,7 @@ from s3sync.errors import S3SyncError
 from s3sync.local.mirror import Mirror
 from s3sync.retry import RetryPolicy
 from s3sync.s3.bucket import Bucket
+from s3sync.s3.errors import classify
 from s3sync.sync.transfer.config import TransferConfig
 from s3sync.sync.transfer.download import Transfer
 
@@ -145,7 +146,7 @@ async def test_failed_part_waits_for_sibling_writes_before_closing(
         transfer = Transfer(
             b,
             mirror,
-            retry=RetryPolicy(attempts=1),
+            retry=RetryPolicy(attempts=1, classify=classify),
             config=TransferConfig(multipart_threshold=2 * PART, part_size=PART, part_concurrency=3),
         )
         task = asyncio.ensure_future(transfer.download(key))

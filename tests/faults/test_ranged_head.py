@@ -21,6 +21,7 @@ from support.s3kit import body_for, seed
 from s3sync.local.mirror import Mirror
 from s3sync.retry import RetryPolicy
 from s3sync.s3.bucket import Bucket
+from s3sync.s3.errors import classify
 from s3sync.sync.transfer.config import TransferConfig
 from s3sync.sync.transfer.download import Transfer
 
@@ -38,7 +39,7 @@ async def test_ranged_download_after_a_whole_get_sends_no_head(
     settings = proxied_settings(bucket, root)
     async with Bucket(settings.s3, fast_get=fast_get) as b:
         transfer = Transfer(
-            b, Mirror(root, fsync=False), retry=RetryPolicy(attempts=1),
+            b, Mirror(root, fsync=False), retry=RetryPolicy(attempts=1, classify=classify),
             config=TransferConfig(multipart_threshold=4 * MiB, part_size=2 * MiB),
         )
         proxy.reset_counters()

@@ -29,6 +29,7 @@ from s3sync.errors import KeyConflictError
 from s3sync.local.mirror import Mirror
 from s3sync.retry import RetryPolicy
 from s3sync.s3.bucket import Bucket
+from s3sync.s3.errors import classify
 from s3sync.sync.transfer.config import TransferConfig
 from s3sync.sync.transfer.download import Transfer
 from s3sync.sync.transfer.resume import Resumer
@@ -108,7 +109,7 @@ async def test_failed_rename_closes_the_temp_exactly_once(
         transfer = Transfer(
             b,
             mirror,
-            retry=RetryPolicy(attempts=1),
+            retry=RetryPolicy(attempts=1, classify=classify),
             config=TransferConfig(
                 multipart_threshold=4 * MiB if shape != "streamed" else 64 * MiB,
                 part_size=2 * MiB,

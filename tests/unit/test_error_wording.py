@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from s3sync.errors import LocalIOError, classify
+from s3sync.errors import LocalIOError
+from s3sync.s3.errors import classify
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES])

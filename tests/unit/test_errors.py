@@ -37,9 +37,8 @@ from s3sync.errors import (
     RetryableError,
     S3SyncError,
     UnsafeKeyError,
-    classify,
-    classify_status,
 )
+from s3sync.s3.errors import classify, classify_status
 from s3sync.s3.http_parse import HttpError
 
 

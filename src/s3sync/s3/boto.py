@@ -6,7 +6,7 @@ chain, which the lean path borrows: plain env keys are read directly (no
 botocore import for a one-shot sync), anything else goes through botocore's
 providers (profiles, SSO, instance roles).
 
-Every botocore call runs inside :func:`~s3sync.errors.map_errors`, the one
+Every botocore call runs inside :func:`~s3sync.s3.errors.map_errors`, the one
 place where its exceptions become s3sync's.
 """
 
@@ -20,9 +20,10 @@ from contextlib import AsyncExitStack
 from typing import Any, NamedTuple
 
 from s3sync.config.sections import S3Settings
-from s3sync.errors import FatalError, NotFoundError, classify, head_bucket_error, map_errors
+from s3sync.errors import FatalError, NotFoundError
 from s3sync.model import ObjectMeta, normalize_etag
 from s3sync.s3.endpoints import configured_endpoint_url
+from s3sync.s3.errors import classify, head_bucket_error, map_errors
 from s3sync.s3.extras import RequestExtras
 from s3sync.s3.meta import meta_from_headers, timestamp
 from s3sync.s3.result import GetResult

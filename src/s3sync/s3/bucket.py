@@ -27,6 +27,7 @@ from s3sync.model import ObjectMeta
 from s3sync.retry import RetryPolicy
 from s3sync.s3.boto import BotoPath
 from s3sync.s3.endpoints import Route, configured_endpoint_url, resolve, route
+from s3sync.s3.errors import classify
 from s3sync.s3.extras import RequestExtras
 from s3sync.s3.lean import LeanPath
 from s3sync.s3.listing import RestoreStatusReader, meta_from_listing
@@ -37,7 +38,7 @@ from s3sync.s3.versions import VersionsPage, at_instant
 #: A reconcile aborts on a listing error and deletes nothing, so one throttled page must
 #: not cost a whole pass: the lean path retries a page as often as botocore's standard
 #: mode retries the aioboto3 path's (3 attempts).
-LIST_RETRY = RetryPolicy(attempts=3, base=0.2, cap=2.0)
+LIST_RETRY = RetryPolicy(attempts=3, base=0.2, cap=2.0, classify=classify)
 
 #: Part HEADs in flight at once while reading a multipart object's layout (:meth:`Bucket.part_sizes`).
 PART_HEADS = 8

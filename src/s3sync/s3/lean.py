@@ -16,15 +16,11 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from s3sync.config.sections import S3Settings
-from s3sync.errors import (
-    S3SyncError,
-    classify_status,
-    head_bucket_error,
-    map_errors,
-)
+from s3sync.errors import S3SyncError
 from s3sync.model import ObjectMeta
 from s3sync.s3.clock import CLOCK, MAX_SKEW_SECONDS
 from s3sync.s3.endpoints import Endpoint, endpoint_from_url, resolve
+from s3sync.s3.errors import classify_status, head_bucket_error, map_errors
 from s3sync.s3.http import HttpPool
 from s3sync.s3.listing import RESTORE_STATUS, parse_list_page, xml_field
 from s3sync.s3.meta import meta_from_headers, rfc1123

@@ -38,9 +38,9 @@ from typing import Any
 import structlog
 
 from s3sync.config import Settings
-from s3sync.errors import classify
 from s3sync.model import Change, ChangeSource
 from s3sync.retry import Backoff
+from s3sync.s3.errors import classify
 from s3sync.sources.events import EventParseError, parse_body
 from s3sync.stats import SyncStats
 from s3sync.sync.engine import Engine

@@ -35,12 +35,12 @@ from s3sync.errors import (
     NotFoundError,
     S3SyncError,
     UnsafeKeyError,
-    classify,
 )
 from s3sync.local.mirror import Mirror
 from s3sync.model import Change, ChangeKind, ChangeSource, ObjectMeta, compare_sequencers
 from s3sync.retry import RetryPolicy
 from s3sync.s3.bucket import Bucket
+from s3sync.s3.errors import classify
 from s3sync.state.store import StateRow, StateStore
 from s3sync.stats import SyncStats
 from s3sync.sync.filters import Selection

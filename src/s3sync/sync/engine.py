@@ -21,11 +21,12 @@ from contextlib import asynccontextmanager
 import structlog
 
 from s3sync.config import Settings
-from s3sync.errors import FatalError, classify
+from s3sync.errors import FatalError
 from s3sync.local.mirror import Mirror
 from s3sync.model import Change, ChangeSource
 from s3sync.retry import RetryPolicy
 from s3sync.s3.bucket import Bucket
+from s3sync.s3.errors import classify
 from s3sync.state.store import StateStore
 from s3sync.stats import SyncStats
 from s3sync.sync.apply import Applier
@@ -61,7 +62,7 @@ class Engine:
         # temps and sidecars carry (host, shard, process): the start-up sweep removes only its own
         # and those of owners proven gone, never another host's or shard's (docs/scale.md)
         mirror.claim(self.shard.index, self.shard.count)
-        self.retry = retry or RetryPolicy(attempts=sync.retry_attempts + 1)
+        self.retry = retry or RetryPolicy(attempts=sync.retry_attempts + 1, classify=classify)
         self.applier = Applier(settings, bucket, state, mirror, stats, retry=self.retry)
         # told about every applied change before it is reported applied (the hooks' outbox)
         self.on_applied: Callable[[Work, OpResult], Awaitable[None]] | None = None
