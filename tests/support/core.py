@@ -4,7 +4,7 @@
 :class:`~s3sync.s3.bucket.Bucket` (either GET path) against moto, and builds an
 :class:`~s3sync.sync.engine.Engine` *without starting its workers*: a test can
 queue changes first (so they meet in the coalescing queue in the order it
-chooses) and then call ``engine.start()``. Unwinds like ``runtime.open_engine``.
+chooses) and then call ``engine.start()``. Unwinds like ``sync.engine.open_engine``.
 """
 
 from __future__ import annotations
