@@ -391,10 +391,10 @@ class TestHmacSignature:
         assert (await client.post(NOTIFY, data=body, headers=headers)).status == 202
 
     def test_secrets_compared_in_constant_time(self) -> None:
-        """No ``==``/``!=`` touches a token, secret or signature where requests are admitted: compare_digest only.
+        """No ``==``/``!=`` touches a token, secret or signature where requests are admitted.
 
-        Every module of ``api/`` (auth, middleware, handlers, ...) and ``sources/`` (notification
-        intake) is read, so a comparison that moves between modules is still seen.
+        Only ``hmac.compare_digest``. Every module of ``api/`` (auth, middleware, handlers, ...)
+        and ``sources/`` (notification intake) is read, so a comparison that moves is still seen.
         """
         suspicious = ("token", "secret", "signature", "expected", "mac", "digest", "credential")
         paths = sorted([*(SRC / "api").rglob("*.py"), *(SRC / "sources").rglob("*.py")])
