@@ -77,6 +77,29 @@ class TestFilters:
         assert res.returncode == 0, res
         assert tree(mirror) == {"a.txt": objects["a.txt"]}
 
+    def test_files_from_keys_not_in_the_bucket_are_reported(
+        self, cli: CliRunner, s3: Any, bucket: str, mirror: Path, tmp_path: Path
+    ) -> None:
+        """Listed keys the bucket lacks are named once (text and --json), spaces hinted."""
+        objects = seed(s3, bucket, {"a.txt": b"a", "b.txt": b"b"})
+        listing = tmp_path / "keys.txt"
+        listing.write_text("a.txt\n b.txt \nnope.txt\n")
+        res = cli.sync(bucket, mirror, "--files-from", str(listing), env={"S3SYNC_LOG__LEVEL": "WARNING"})
+        assert res.returncode == 0, res
+        assert tree(mirror) == {"a.txt": objects["a.txt"]}
+        note = [ln for ln in res.stdout.splitlines() if "not found in the bucket" in ln]
+        assert len(note) == 1, res
+        head = "2 keys listed in --files-from not found in the bucket: ' b.txt ', 'nope.txt'"
+        assert note[0].startswith(head), note
+        assert "1 with leading/trailing whitespace" in note[0]
+        assert "keys listed in --files-from not found in the bucket" in res.stderr, res.stderr
+        out = cli.sync(bucket, mirror, "--files-from", str(listing), "--json").json()
+        assert out["files_from_missing"] == {"count": 2, "keys": [" b.txt ", "nope.txt"], "whitespace": 1}
+        clean = tmp_path / "clean.txt"
+        clean.write_text("a.txt\n")
+        res = cli.sync(bucket, mirror, "--files-from", str(clean))
+        assert "not found in the bucket" not in res.output, res
+
     def test_age_against_last_modified(self, cli: CliRunner, s3: Any, bucket: str, mirror: Path) -> None:
         """Objects just written are younger than 1h: --min-age 1h takes none, --max-age 1h takes all."""
         objects = seed(s3, bucket, {"new1": b"1", "new2": b"2"})

@@ -33,6 +33,9 @@ def print_sync(report: SyncReport) -> None:
             print(f"error: {err['message']}", file=sys.stderr)
     if len(problems) > MAX_LINES:
         print(f"... and {len(problems) - MAX_LINES} more", file=sys.stderr)
+    missing = report.missing_listed_line()
+    if missing:
+        print(missing)
     print(report.summary_line())
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_DETAILS = 1000
+MAX_MISSING_SHOWN = 5  # --files-from keys not found: how many are named
 
 
 def human_bytes(n: int) -> str:
@@ -61,6 +62,29 @@ class SyncReport:
     planned: int = 0
     # a dry run's answer to "what would it do": operation, key and (downloads) size, in order
     would: list[dict[str, Any]] = field(default_factory=list)
+    # --files-from keys the bucket does not have (None: no --files-from); see note_missing_listed
+    missing_listed: dict[str, Any] | None = None
+
+    def note_missing_listed(self, missing: list[str]) -> None:
+        """Record the ``--files-from`` keys in scope that the pass did not find in the bucket."""
+        spaced = sum(1 for k in missing if k != k.strip())
+        named = missing[:MAX_MISSING_SHOWN]
+        self.missing_listed = {"count": len(missing), "keys": named, "whitespace": spaced}
+
+    def missing_listed_line(self) -> str | None:
+        """The one-line note on ``--files-from`` keys not found, or None when there are none."""
+        m = self.missing_listed
+        if not m or not m["count"]:
+            return None
+        shown = ", ".join(repr(k) for k in m["keys"])
+        more = f" and {m['count'] - len(m['keys'])} more" if m["count"] > len(m["keys"]) else ""
+        line = f"{plural(m['count'], 'key')} listed in --files-from not found in the bucket: {shown}{more}"
+        if m["whitespace"]:
+            line += (
+                f" ({m['whitespace']} with leading/trailing whitespace:"
+                " lines are matched exactly, spaces included)"
+            )
+        return line
 
     def add(self, r: OpResult) -> None:
         if r.status == "dry_run" and len(self.would) < MAX_DETAILS:
@@ -124,6 +148,7 @@ class SyncReport:
             "aborted": self.aborted,
             "errors": self.errors,
             **({"would": self.would} if self.dry_run else {}),
+            **({"files_from_missing": self.missing_listed} if self.missing_listed is not None else {}),
         }
 
     def legacy(self) -> dict[str, Any]:
@@ -163,4 +188,4 @@ class SyncReport:
         }
 
 
-__all__ = ["MAX_DETAILS", "OpResult", "SyncReport", "human_bytes", "plural"]
+__all__ = ["MAX_DETAILS", "MAX_MISSING_SHOWN", "OpResult", "SyncReport", "human_bytes", "plural"]

@@ -41,7 +41,7 @@ from s3sync.sync.reconcile.deletes import (
 )
 from s3sync.sync.reconcile.inventory_pass import InventoryPass
 from s3sync.sync.reconcile.plan import Adopt, Fetch, Remove, Skip, Unchanged, plan
-from s3sync.sync.report import OpResult, SyncReport
+from s3sync.sync.report import MAX_MISSING_SHOWN, OpResult, SyncReport
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +78,7 @@ class _Pass:
     removes: list[str] = field(default_factory=list)
     uncertain: set[str] = field(default_factory=set)  # listed keys not settled: never deleted as "extra"
     listed: int = 0
+    seen: set[str] = field(default_factory=set)  # with --files-from: the listed keys the bucket has
     pending: set[asyncio.Future[OpResult]] = field(default_factory=set)
 
     def collect(self, fut: asyncio.Future[OpResult]) -> None:
@@ -185,16 +186,35 @@ class Reconciler:
                 case Skip():
                     await self._skip(p, item)
             p.listed += not isinstance(item, Remove)
+            if filt.objects.files_from is not None and not isinstance(item, Remove):
+                p.seen.add(item.meta.key if isinstance(item, Fetch | Adopt) else item.key)
             if opts.progress and not isinstance(item, Fetch):
                 opts.progress(p.report)
         if p.pending:
             await asyncio.gather(*list(p.pending), return_exceptions=True)
         await self.state.flush()
+        self._note_missing_listed(p)
         if delete:
             await self._reconcile_deletes(p)
         elif p.removes:
             log.info("keys gone from the bucket kept locally (delete is off)", count=len(p.removes))
         return p.report
+
+    @staticmethod
+    def _note_missing_listed(p: _Pass) -> None:
+        """Say once per pass which ``--files-from`` keys in scope the bucket does not have."""
+        listed = p.filt.objects.files_from
+        if listed is None:
+            return
+        missing = sorted(k for k in listed if k not in p.seen and p.filt.wants_key(k))
+        p.report.note_missing_listed(missing)
+        if missing:
+            log.warning(
+                "keys listed in --files-from not found in the bucket",
+                count=len(missing),
+                keys=missing[:MAX_MISSING_SHOWN],
+                whitespace=sum(1 for k in missing if k != k.strip()),
+            )
 
     async def _fetch(self, p: _Pass, item: Fetch) -> None:
         """Queue the download (its result is collected when the worker is done), or say it would."""
