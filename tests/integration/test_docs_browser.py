@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.browser import BROWSER, needs_browser
 from support.s3kit import wait_for
 
-BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
-
-pytestmark = pytest.mark.skipif(
-    BROWSER is None, reason="no Chromium on this machine (Debian: apt-get install chromium)"
-)
+pytestmark = needs_browser
 TOKEN = "docs-test-token-0123456789abcdef"
 
 

@@ -18,22 +18,18 @@ import contextlib
 import itertools
 import json
 import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
+from support.browser import BROWSER, needs_browser
 from support.eventkit import run_daemon, s3_event, s3_record
 from support.s3kit import wait_for
 
 TOKEN = "page-token-0123456789"
-BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
 
-pytestmark = pytest.mark.skipif(
-    BROWSER is None, reason="no Chromium on this machine (Debian: apt-get install chromium)"
-)
+pytestmark = needs_browser
 
 
 class Page:
