@@ -95,6 +95,31 @@ class TestApiUnsafeKeys:
         assert tree(mirror) == SAFE
         _assert_contained(mirror)
 
+    async def test_unsafe_key_told_once_until_it_changes(
+        self, client: Any, s3: Any, bucket: str, mirror: Path
+    ) -> None:
+        """A second pass counts the unsafe keys but no longer lists them as errors; a new ETag does."""
+        seed(s3, bucket, {k: b"v1" for k in PATH_UNSAFE} | SAFE)
+
+        async def sync() -> tuple[dict[str, Any], dict[str, Any]]:
+            resp = await client.post("/api/v1/sync")
+            assert resp.status == 200, await resp.text()
+            return await resp.json(), await (await client.get("/api/v1/stats")).json()
+
+        first, stats1 = await sync()
+        assert {e["key"] for e in first["errors"]} == set(PATH_UNSAFE), first
+        assert first["skipped"] == len(PATH_UNSAFE), first
+        second, stats2 = await sync()
+        assert second["errors"] == [], second
+        assert second["skipped"] == len(PATH_UNSAFE), second
+        assert stats2["unsafe_keys"] == stats1["unsafe_keys"] + len(PATH_UNSAFE), (stats1, stats2)
+        s3.put_object(Bucket=bucket, Key="../x", Body=b"v2")  # a new ETag: said again, once
+        third, _ = await sync()
+        assert [e["key"] for e in third["errors"]] == ["../x"], third
+        fourth, _ = await sync()
+        assert fourth["errors"] == [], fourth
+        assert tree(mirror) == SAFE
+
     async def test_events_for_unsafe_keys(
         self, client: Any, s3: Any, bucket: str, mirror: Path
     ) -> None:

@@ -65,6 +65,7 @@ class Skip:
     reason: str  # unsafe_key | key_conflict | case_conflict | too_large | filtered | storage_class | archived
     message: str
     tracked: bool = False
+    etag: str = ""  # the listed object's (unsafe keys: told once per key and ETag)
 
 
 PlanItem = Fetch | Adopt | Unchanged | Remove | Skip
@@ -196,7 +197,7 @@ async def plan(
         try:
             check_key(key, name_max)
         except UnsafeKeyError as exc:
-            yield Skip(key, "unsafe_key", str(exc), is_tracked)
+            yield Skip(key, "unsafe_key", str(exc), is_tracked, meta.etag or "")
             continue
         if case is not None and (verdict := case.check(key)) is not None:
             yield Skip(key, "case_conflict", verdict.message, is_tracked)

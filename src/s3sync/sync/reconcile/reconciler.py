@@ -115,6 +115,13 @@ class Reconciler:
         self.pool = pool
         self.applier = applier
         self._lock = asyncio.Lock()
+        # unsafe keys already reported, with the ETag they had: said once until the object changes
+        self._told_unsafe: dict[str, str] = {}
+
+    @property
+    def told_unsafe(self) -> frozenset[str]:
+        """The unsafe keys reported once already (later passes count them without a word)."""
+        return frozenset(self._told_unsafe)
 
     async def reconcile(self, opts: PassOptions | None = None) -> SyncReport:
         """One full pass (one at a time): plan by sorted merge, download, then (maybe) delete."""
@@ -253,6 +260,12 @@ class Reconciler:
             p.report.skipped += 1
             return
         p.uncertain.add(item.key)
+        if item.reason == "unsafe_key":
+            if item.etag and self._told_unsafe.get(item.key) == item.etag:
+                self.stats.skipped[item.reason] += 1  # still counted, but said once already
+                p.report.skipped += 1
+                return
+            self._told_unsafe[item.key] = item.etag
         self.stats.skip(item.reason, item.key, item.message)
         failed = item.reason == "case_conflict" and self.settings.sync.case_conflict == "error"
         op, status = ("download", "failed") if failed else ("skip", "skipped")
