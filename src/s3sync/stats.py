@@ -73,7 +73,8 @@ class SyncStats:
     synced: Counter[str] = field(default_factory=Counter)  # by source
     deleted: Counter[str] = field(default_factory=Counter)  # by source
     failed: Counter[str] = field(default_factory=Counter)  # by reason
-    skipped: Counter[str] = field(default_factory=Counter)  # by reason
+    skipped: Counter[str] = field(default_factory=Counter)  # by reason; "unchanged" is not a skip
+    unchanged: int = 0  # keys checked and found already in place (s3sync_files_unchanged_total)
     events: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, outcome)
     bytes_downloaded: int = 0
     retries: int = 0
@@ -126,7 +127,7 @@ class SyncStats:
             self.deleted[src] += 0
         for reason in ("failed", "retries_exceeded", "integrity", "local_io", "fatal", "not_found"):
             self.failed[reason] += 0
-        for reason in ("unchanged", "filtered", "dry_run", "too_large", *VISIBLE_SKIPS):
+        for reason in ("filtered", "dry_run", "too_large", *VISIBLE_SKIPS):
             self.skipped[reason] += 0
         for outcome in ("success", "failed", "aborted"):
             self.reconcile_runs[outcome] += 0
@@ -202,8 +203,8 @@ class SyncStats:
             "files_synced": sum(self.synced.values()),
             "files_deleted": sum(self.deleted.values()),
             "files_failed": sum(self.failed.values()),
-            "files_skipped": sum(v for k, v in self.skipped.items() if k != "unchanged"),
-            "files_unchanged": self.skipped.get("unchanged", 0),
+            "files_skipped": sum(self.skipped.values()),
+            "files_unchanged": self.unchanged,
             "unsafe_keys": self.skipped.get("unsafe_key", 0) + self.skipped.get("key_conflict", 0),
             "bytes_downloaded": self.bytes_downloaded,
             "queue_depth": self.queue_depth,

@@ -76,6 +76,7 @@ class TestFilters:
         res = cli.sync(bucket, mirror, "--files-from", str(listing), env={"S3SYNC_SYNC__EXCLUDE": "*.tmp"})
         assert res.returncode == 0, res
         assert tree(mirror) == {"a.txt": objects["a.txt"]}
+        assert res.summary()["skipped"] == 2, res  # b.tmp (exclude) and c.txt (not listed): "filtered"
 
     def test_files_from_keys_not_in_the_bucket_are_reported(
         self, cli: CliRunner, s3: Any, bucket: str, mirror: Path, tmp_path: Path
@@ -224,3 +225,41 @@ class TestRcloneMtime:
         again = cli.sync(bucket, mirror, env=_env(fast_get))
         assert again.returncode == 0, again
         assert again.summary()["downloaded"] == 0, again
+
+
+class TestFilteredCounting:
+    """One rule: every key a filter leaves out is a "filtered" skip; unchanged is never a skip."""
+
+    async def test_metrics_stats_and_report_agree(
+        self, aiohttp_client: Any, make_settings: Any, s3: Any, bucket: str, mirror: Path, tmp_path: Path
+    ) -> None:
+        import re
+
+        from s3sync.daemon.app import create_app
+
+        seed(s3, bucket, {"a.txt": b"a", "b.tmp": b"b", "c.txt": b"c", "big.txt": b"B" * 5000})
+        listing = tmp_path / "keys.txt"
+        listing.write_text("a.txt\nb.tmp\nbig.txt\n")
+        settings = make_settings(
+            bucket, mirror, sync={"exclude": ["*.tmp"], "files_from": str(listing), "max_size": "1K"}
+        )
+        client = await aiohttp_client(create_app(settings))
+        first = await (await client.post("/api/v1/sync")).json()
+        # b.tmp (exclude), c.txt (not listed), big.txt (--max-size): three filtered skips
+        assert (first["downloaded"], first["skipped"], first["unchanged"]) == (1, 3, 0), first
+        second = await (await client.post("/api/v1/sync")).json()
+        assert (second["downloaded"], second["skipped"], second["unchanged"]) == (0, 3, 1), second
+        stats = await (await client.get("/api/v1/stats")).json()
+        assert stats["skipped_by_reason"] == {"filtered": 6}, stats
+        assert stats["files_skipped"] == 6 and stats["files_unchanged"] == 1, stats
+        text = await (await client.get("/metrics")).text()
+
+        def value(series: str) -> float:
+            m = re.search(rf"(?m)^{re.escape(series)} (\S+)$", text)
+            assert m, series
+            return float(m.group(1))
+
+        assert value('s3sync_files_skipped_total{reason="filtered"}') == 6
+        assert 'reason="unchanged"' not in text
+        assert value("s3sync_files_unchanged_total") == 1
+        assert tree(mirror) == {"a.txt": b"a"}

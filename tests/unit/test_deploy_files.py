@@ -30,6 +30,7 @@ METRICS = {
     "s3sync_files_deleted_total",
     "s3sync_files_failed_total",
     "s3sync_files_skipped_total",
+    "s3sync_files_unchanged_total",
     "s3sync_bytes_downloaded_total",
     "s3sync_events_received_total",
     "s3sync_events_coalesced_total",
@@ -362,7 +363,7 @@ class TestExporterMatches:
         stats.synced["event"] += 1
         stats.deleted["reconcile"] += 1
         stats.failed["forbidden"] += 1
-        stats.skipped["unchanged"] += 1
+        stats.unchanged += 1
         stats.events[("http", "accepted")] += 1
         stats.reconcile_runs["success"] += 1
         stats.transfer_seconds.observe(0.1)

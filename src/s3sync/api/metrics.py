@@ -44,6 +44,7 @@ class StatsCollector(Collector):
         yield counter("s3sync_files_deleted", "Files deleted from the mirror.", "source", s.deleted)
         yield counter("s3sync_files_failed", "Failed operations by reason.", "reason", s.failed)
         yield counter("s3sync_files_skipped", "Skipped keys by reason.", "reason", s.skipped)
+        yield counter("s3sync_files_unchanged", "Keys checked and already in place.", None, s.unchanged)
         yield counter("s3sync_bytes_downloaded", "Bytes written into the mirror.", None, s.bytes_downloaded)
         ev = CounterMetricFamily(
             "s3sync_events_received",

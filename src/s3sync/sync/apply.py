@@ -183,7 +183,7 @@ class Applier:
                 return OpResult(key, "download", "skipped", "gone from S3 since it was listed")
             raise
         if done.not_modified:
-            self.stats.skipped["unchanged"] += 1
+            self.stats.unchanged += 1
             if (
                 row is not None
                 and change.sequencer is not None

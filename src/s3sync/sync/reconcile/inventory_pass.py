@@ -19,7 +19,7 @@ the source bucket is never listed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -31,7 +31,6 @@ from s3sync.s3.bucket import Bucket
 from s3sync.s3.inventory import InventoryReader, Manifest, parse_location
 from s3sync.state.store import StateRow, StateStore
 from s3sync.stats import SyncStats
-from s3sync.sync.filters import Selection
 from s3sync.sync.reconcile.plan import Fetch
 
 log = structlog.get_logger(__name__)
@@ -55,7 +54,9 @@ class ReportInfo:
 
 
 @asynccontextmanager
-async def open_report(settings: Settings, scope: str, selection: Selection) -> AsyncIterator[InventoryReader]:
+async def open_report(
+    settings: Settings, scope: str, accept: Callable[[str], bool]
+) -> AsyncIterator[InventoryReader]:
     """The reader of the newest report under ``[inventory] location``, for one pass."""
     inv = settings.inventory
     report_bucket, _ = parse_location(inv.location)
@@ -83,7 +84,7 @@ async def open_report(settings: Settings, scope: str, selection: Selection) -> A
             get_object,
             source_bucket=settings.s3.bucket,
             prefix=scope,
-            accept=selection.wants_key,
+            accept=accept,
             tmpdir=inv.tmp_dir,
         )
 
@@ -102,9 +103,9 @@ class InventoryPass:
         self.stats = stats
         self.report: ReportInfo | None = None  # known once the listing has started
 
-    async def listing(self, scope: str, selection: Selection) -> AsyncIterator[ObjectMeta]:
-        """The newest report's objects in key order; the report's date is known before the first."""
-        async with open_report(self.settings, scope, selection) as reader:
+    async def listing(self, scope: str, accept: Callable[[str], bool]) -> AsyncIterator[ObjectMeta]:
+        """The newest report's objects in key order (those ``accept`` takes); its date first."""
+        async with open_report(self.settings, scope, accept) as reader:
             manifest = await reader.load_manifest()
             self.report = ReportInfo.of(self.settings.inventory.location, manifest)
             self.stats.inventory_report = self.report

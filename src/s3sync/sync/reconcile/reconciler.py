@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -20,7 +20,7 @@ import structlog
 from s3sync.config import Settings
 from s3sync.errors import S3SyncError
 from s3sync.local.mirror import Mirror
-from s3sync.model import Change, ChangeKind, ChangeSource
+from s3sync.model import Change, ChangeKind, ChangeSource, ObjectMeta
 from s3sync.s3.bucket import Bucket
 from s3sync.state.store import StateRow, StateStore
 from s3sync.stats import SyncStats
@@ -163,11 +163,11 @@ class Reconciler:
         p = _Pass(opts, SyncReport(dry_run=opts.dry_run), scope, filt, case_policy(self.mirror), inv)
         self.stats.last_reconcile_source = "inventory" if from_inventory else "listing"
         if inv is not None:
-            listing = inv.listing(scope, filt)
+            listing = inv.listing(scope, partial(self._in_scope, p))
         elif opts.version_at is None:
-            listing = self.bucket.list(scope)
+            listing = self._scoped(p, self.bucket.list(scope))
         else:
-            listing = self.bucket.list_at(scope, opts.version_at)
+            listing = self._scoped(p, self.bucket.list_at(scope, opts.version_at))
         async for item in plan(
             listing,
             self.state.iter_sorted(scope),
@@ -185,7 +185,7 @@ class Reconciler:
                     await self._fetch(p, item)
                 case Unchanged():
                     p.report.unchanged += 1
-                    self.stats.skipped["unchanged"] += 1
+                    self.stats.unchanged += 1
                 case Adopt():
                     self._adopt(p, item)
                 case Remove():
@@ -206,6 +206,24 @@ class Reconciler:
         elif p.removes:
             log.info("keys gone from the bucket kept locally (delete is off)", count=len(p.removes))
         return p.report
+
+    def _in_scope(self, p: _Pass, key: str) -> bool:
+        """Is a listed key in scope? One left out by include/exclude/--files-from is a "filtered" skip.
+
+        Another host's keys (``--shard``) are not this host's to count.
+        """
+        if p.filt.wants_key(key):
+            return True
+        if p.filt.shard.owns(key):
+            p.report.skipped += 1
+            self.stats.skipped["filtered"] += 1
+        return False
+
+    async def _scoped(self, p: _Pass, listing: AsyncIterator[ObjectMeta]) -> AsyncIterator[ObjectMeta]:
+        """The listing's in-scope objects (the plan would drop the rest); the rest are counted."""
+        async for meta in listing:
+            if self._in_scope(p, meta.key):
+                yield meta
 
     @staticmethod
     def _note_missing_listed(p: _Pass) -> None:
