@@ -109,6 +109,15 @@ class TestFilters:
         assert cli.sync(bucket, mirror, "--max-age", "1h").returncode == 0
         assert tree(mirror) == objects
 
+    def test_inverted_bounds_quote_what_was_typed(self, cli: CliRunner, bucket: str, mirror: Path) -> None:
+        """--min-age 2d --max-age 1d: exit 2 naming both values as typed, not the seconds they became."""
+        res = cli.sync(bucket, mirror, "--min-age", "2d", "--max-age", "1d")
+        assert res.returncode == 2, res
+        assert "2d is larger than --max-age 1d" in res.stderr, res.stderr
+        assert "172800" not in res.stderr
+        res = cli.sync(bucket, mirror, "--min-size", "10M", "--max-size", "1K")
+        assert res.returncode == 2 and "10M is larger than --max-size 1K" in res.stderr, res
+
     def test_filtered_keys_are_never_deleted(
         self, cli: CliRunner, s3: Any, bucket: str, mirror: Path
     ) -> None:

@@ -92,4 +92,29 @@ def parse_duration(value: str | int | float, flag: str) -> float:
     return sum(float(n) * _SECONDS[u.lower()] for n, u in _DURATION_PART.findall(text))
 
 
-__all__ = ["UnitParseError", "format_rate", "parse_bytes", "parse_duration", "parse_rate", "parse_size"]
+def format_size(size: int) -> str:
+    """The largest K/M/G unit that states ``size`` exactly (``10485760`` → ``10M``), for messages."""
+    for suffix in ("G", "M", "K"):
+        if size and size % _UNITS[suffix] == 0:
+            return f"{size // _UNITS[suffix]}{suffix}"
+    return str(size)
+
+
+def format_duration(seconds: float) -> str:
+    """The largest of w/d/h/m/s that states ``seconds`` exactly (``172800`` → ``2d``), for messages."""
+    for unit in ("w", "d", "h", "m"):
+        if seconds and seconds % _SECONDS[unit] == 0:
+            return f"{int(seconds // _SECONDS[unit])}{unit}"
+    return f"{seconds:g}s"
+
+
+__all__ = [
+    "UnitParseError",
+    "format_duration",
+    "format_rate",
+    "format_size",
+    "parse_bytes",
+    "parse_duration",
+    "parse_rate",
+    "parse_size",
+]

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from s3sync.config.sections import SyncSettings
-from s3sync.config.units import UnitParseError, parse_duration, parse_size
+from s3sync.config.units import UnitParseError, format_duration, format_size, parse_duration, parse_size
 from s3sync.local.keys import KeyFilter
 from s3sync.model import ALL_KEYS, ObjectMeta, Shard
 
@@ -82,9 +82,14 @@ class ObjectFilter:
 
     def __post_init__(self) -> None:
         if self.min_size is not None and self.max_size is not None and self.min_size > self.max_size:
-            raise UnitParseError("--min-size", f"{self.min_size} is larger than --max-size {self.max_size}")
+            low, high = format_size(self.min_size), format_size(self.max_size)
+            raise UnitParseError("--min-size", f"{low} is larger than --max-size {high}")
         if self.min_age is not None and self.max_age is not None and self.min_age > self.max_age:
-            raise UnitParseError("--min-age", f"{self.min_age:g}s is larger than --max-age {self.max_age:g}s")
+            # in the units an operator types ('2d', not '172800s'): the values reach here parsed
+            raise UnitParseError(
+                "--min-age",
+                f"{format_duration(self.min_age)} is larger than --max-age {format_duration(self.max_age)}",
+            )
 
     @classmethod
     def from_options(
