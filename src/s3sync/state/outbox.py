@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from s3sync.state.store import connect_writer
+
 _SCHEMA = "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL)"
 
 
@@ -48,11 +50,7 @@ class Outbox:
         return int(await self._run(self._open_sync))
 
     def _open_sync(self) -> int:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=10000")
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn = connect_writer(self.path, busy_ms=10000)
         conn.execute(_SCHEMA)
         self._conn = conn
         return int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

@@ -106,11 +106,7 @@ class StateStore:
         self._flusher = asyncio.create_task(self._flush_loop(), name="state-flusher")
 
     def _open_sync(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn = connect_writer(self.path, busy_ms=5000)
         conn.executescript(_SCHEMA)
         self._conn = conn
 
@@ -320,6 +316,21 @@ class StateStore:
     async def journal_pending(self) -> list[tuple[int, Change]]:
         await self.flush()  # settled rows are not pending, even if their removal is still queued
         return await self._run(journal.pending, self.conn)
+
+
+def connect_writer(path: Path, *, busy_ms: int) -> sqlite3.Connection:
+    """A writing connection to the state db, as every writer of it opens one.
+
+    WAL with ``synchronous=NORMAL``: a process crash loses nothing committed, and a power
+    loss only the last commits (the WAL is written in order). Autocommit mode: callers
+    say ``BEGIN`` themselves. Used from one worker thread at a time, not the loop's.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
 
 
 def _prefix_upper_bound(prefix: str) -> str | None:
