@@ -8,6 +8,7 @@ SIGKILL), configured through ``S3SYNC_*`` environment variables.
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,3 +94,24 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
 
 __all__ = ["Daemon", "FaultProxy"]
 
+
+@pytest.fixture(scope="module")
+def fuzz_daemon(s3: Any, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """One real daemon per fuzzing module, with a few objects to list and download."""
+    name = f"t-fuzz-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=name)
+    for key in ("a.txt", "dir/b.txt", "space name.txt", "unicode-é.txt"):
+        s3.put_object(Bucket=name, Key=key, Body=b"x" * 100)
+    root = tmp_path_factory.mktemp("fuzz")
+    env = clean_environ() | AWS_ENV
+    env.update({
+        "S3SYNC_S3__BUCKET": name, "S3SYNC_S3__ENDPOINT_URL": moto_endpoint,
+        "S3SYNC_SYNC__LOCAL_DIR": str(root / "mirror"), "S3SYNC_SYNC__PERIODIC": "false",
+        "S3SYNC_SYNC__FSYNC": "false", "S3SYNC_API__PORT": str(free_port()), "S3SYNC_LOG__FORMAT": "json",
+    })  # fmt: skip
+    d = Daemon(env, root / "daemon.log").start()
+    assert d.post("/api/v1/sync").status == 200
+    try:
+        yield d
+    finally:
+        d.close()

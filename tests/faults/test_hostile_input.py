@@ -8,8 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +15,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kit import Daemon, free_port
-from support.s3kit import AWS_ENV, clean_environ
+from kit import Daemon
 
 EXAMPLES = int(os.environ.get("S3SYNC_FUZZ_EXAMPLES", "25"))
 # What "conforms" means here. Not positive_data_acceptance: the notification body is documented
@@ -33,27 +30,6 @@ CHECKS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def fuzz_daemon(s3: Any, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    """One real daemon for the whole module, with a few objects to list and download."""
-    name = f"t-fuzz-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=name)
-    for key in ("a.txt", "dir/b.txt", "space name.txt", "unicode-é.txt"):
-        s3.put_object(Bucket=name, Key=key, Body=b"x" * 100)
-    root = tmp_path_factory.mktemp("fuzz")
-    env = clean_environ()
-    env.update(AWS_ENV)
-    env.update({
-        "S3SYNC_S3__BUCKET": name, "S3SYNC_S3__ENDPOINT_URL": moto_endpoint,
-        "S3SYNC_SYNC__LOCAL_DIR": str(root / "mirror"), "S3SYNC_SYNC__PERIODIC": "false",
-        "S3SYNC_SYNC__FSYNC": "false", "S3SYNC_API__PORT": str(free_port()), "S3SYNC_LOG__FORMAT": "json",
-    })
-    d = Daemon(env, root / "daemon.log").start()
-    assert d.post("/api/v1/sync").status == 200
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def _bound_waits(case: Any) -> None:

@@ -11,17 +11,14 @@ invalid ones) and the header/method checks, against a real daemon.
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
-from kit import Daemon, free_port
+from kit import Daemon
 from schemathesis import GenerationMode
-from support.s3kit import AWS_ENV, clean_environ
 
 # a long poll answers when its condition holds or its timeout passes: exercised by its own tests
 LONG_POLLS = frozenset({"/api/v1/wait"})
@@ -46,30 +43,11 @@ CHECKS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def daemon(s3: Any, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    name = f"t-exact-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=name)
-    for key in ("a.txt", "dir/b.txt"):
-        s3.put_object(Bucket=name, Key=key, Body=b"x" * 100)
-    root = tmp_path_factory.mktemp("exact")
-    env = clean_environ() | AWS_ENV
-    env.update({
-        "S3SYNC_S3__BUCKET": name, "S3SYNC_S3__ENDPOINT_URL": moto_endpoint,
-        "S3SYNC_SYNC__LOCAL_DIR": str(root / "mirror"), "S3SYNC_SYNC__PERIODIC": "false",
-        "S3SYNC_SYNC__FSYNC": "false", "S3SYNC_API__PORT": str(free_port()), "S3SYNC_LOG__FORMAT": "json",
-    })  # fmt: skip
-    d = Daemon(env, root / "daemon.log").start()
-    assert d.post("/api/v1/sync").status == 200
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_schema_is_exact(daemon: Daemon, mode: GenerationMode) -> None:
-    schema = schemathesis.openapi.from_url(daemon.url + "/api/v1/openapi.json")
+def test_schema_is_exact(fuzz_daemon: Daemon, mode: GenerationMode) -> None:
+    schema = schemathesis.openapi.from_url(fuzz_daemon.url + "/api/v1/openapi.json")
     failures: list[str] = []
     tried = 0
     for result in schema.get_all_operations():
