@@ -110,10 +110,9 @@ def _want(request: web.Request) -> Want | None:
 
 def not_mirrored(engine: Engine, key: str) -> str | None:
     """Why the mirror will never hold ``key`` (prefix, filters, shard), or None."""
-    settings = engine.settings
     sel = engine.applier.filter
-    if not key.startswith(settings.s3.prefix):
-        return f"outside s3.prefix {settings.s3.prefix!r}"
+    if not key.startswith(engine.prefix):
+        return f"outside s3.prefix {engine.prefix!r}"
     if not sel.shard.owns(key):
         return f"another shard owns it (sync.shard {sel.shard.spec!r})"
     if not sel.objects.wants_key(key):
@@ -152,7 +151,7 @@ async def wait(request: web.Request) -> web.Response:
         if meta is None:
             want = Want(absent=True)
         else:
-            classes = {c.upper() for c in engine.settings.sync.exclude_storage_classes}
+            classes = {c.upper() for c in engine.sync.exclude_storage_classes}
             if (meta.storage_class or "STANDARD").upper() in classes:
                 raise ApiError(400, "not_mirrored", f"storage class {meta.storage_class} is excluded")
             if engine.applier.filter.too_large(meta.size):

@@ -26,7 +26,7 @@ import time
 
 import structlog
 
-from s3sync.config import Settings
+from s3sync.config import SyncSettings
 from s3sync.errors import (
     ArchivedError,
     FatalError,
@@ -57,26 +57,29 @@ EVENT_SOURCES = (ChangeSource.NOTIFICATION, ChangeSource.SQS, ChangeSource.JOURN
 
 
 class Applier:
-    """Applies one change at a time for the pool's workers (one writer per key: the queue's job)."""
+    """Applies one change at a time for the pool's workers (one writer per key: the queue's job).
+
+    Given ``[sync]`` and the bucket's ``prefix`` (of ``[s3]``) as values, never the whole settings.
+    """
 
     def __init__(
         self,
-        settings: Settings,
+        sync: SyncSettings,
         bucket: Bucket,
         state: StateStore,
         mirror: Mirror,
         stats: SyncStats,
         *,
         retry: RetryPolicy,
+        prefix: str = "",
     ) -> None:
         self.bucket = bucket
         self.state = state
         self.mirror = mirror
         self.stats = stats
         self.retry = retry
-        sync = settings.sync
         # prefix, globs, --files-from and the size/age filters: events obey them like passes do
-        self.filter = Selection.from_settings(sync, settings.s3.prefix)
+        self.filter = Selection.from_settings(sync, prefix)
         stats.bwlimit = sync.bwlimit
         self.transfer = Transfer(
             bucket,

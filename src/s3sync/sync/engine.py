@@ -8,7 +8,10 @@ the API and the CLI one object to hold:
 - :class:`~s3sync.sync.reconcile.reconciler.Reconciler` — passes and the delete guard.
 
 :func:`open_engine` (settings → a running engine, unwound in reverse order) is what the
-CLI's one-shot commands and the daemon's supervisor both call.
+CLI's one-shot commands and the daemon's supervisor both call. It is the one place
+here that reads the whole :class:`~s3sync.config.Settings`: the engine and its parts
+are given ``[sync]`` and, as plain values, the little they need of other sections
+(the bucket's prefix, where the inventory reports are).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from contextlib import asynccontextmanager
 
 import structlog
 
-from s3sync.config import Settings
+from s3sync.config import Settings, SyncSettings
 from s3sync.errors import FatalError
 from s3sync.local.mirror import Mirror
 from s3sync.model import Change, ChangeSource
@@ -32,6 +35,7 @@ from s3sync.stats import SyncStats
 from s3sync.sync.apply import Applier
 from s3sync.sync.pool import TransferPool
 from s3sync.sync.queue import KeyedCoalescingQueue, Work
+from s3sync.sync.reconcile.inventory_pass import ReportSource
 from s3sync.sync.reconcile.reconciler import PassOptions, Reconciler
 from s3sync.sync.report import OpResult, SyncReport
 from s3sync.sync.waiters import Held, KeyWaiters
@@ -44,26 +48,32 @@ class Engine:
 
     def __init__(
         self,
-        settings: Settings,
+        sync: SyncSettings | Settings,
         bucket: Bucket,
         state: StateStore,
         mirror: Mirror,
         stats: SyncStats,
         *,
+        prefix: str = "",
+        reports: ReportSource | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self.settings = settings
+        if isinstance(sync, Settings):  # kept for tests/support/core.py; remove when it passes .sync
+            prefix = sync.s3.prefix
+            reports = ReportSource.of(sync.inventory, sync.s3, sync.sync.download_timeout_seconds)
+            sync = sync.sync
+        self.sync = sync
+        self.prefix = prefix  # [s3] prefix: the part of the bucket this mirror holds
         self.bucket = bucket
         self.state = state
         self.mirror = mirror
         self.stats = stats
-        sync = settings.sync
         self.shard = sync.shard  # --shard K/N: the keys this host owns (parsed by the config)
         # temps and sidecars carry (host, shard, process): the start-up sweep removes only its own
         # and those of owners proven gone, never another host's or shard's (docs/scale.md)
         mirror.claim(self.shard.index, self.shard.count)
         self.retry = retry or RetryPolicy(attempts=sync.retry_attempts + 1, classify=classify)
-        self.applier = Applier(settings, bucket, state, mirror, stats, retry=self.retry)
+        self.applier = Applier(sync, bucket, state, mirror, stats, retry=self.retry, prefix=prefix)
         # told about every applied change before it is reported applied (the hooks' outbox)
         self.on_applied: Callable[[Work, OpResult], Awaitable[None]] | None = None
         self.waiters = KeyWaiters(self.held, self.submit)
@@ -74,7 +84,9 @@ class Engine:
             concurrency=sync.concurrency,
             drain_timeout=sync.drain_timeout_seconds,
         )
-        self.reconciler = Reconciler(settings, bucket, state, mirror, stats, self.pool, self.applier)
+        self.reconciler = Reconciler(
+            sync, bucket, state, mirror, stats, self.pool, self.applier, prefix=prefix, reports=reports
+        )
 
     async def _apply(self, work: Work) -> OpResult:
         """The apply rules, then what follows an applied change: outbox, status page, waiters."""
@@ -253,10 +265,12 @@ async def open_engine(
     except Exception as exc:
         raise FatalError(f"sync.state_path: cannot open {str(state.path)!r}: {exc}") from exc
     try:
-        async with Bucket(
-            settings.s3, fast_get=settings.s3.fast_get, timeout=settings.sync.download_timeout_seconds
-        ) as bucket:
-            engine = Engine(settings, bucket, state, mirror, stats)
+        timeout = settings.sync.download_timeout_seconds
+        async with Bucket(settings.s3, fast_get=settings.s3.fast_get, timeout=timeout) as bucket:
+            reports = ReportSource.of(settings.inventory, settings.s3, timeout)
+            engine = Engine(
+                settings.sync, bucket, state, mirror, stats, prefix=settings.s3.prefix, reports=reports
+            )
             await engine.start()
             try:
                 yield engine

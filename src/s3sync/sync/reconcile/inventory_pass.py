@@ -13,19 +13,22 @@ about the bucket, as events are, never the whole truth:
 
 The report's own bucket is read through a second :class:`~s3sync.s3.bucket.Bucket`
 opened for the pass (same endpoint and credentials, its own region if set);
-the source bucket is never listed.
+the source bucket is never listed. Where the reports are and how that bucket is
+opened is one :class:`ReportSource`, built from ``[inventory]`` and ``[s3]`` by
+the composition root, so the pass is never handed the whole settings.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
-from s3sync.config import Settings
+from s3sync.config.sections import InventorySettings, S3Settings
 from s3sync.model import ObjectMeta
 from s3sync.s3.bucket import Bucket
 from s3sync.s3.inventory import InventoryReader, Manifest, parse_location
@@ -53,17 +56,37 @@ class ReportInfo:
         return cls(location, m.key, m.report, m.created)
 
 
+@dataclass(frozen=True, slots=True)
+class ReportSource:
+    """Where the inventory reports live and how their bucket is opened (``[inventory]`` + ``[s3]``).
+
+    Built once by the composition root (:meth:`of`); a pass needs nothing else
+    of the configuration to read a report.
+    """
+
+    location: str  # s3://bucket/prefix/ of the reports ([inventory] location)
+    source_bucket: str  # the bucket the reports describe ([s3] bucket)
+    tmp_dir: Path | None
+    open_bucket: Callable[[], AbstractAsyncContextManager[Bucket]]
+
+    @classmethod
+    def of(cls, inv: InventorySettings, s3: S3Settings, timeout: float) -> ReportSource | None:
+        """The reports ``[inventory]`` names, or None when passes list the bucket instead."""
+        if not inv.location:
+            return None
+        report_bucket, _ = parse_location(inv.location)
+        at = s3.model_copy(update={"bucket": report_bucket, "prefix": "", "region": inv.region or s3.region})
+        return cls(
+            inv.location, s3.bucket, inv.tmp_dir, lambda: Bucket(at, fast_get=at.fast_get, timeout=timeout)
+        )
+
+
 @asynccontextmanager
 async def open_report(
-    settings: Settings, scope: str, accept: Callable[[str], bool]
+    source: ReportSource, scope: str, accept: Callable[[str], bool]
 ) -> AsyncIterator[InventoryReader]:
     """The reader of the newest report under ``[inventory] location``, for one pass."""
-    inv = settings.inventory
-    report_bucket, _ = parse_location(inv.location)
-    s3 = settings.s3.model_copy(
-        update={"bucket": report_bucket, "prefix": "", "region": inv.region or settings.s3.region}
-    )
-    async with Bucket(s3, fast_get=s3.fast_get, timeout=settings.sync.download_timeout_seconds) as bucket:
+    async with source.open_bucket() as bucket:
 
         async def list_keys(_bucket: str, prefix: str) -> AsyncIterator[str]:
             async for meta in bucket.list(prefix):
@@ -79,13 +102,13 @@ async def open_report(
                 res.close()
 
         yield InventoryReader(
-            inv.location,
+            source.location,
             list_keys,
             get_object,
-            source_bucket=settings.s3.bucket,
+            source_bucket=source.source_bucket,
             prefix=scope,
             accept=accept,
-            tmpdir=inv.tmp_dir,
+            tmpdir=source.tmp_dir,
         )
 
 
@@ -97,17 +120,18 @@ def newer_than_report(row: StateRow | None, created: float) -> bool:
 class InventoryPass:
     """The inventory side of one reconcile pass: its listing, the stale-fetch test, the delete check."""
 
-    def __init__(self, settings: Settings, state: StateStore, stats: SyncStats) -> None:
-        self.settings = settings
+    def __init__(self, source: ReportSource, large_mb: float, state: StateStore, stats: SyncStats) -> None:
+        self.source = source
+        self.large = large_mb * 1024 * 1024  # [sync] multipart_threshold_mb: from here a GET describes it
         self.state = state
         self.stats = stats
         self.report: ReportInfo | None = None  # known once the listing has started
 
     async def listing(self, scope: str, accept: Callable[[str], bool]) -> AsyncIterator[ObjectMeta]:
         """The newest report's objects in key order (those ``accept`` takes); its date first."""
-        async with open_report(self.settings, scope, accept) as reader:
+        async with open_report(self.source, scope, accept) as reader:
             manifest = await reader.load_manifest()
-            self.report = ReportInfo.of(self.settings.inventory.location, manifest)
+            self.report = ReportInfo.of(self.source.location, manifest)
             self.stats.inventory_report = self.report
             log.info("reconcile from inventory", report=manifest.key, created=manifest.created_iso)
             async for meta in reader.objects():
@@ -126,7 +150,7 @@ class InventoryPass:
         (A ranged GET pins the ETag it is given; a small one keeps the report's
         meta, and the apply rules record the GET's ETag when the two differ.)
         """
-        if meta.size >= self.settings.sync.multipart_threshold_mb * 1024 * 1024:
+        if meta.size >= self.large:
             return None
         return meta
 
@@ -156,4 +180,4 @@ class InventoryPass:
         return victims
 
 
-__all__ = ["InventoryPass", "ReportInfo", "newer_than_report", "open_report"]
+__all__ = ["InventoryPass", "ReportInfo", "ReportSource", "newer_than_report", "open_report"]

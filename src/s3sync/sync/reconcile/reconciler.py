@@ -17,7 +17,7 @@ from functools import partial
 
 import structlog
 
-from s3sync.config import Settings
+from s3sync.config import SyncSettings
 from s3sync.errors import S3SyncError
 from s3sync.local.mirror import Mirror
 from s3sync.model import Change, ChangeKind, ChangeSource, ObjectMeta
@@ -39,7 +39,7 @@ from s3sync.sync.reconcile.deletes import (
     untracked_local_files,
     withhold,
 )
-from s3sync.sync.reconcile.inventory_pass import InventoryPass
+from s3sync.sync.reconcile.inventory_pass import InventoryPass, ReportSource
 from s3sync.sync.reconcile.plan import Adopt, Fetch, Remove, Skip, Unchanged, plan
 from s3sync.sync.report import MAX_MISSING_SHOWN, OpResult, SyncReport
 
@@ -95,19 +95,24 @@ class _Pass:
 
 
 class Reconciler:
-    """Runs reconcile passes, one at a time."""
+    """Runs reconcile passes, one at a time (given ``[sync]``, ``prefix`` and the reports, as values)."""
 
     def __init__(
         self,
-        settings: Settings,
+        sync: SyncSettings,
         bucket: Bucket,
         state: StateStore,
         mirror: Mirror,
         stats: SyncStats,
         pool: TransferPool,
         applier: Applier,
+        *,
+        prefix: str = "",
+        reports: ReportSource | None = None,
     ) -> None:
-        self.settings = settings
+        self.sync = sync
+        self.prefix = prefix
+        self.reports = reports
         self.bucket = bucket
         self.state = state
         self.mirror = mirror
@@ -149,19 +154,18 @@ class Reconciler:
             return report
 
     async def _reconcile(self, opts: PassOptions) -> SyncReport:
-        sync = self.settings.sync
+        sync = self.sync
         delete = sync.delete if opts.delete is None else opts.delete
         checksum = sync.checksum if opts.checksum is None else opts.checksum
-        scope = self.settings.s3.prefix + (opts.prefix or "")
+        scope = self.prefix + (opts.prefix or "")
         filt = Selection.from_settings(sync, scope)
         await asyncio.to_thread(self.mirror.ensure_root)
         content = partial(content_matches, self.mirror) if checksum else None
         confirm = partial(confirm_content, self.bucket, self.mirror) if checksum else None
-        from_inventory = opts.version_at is None and bool(self.settings.inventory.location)
-        # the inventory side of this pass, or None for a listing-fed pass
-        inv = InventoryPass(self.settings, self.state, self.stats) if from_inventory else None
+        reports = self.reports if opts.version_at is None else None  # the inventory side, or a listing
+        inv = InventoryPass(reports, sync.multipart_threshold_mb, self.state, self.stats) if reports else None
         p = _Pass(opts, SyncReport(dry_run=opts.dry_run), scope, filt, case_policy(self.mirror), inv)
-        self.stats.last_reconcile_source = "inventory" if from_inventory else "listing"
+        self.stats.last_reconcile_source = "inventory" if inv is not None else "listing"
         if inv is not None:
             listing = inv.listing(scope, partial(self._in_scope, p))
         elif opts.version_at is None:
@@ -285,7 +289,7 @@ class Reconciler:
                 return
             self._told_unsafe[item.key] = item.etag
         self.stats.skip(item.reason, item.key, item.message)
-        failed = item.reason == "case_conflict" and self.settings.sync.case_conflict == "error"
+        failed = item.reason == "case_conflict" and self.sync.case_conflict == "error"
         op, status = ("download", "failed") if failed else ("skip", "skipped")
         p.report.add(OpResult(item.key, op, status, item.message, error=item.reason))
         log.warning("key skipped", key=item.key, reason=item.reason, message=item.message)
@@ -312,7 +316,7 @@ class Reconciler:
         if p.inv is not None and victims:  # a day-old report: S3 must confirm each delete
             victims = await p.inv.confirm_gone(victims, self.bucket)
         tracked = await self.state.count(scope) if victims else 0
-        sync = self.settings.sync
+        sync = self.sync
         if not guard(
             report,
             self.stats,
