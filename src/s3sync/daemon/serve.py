@@ -23,7 +23,6 @@ from s3sync.api.limits import KEEPALIVE_SECONDS, ClientLimits
 from s3sync.api.protocol import JsonErrorRunner
 from s3sync.config import Settings
 from s3sync.daemon.app import create_app
-from s3sync.daemon.preflight import check_bucket
 from s3sync.daemon.systemd import Notifier, watchdog_loop
 from s3sync.errors import ConfigError, FatalError
 
@@ -38,7 +37,7 @@ async def serve(settings: Settings, *, ready: Callable[[str], None] | None = Non
         print(f"s3sync: {exc}", flush=True)
         return 2
     try:
-        await check_bucket(settings)  # missing bucket, wrong region: exit 2; unreachable: go on
+        await _check_bucket(settings)  # missing bucket, wrong region: exit 2; unreachable: go on
     except FatalError as exc:
         print(f"s3sync: {exc}", file=sys.stderr, flush=True)
         return 2
@@ -117,6 +116,16 @@ async def serve(settings: Settings, *, ready: Callable[[str], None] | None = Non
     notifier.close()
     log.info("stopped")
     return 0
+
+
+async def _check_bucket(settings: Settings) -> None:
+    """The start-up check (:func:`s3sync.s3.preflight.preflight`), bounded: S3 down is not exit 2."""
+    from s3sync.s3.bucket import Bucket
+    from s3sync.s3.preflight import preflight
+
+    wait = settings.s3.connect_timeout_seconds + 5
+    async with Bucket(settings.s3, fast_get=settings.s3.fast_get, timeout=wait) as bucket:
+        await preflight(bucket, wait=wait)
 
 
 def _tls_context(settings: Settings) -> ssl.SSLContext | None:
