@@ -1,11 +1,15 @@
 """Multipart objects with unequal parts, and a checksum mismatch that will not go away (defect 4).
 
 Parts of 6, 5, 6, 6 and 2 MiB are legal (UploadPartCopy and many uploaders make
-such layouts) and fit "5 parts of 6 MiB": guessing the layout from part 1 gives
-a false multipart-ETag mismatch on every download. Both GET paths, both the
-single-stream and the ranged download, must verify such an object. A body
-that mismatches again on a fresh download is a permanent, counted failure of
-that change: the journal row settles instead of being requeued forever.
+such layouts) and fit "5 parts of 6 MiB": hashing them as equal parts of part 1's
+size gives a multipart-ETag mismatch. The transfer guesses equal parts (one
+``HEAD ?partNumber=1``) and only on a mismatch reads the real layout (a HEAD per
+other part) and hashes the body again from disk: never downloaded twice, and an
+object of equal parts costs one HEAD, not one per part. The fault proxy counts
+the requests. Both GET paths, both the single-stream and the ranged download,
+must verify such an object. A body that mismatches again on a fresh download is
+a permanent, counted failure of that change: the journal row settles instead of
+being requeued forever.
 """
 
 from __future__ import annotations
@@ -46,18 +50,31 @@ def event(key: str) -> Change:
 
 @PATHS
 @pytest.mark.parametrize("ranged", [False, True], ids=["stream", "ranged"])
-async def test_unequal_parts_verify_and_land(
-    fast_get: bool, ranged: bool, s3: Any, bucket: str, mirror: Path, proxied_settings: Any, proxy: FaultProxy
+@pytest.mark.parametrize(
+    "layout",
+    [LAYOUT, [6 * MiB, 6 * MiB, 6 * MiB, 6 * MiB, 1 * MiB]],
+    ids=["unequal", "equal"],
+)
+async def test_multipart_etag_verified_with_one_head_unless_parts_differ(
+    fast_get: bool,
+    ranged: bool,
+    layout: list[int],
+    s3: Any,
+    bucket: str,
+    mirror: Path,
+    proxied_settings: Any,
+    proxy: FaultProxy,
 ) -> None:
-    """The real layout is read (a HEAD per part) and the multipart ETag matches: one GET, no retry."""
-    body, etag = upload_parts(s3, bucket, "big.bin", LAYOUT)
+    """Equal parts: one GET per range and one HEAD (part 1). Unequal: 1 + 4 HEADs, still one download."""
+    body, etag = upload_parts(s3, bucket, "big.bin", layout)
     assert etag.endswith("-5")
     threshold = 1 if ranged else 64  # MiB: the ranged path, or one streamed GET
+    part_mb = 8  # the ranged download's own ranges: 4 GETs for 25 MiB
     settings = proxied_settings(
         bucket,
         mirror,
         s3={"fast_get": fast_get},
-        sync={"multipart_threshold_mb": threshold, "verify_integrity": True},
+        sync={"multipart_threshold_mb": threshold, "part_size_mb": part_mb, "verify_integrity": True},
     )
     async with core(settings) as engine:
         await engine.start()
@@ -66,7 +83,13 @@ async def test_unequal_parts_verify_and_land(
         assert engine.stats.retries == 0, engine.stats.last_error
         assert engine.stats.failed["integrity"] == 0
     assert (mirror / "big.bin").read_bytes() == body
-    assert proxy.count("HEAD", "big.bin") >= len(LAYOUT) - 1  # parts 2..5 asked for, not guessed
+    # an event says nothing of the object: one whole GET first (its answer describes the object,
+    # so the ranged path sends no object HEAD), then the ranges; never a second download
+    assert proxy.count("GET", "big.bin") == 1
+    assert proxy.count("RANGE", "big.bin") == (-(-len(body) // (part_mb * MiB)) if ranged else 0)
+    # part 1's HEAD always; the other parts' only when equal parts do not match
+    heads = 1 if layout[:-1] == [layout[0]] * (len(layout) - 1) else len(layout)
+    assert proxy.count("HEAD", "big.bin") == heads
 
 
 @PATHS

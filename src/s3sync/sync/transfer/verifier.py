@@ -1,0 +1,147 @@
+"""What one download is checked against, and the check that holds it while the bytes land.
+
+:func:`checker_for` decides (:func:`~s3sync.sync.transfer.integrity.choose`, from
+what S3 said) and builds a :class:`BodyCheck`; :mod:`s3sync.sync.transfer.receive`
+feeds it every byte and then asks it to :meth:`~BodyCheck.verify`. Nothing here
+touches a socket or a file: the one request made is S3's word on the part layout.
+
+A multipart ETag or a composite checksum is recomputed part by part, so the
+part layout must be known. Parts need not be equal (UploadPartCopy and many
+uploaders make 10, 5, 10, 10, 6 MiB), but most uploaders make them equal, and
+asking S3 for every part's size (``HEAD ?partNumber=N``) cost a 5 GiB
+``aws s3 cp`` upload 640 requests before its first byte. So the layout is
+guessed, then proven: ``HEAD ?partNumber=1`` gives part 1's size (for two parts
+that fixes the other), the body is hashed as if every part had that size (the
+last the remainder) while it arrives, and only when that does not match is the
+real layout read (:meth:`~s3sync.s3.bucket.Bucket.part_sizes`) and the body
+hashed again with it, from where it already lies (the temp file, or memory):
+never downloaded twice. If it then matches, the body is good; if not, it is an
+:class:`~s3sync.errors.IntegrityError` as any other mismatch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+import structlog
+
+from s3sync.errors import IntegrityError
+from s3sync.model import ObjectMeta
+from s3sync.s3.bucket import Bucket
+from s3sync.sync.transfer.integrity import (
+    Facts,
+    Hasher,
+    Verification,
+    check,
+    choose,
+    new_hasher,
+    part_layout_ok,
+)
+
+log = structlog.get_logger(__name__)
+
+#: Reads the body again into a fresh hasher (from the temp file or from memory): the relayout's second pass.
+Reread = Callable[[Hasher], Awaitable[None]]
+#: Asks S3 for every part's size; None when it cannot be known.
+Relayout = Callable[[], Awaitable[list[int] | None]]
+
+
+class BodyCheck:
+    """One body's verification in progress: :meth:`update` with every byte, then :meth:`verify`.
+
+    ``guess`` is the part layout the hasher was built with when it is a guess
+    (equal parts); ``relayout`` then reads the real one, asked only on a mismatch.
+    """
+
+    __slots__ = ("_guess", "_relayout", "hasher", "verification")
+
+    def __init__(
+        self,
+        verification: Verification,
+        hasher: Hasher | None,
+        *,
+        guess: Sequence[int] | None = None,
+        relayout: Relayout | None = None,
+    ) -> None:
+        self.verification = verification
+        self.hasher = hasher
+        self._guess = list(guess) if guess is not None else None
+        self._relayout = relayout
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        if self.hasher is not None:
+            self.hasher.update(data)
+
+    async def verify(self, key: str, size: int, reread: Reread) -> None:
+        """Raise :class:`IntegrityError` unless the body matches; a guessed layout is proven first.
+
+        ``reread`` hashes the body again from where it lies (no second download);
+        it is called only when the equal-parts guess missed and S3's real layout
+        differs from it.
+        """
+        try:
+            check(key, self.verification, self.hasher)
+        except IntegrityError:
+            if self._relayout is None or self._guess is None:
+                raise
+            sizes = await self._relayout()
+            if sizes == self._guess:
+                raise  # the layout was right: the bytes are not
+            if not part_layout_ok(size, sizes, self.verification.parts):
+                # an object replaced meanwhile, or a server that answers part HEADs oddly: a false
+                # alarm would fail the key on every pass, so the size is all that is checked
+                log.info("part layout unknown or inconsistent: size check only", key=key)
+                return
+            hasher = new_hasher(self.verification, sizes)
+            assert hasher is not None
+            log.info("parts are not equal: hashing again with the real layout", key=key, sizes=sizes)
+            await reread(hasher)
+            check(key, self.verification, hasher)
+
+
+def equal_parts(size: int, part1: int, parts: int) -> list[int] | None:
+    """``parts`` parts of ``part1`` bytes, the last taking the rest; None if they cannot make ``size``."""
+    if parts <= 0 or part1 <= 0:
+        return None
+    rest = size - part1 * (parts - 1)
+    return [part1] * (parts - 1) + [rest] if rest > 0 else None
+
+
+async def checker_for(
+    bucket: Bucket, key: str, meta: ObjectMeta, *, enabled: bool, part1: int | None = None
+) -> BodyCheck:
+    """How the body described by ``meta`` is verified, ready to be fed.
+
+    A parted check (multipart ETag, composite checksum) costs one
+    ``HEAD ?partNumber=1`` (none when ``part1`` is known already); the rest of
+    the layout is guessed equal and proven by :meth:`BodyCheck.verify`. When
+    equal parts cannot even add up to the size, the real layout is read at once
+    (the guess would miss for sure). A layout that cannot be learnt or does not
+    add up falls back to the size alone rather than raise a false alarm on
+    every pass.
+    """
+    verification = choose(Facts.from_meta(meta), enabled=enabled)
+    if not verification.needs_part_size:
+        return BodyCheck(verification, new_hasher(verification))
+    parts = verification.parts or 0
+    if part1 is None:
+        head = await bucket.head(key, part_number=1, version_id=meta.version_id)
+        part1 = head.size if head is not None else None
+
+    async def relayout() -> list[int] | None:
+        assert part1 is not None
+        return await bucket.part_sizes(key, parts, meta.version_id, known={1: part1})
+
+    guess = equal_parts(meta.size, part1, parts) if part1 is not None else None
+    if guess is not None and parts <= 2:  # part 1 fixes the other: no guess
+        return BodyCheck(verification, new_hasher(verification, guess))
+    if guess is not None:
+        return BodyCheck(verification, new_hasher(verification, guess), guess=guess, relayout=relayout)
+    sizes = await relayout() if part1 is not None and parts > 2 else None
+    if not part_layout_ok(meta.size, sizes, verification.parts):
+        log.info("part layout unknown or inconsistent: size check only", key=key)
+        return BodyCheck(verification, None)
+    return BodyCheck(verification, new_hasher(verification, sizes))
+
+
+__all__ = ["BodyCheck", "Reread", "checker_for", "equal_parts"]
