@@ -105,21 +105,15 @@ async def sync(request: web.Request) -> web.Response:
             check_key(prefix.rstrip("/") or "x")
         except UnsafeKeyError as exc:
             raise ApiError(400, "invalid_parameter", f"prefix: {exc}") from None
-    params = {
-        "prefix": prefix,
-        "delete": _bool(request, "delete", None),
-        "dry_run": bool(_bool(request, "dry_run", False)),
-    }
+    # each parameter parsed once (the query middleware checks only the names), in this order
+    delete = _bool(request, "delete", None)
+    dry_run = bool(_bool(request, "dry_run", False))
     if _bool(request, "background", False):
-        job = services.jobs.create(params)
+        job = services.jobs.create({"prefix": prefix, "delete": delete, "dry_run": dry_run})
         services.spawn(services.run_job(job))
         return _json(s.JobAccepted(job_id=job.job_id), status=202)
-    delete = _bool(request, "delete", None)
     report = await services.engine().reconcile(
-        prefix=prefix,
-        delete=delete,
-        dry_run=bool(_bool(request, "dry_run", False)),
-        source=ChangeSource.MANUAL,
+        prefix=prefix, delete=delete, dry_run=dry_run, source=ChangeSource.MANUAL
     )
     return web.json_response(report.legacy())
 
