@@ -8,20 +8,13 @@ bucket, which is all the isolation moto needs.
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-_TESTS_DIR = Path(__file__).resolve().parent
-if str(_TESTS_DIR) not in sys.path:
-    # Lets test modules ``import support.…`` whatever pytest's import mode is.
-    sys.path.insert(0, str(_TESTS_DIR))
-
-from support.s3kit import (  # noqa: E402
+from support.s3kit import (
     AWS_ENV,
     CliRunner,
     clean_environ,

@@ -7,21 +7,15 @@ SIGKILL), configured through ``S3SYNC_*`` environment variables.
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-_HERE = Path(__file__).resolve().parent
-if str(_HERE) not in sys.path:
-    sys.path.insert(0, str(_HERE))
-
-from faultproxy import FaultProxy  # noqa: E402
-from kit import Daemon, free_port  # noqa: E402
-from support.s3kit import AWS_ENV, clean_environ  # noqa: E402
+from faultproxy import FaultProxy
+from kit import Daemon, free_port
+from support.s3kit import AWS_ENV, clean_environ
 
 
 @pytest.fixture

@@ -7,32 +7,16 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from support.eventkit import s3_record
+from support.wait import poll
 
 T = TypeVar("T")
-
-
-def poll(
-    probe: Callable[[], T], *, within: float = 20.0, interval: float = 0.05, what: str = "condition"
-) -> T:
-    """Synchronous poll-with-deadline (for subprocess tests)."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while True:
-        last = probe()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what} (last={last!r})")
-        time.sleep(interval)
 
 
 def free_port() -> int:

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from faultproxy import FaultProxy
 from kit import s3_event
-from support.s3kit import temp_files, tree, wait_for
+from support.s3kit import temp_files, tree
+from support.wait import wait_for
 
 SEEDS = int(os.environ.get("S3SYNC_CHAOS_SEEDS", "3"))
 ROUNDS = int(os.environ.get("S3SYNC_CHAOS_ROUNDS", "6"))

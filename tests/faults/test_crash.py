@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from faultproxy import FaultProxy
-from kit import notification, poll
+from kit import notification
 from support.s3kit import body_for, seed, temp_files, tree
+from support.wait import poll
 
 MiB = 1024 * 1024
 

@@ -8,22 +8,14 @@ sits between its listing (which says ``victim`` is gone) and its deletes while
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
 from faultproxy import FaultProxy
 from support.s3kit import delete_objects, seed
+from support.wait import wait_for
 
 from s3sync.model import Change, ChangeKind, ChangeSource
-
-
-async def _until(cond: Any, what: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def _read(p: Path) -> bytes | None:
@@ -53,14 +45,22 @@ class TestDeleteRecheck:
             proxy.add("latency", op="GET", key_re="slow-", seconds=6.0)
             proxy.reset_counters()
             task = asyncio.create_task(engine.reconcile(delete=True))
-            await _until(
-                lambda: any(proxy.count("GET", k) for k in slow), "the pass to list and start its slow GETs"
+            await wait_for(
+                lambda: any(proxy.count("GET", k) for k in slow),
+                within=30,
+                interval=0.02,
+                what="the pass to list and start its slow GETs",
             )
             assert proxy.count("LIST") >= 1 and proxy.count("HEAD", "victim") == 0
 
             seed(s3, bucket, {"victim": b"reborn"})  # re-created after the listing ...
             await engine.intake([Change("victim", ChangeKind.UPSERT, ChangeSource.NOTIFICATION)])
-            await _until(lambda: _read(mirror / "victim") == b"reborn", "the event's download")
+            await wait_for(
+                lambda: _read(mirror / "victim") == b"reborn",
+                within=30,
+                interval=0.02,
+                what="the event's download",
+            )
             assert not task.done(), "the pass must still be between its listing and its deletes"
 
             report = await task

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from faultproxy import FaultProxy
-from support.s3kit import body_for, seed, temp_files, tree, wait_for
+from support.s3kit import body_for, seed, temp_files, tree
+from support.wait import wait_for
 
 MiB = 1024 * 1024
 HEADROOM = 600 * 1024  # free bytes left on the tmpfs: enough for the small files only

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from faultproxy import FaultProxy
-from kit import poll
 from support.s3kit import body_for, seed, tree
+from support.wait import poll
 
 SECONDS = float(os.environ.get("S3SYNC_LOAD_SECONDS", "3"))
 RATE = int(os.environ.get("S3SYNC_LOAD_RATE", "1000"))

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from faultproxy import FaultProxy
-from kit import poll
 from support.s3kit import body_for, clean_environ, seed, temp_files
+from support.wait import poll
 
 MiB = 1024 * 1024
 SIZE = 200 * MiB

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from faultproxy import FaultProxy
 from kit import notification
-from support.s3kit import body_for, seed, tree, wait_for
+from support.s3kit import body_for, seed, tree
+from support.wait import wait_for
 
 
 @pytest.fixture

@@ -15,16 +15,8 @@ from urllib.parse import quote
 
 import pytest
 from support.eventkit import s3_record
-from support.s3kit import (
-    body_for,
-    delete_objects,
-    nested_objects,
-    raw_http,
-    seed,
-    temp_files,
-    tree,
-    wait_for,
-)
+from support.s3kit import body_for, delete_objects, nested_objects, raw_http, seed, temp_files, tree
+from support.wait import wait_for
 from yarl import URL
 
 StartApi = Callable[..., Awaitable[Any]]

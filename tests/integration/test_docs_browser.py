@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from support.browser import BROWSER, needs_browser
-from support.s3kit import wait_for
+from support.wait import wait_for
 
 pytestmark = needs_browser
 TOKEN = "docs-test-token-0123456789abcdef"

@@ -23,7 +23,8 @@ from support.eventkit import (
     s3_test_event,
     sns_envelope,
 )
-from support.s3kit import body_for, tree, wait_for
+from support.s3kit import body_for, tree
+from support.wait import wait_for
 
 KEYS = ["plain.txt", "dir/with space.txt", "dir/plus+sign.txt", "dir/pct%2Bliteral.txt", "ünï/cødé ✓.txt"]
 

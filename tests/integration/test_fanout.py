@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from support.eventkit import boto, run_daemon
-from support.s3kit import body_for, tree, wait_for
+from support.s3kit import body_for, tree
+from support.wait import wait_for
 
 
 def _fanout(moto_endpoint: str, bucket: str, queues: int, *, raw: bool = False) -> list[str]:

@@ -20,7 +20,8 @@ from typing import Any
 
 import aiohttp
 from support.eventkit import S3Proxy, free_port, s3_event, s3_record
-from support.s3kit import clean_environ, tree, wait_for
+from support.s3kit import clean_environ, tree
+from support.wait import wait_for
 
 
 class Serve:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +22,10 @@ from urllib.parse import quote_plus
 import aiohttp
 import pytest
 from aiohttp import web
-from support.s3kit import seed, wait_for
+from support.s3kit import seed
+from support.wait import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from lambda_forwarder import handler  # noqa: E402
+from lambda_forwarder import handler
 
 SECRET = "lambda-e2e-secret-7c1d"
 TOKEN = "lambda-e2e-token-93ab"

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.s3kit import seed, wait_for
+from support.s3kit import seed
+from support.wait import wait_for
 
 StartApi = Callable[..., Awaitable[Any]]
 

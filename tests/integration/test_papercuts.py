@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.s3kit import CliRunner, clean_environ, seed, wait_for
+from support.s3kit import CliRunner, clean_environ, seed
+from support.wait import wait_for
 
 StartApi = Callable[..., Awaitable[Any]]
 ROOT = Path(__file__).resolve().parents[2]

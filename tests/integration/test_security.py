@@ -31,7 +31,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from support.s3kit import clean_environ, seed, wait_for
+from support.s3kit import clean_environ, seed
+from support.wait import wait_for
 from yarl import URL
 
 TOKEN = "tok-3f9a7c1e5b2d4a60"

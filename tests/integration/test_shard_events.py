@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 from support.eventkit import boto, run_daemon, s3_event, s3_record
-from support.s3kit import seed, tree, wait_for
+from support.s3kit import seed, tree
+from support.wait import wait_for
 
 from s3sync.model import shard_of
 

@@ -24,7 +24,8 @@ from support.eventkit import (
     s3_record,
     sns_envelope,
 )
-from support.s3kit import tree, wait_for
+from support.s3kit import tree
+from support.wait import wait_for
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 from support.browser import BROWSER, needs_browser
 from support.eventkit import run_daemon, s3_event, s3_record
-from support.s3kit import wait_for
+from support.wait import wait_for
 
 TOKEN = "page-token-0123456789"
 

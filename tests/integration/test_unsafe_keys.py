@@ -126,7 +126,7 @@ class TestApiUnsafeKeys:
         """Create events naming hostile keys are accepted but never write outside the mirror."""
         from urllib.parse import quote_plus
 
-        from support.s3kit import wait_for
+        from support.wait import wait_for
 
         _seed_hostile(s3, bucket)
         records = [

@@ -19,7 +19,8 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 from support.eventkit import S3Proxy, run_daemon
-from support.s3kit import tree, wait_for
+from support.s3kit import tree
+from support.wait import wait_for
 
 
 async def _wait(http: aiohttp.ClientSession, url: str, **params: str) -> tuple[int, dict[str, Any]]:

@@ -27,7 +27,8 @@ import pytest
 from support.awsproxy import AwsProxy
 from support.awstruth import event, event_names, untyped
 from support.eventkit import boto, run_daemon
-from support.s3kit import tree, wait_for
+from support.s3kit import tree
+from support.wait import wait_for
 
 SEQ = "0062E99A88DC407460"
 PATHS = pytest.mark.parametrize("fast_get", [True, False], ids=["lean", "boto"])

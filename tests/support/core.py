@@ -9,11 +9,11 @@ chooses) and then call ``engine.start()``. Unwinds like ``sync.engine.open_engin
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+
+from support.wait import wait_for
 
 from s3sync.local.mirror import Mirror
 from s3sync.s3.bucket import Bucket
@@ -47,18 +47,9 @@ async def core(
         await state.close()
 
 
-async def until(check: Callable[[], Any], within: float = 20, what: str = "") -> None:
-    """Poll ``check`` (sync or async) until true, failing after ``within`` seconds."""
-    end = time.monotonic() + within
-    while True:
-        got = check()
-        if asyncio.iscoroutine(got):
-            got = await got
-        if got:
-            return
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        await asyncio.sleep(0.02)
+async def until(check: Callable[[], Any], within: float = 20, what: str = "condition") -> None:
+    """Kept for tests/faults/test_unequal_parts.py; remove when it moves to :func:`support.wait.wait_for`."""
+    await wait_for(check, within=within, what=what)
 
 
 async def idle(engine: Engine) -> bool:

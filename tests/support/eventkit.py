@@ -22,7 +22,8 @@ from urllib.parse import quote_plus, unquote
 
 import aiohttp
 from aiohttp import web
-from support.s3kit import AWS_ENV, wait_for
+from support.s3kit import AWS_ENV
+from support.wait import wait_for
 
 
 def free_port() -> int:

@@ -16,10 +16,12 @@ import re
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+
+# kept for test_hooks.py, test_freshness.py; remove when they move to support.wait
+from support.wait import wait_for as wait_for
 
 AWS_ENV: dict[str, str] = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -29,9 +31,6 @@ AWS_ENV: dict[str, str] = {
 
 STATE_DIR = ".s3sync"
 TEMP_MARKER = ".s3sync-tmp-"
-
-T = TypeVar("T")
-
 
 def clean_environ() -> dict[str, str]:
     """The current environment minus anything that could redirect s3sync or AWS calls."""
@@ -116,31 +115,6 @@ def temp_files(root: Path) -> list[str]:
 def all_paths(root: Path) -> set[str]:
     """Every path (files and directories) under ``root``, relative."""
     return {p.relative_to(root).as_posix() for p in root.rglob("*")}
-
-
-# --------------------------------------------------------------------------- polling
-
-
-async def wait_for(
-    probe: Callable[[], Awaitable[T]] | Callable[[], T],
-    *,
-    within: float = 10.0,
-    interval: float = 0.05,
-    what: str = "condition",
-) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while True:
-        result = probe()
-        if asyncio.iscoroutine(result):
-            result = await result
-        last = result
-        if result:
-            return result  # type: ignore[return-value]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what} (last={last!r})")
-        await asyncio.sleep(interval)
 
 
 # --------------------------------------------------------------------------- CLI

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.core import core, idle, until
+from support.core import core, idle
+from support.wait import wait_for
 
 from s3sync.model import Change, ChangeKind, ChangeSource, ObjectMeta
 from s3sync.sync.queue import Work
@@ -56,7 +57,7 @@ class TestRemoveFoldedIntoAListedUpsert:
             fut = engine.submit(stale)  # meets the pending remove in the queue
             await engine.start()
             result = await fut
-            await until(lambda: idle(engine), what="the journal settles")
+            await wait_for(lambda: idle(engine), what="the journal settles", within=20)
             assert result.status == "success" and result.operation == "delete", result
             assert not (mirror / "doc.txt").exists()
             assert await engine.state.get("doc.txt") is None
@@ -77,7 +78,7 @@ class TestRemoveFoldedIntoAListedUpsert:
             fut = engine.submit(listed_upsert(s3, bucket, "k"))
             await engine.start()
             assert (await fut).status == "success"
-            await until(lambda: idle(engine), what="the journal settles")
+            await wait_for(lambda: idle(engine), what="the journal settles", within=20)
             assert (mirror / "k").read_bytes() == b"new bytes"
 
 

@@ -13,10 +13,7 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-sys.path.insert(0, str(BENCH))
-
-import spawner  # noqa: E402
+from bench import spawner
 
 CHILD = [sys.executable, "-S", "-c", "pass"]
 

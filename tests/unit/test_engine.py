@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.core import core, idle, until
+from support.core import core, idle
 from support.s3kit import tree
+from support.wait import wait_for
 
 from s3sync.model import Change, ChangeKind, ChangeSource
 
@@ -39,7 +40,7 @@ class TestEngine:
         async with core(settings_for(make_settings, bucket, mirror, fast_get)) as engine:
             await engine.start()
             assert await engine.intake([event("a/1.txt"), event("b.txt")]) == 2
-            await until(lambda: idle(engine), what="applied and settled")
+            await wait_for(lambda: idle(engine), what="applied and settled", within=20)
             assert engine.stats.synced["notification"] == 2
         assert tree(mirror) == {"a/1.txt": b"one", "b.txt": b"two"}
 
@@ -55,7 +56,7 @@ class TestEngine:
         async with core(settings) as engine:
             await engine.start()
             assert await engine.replay_journal() == 1
-            await until(lambda: idle(engine), what="the replayed change settles")
+            await wait_for(lambda: idle(engine), what="the replayed change settles", within=20)
         assert (mirror / "k").read_bytes() == b"bytes"
 
     async def test_check_s3_reports_a_missing_bucket(

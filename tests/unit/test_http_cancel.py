@@ -14,7 +14,8 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-from support.stubhttp import Envs, ServerConn, eventually, get, ok
+from support.stubhttp import DEADLINE, Envs, ServerConn, get, ok
+from support.wait import wait_for
 
 LIMIT = 3
 
@@ -52,13 +53,28 @@ async def test_cancelled_before_head_aborts_the_connection(env: Envs) -> None:
     server, pool = await env(silent, limit=LIMIT)
     for i in range(7):
         task = asyncio.create_task(get(pool, f"/part{i}"))
-        await eventually(lambda i=i: len(server.requests) == i + 1, f"request {i} reaches the server")
+        await wait_for(
+            lambda i=i: len(server.requests) == i + 1,
+            within=DEADLINE,
+            interval=0.005,
+            what=f"request {i} reaches the server",
+        )
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         # the pool's limit bounds the sockets it holds, cancelled requests included
-        await eventually(lambda: still_open(server.conns) <= LIMIT, "at most `limit` connections open")
-    await eventually(lambda: still_open(server.conns) == 0, "every cancelled request's connection closed")
+        await wait_for(
+            lambda: still_open(server.conns) <= LIMIT,
+            within=DEADLINE,
+            interval=0.005,
+            what="at most `limit` connections open",
+        )
+    await wait_for(
+        lambda: still_open(server.conns) == 0,
+        within=DEADLINE,
+        interval=0.005,
+        what="every cancelled request's connection closed",
+    )
     assert len(server.conns) == 7
 
 
@@ -86,16 +102,28 @@ async def test_late_large_answer_after_cancel_does_not_pin_the_connection(env: E
     server, pool = await env(late, limit=1)
     base = client_sockets()
     task = asyncio.create_task(get(pool, "/late"))
-    await eventually(lambda: len(server.requests) == 1, "the request reaches the server")
+    await wait_for(
+        lambda: len(server.requests) == 1,
+        within=DEADLINE,
+        interval=0.005,
+        what="the request reaches the server",
+    )
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     answer.set()
     first = server.conns[0]
-    await eventually(lambda: first.closed_by_peer.is_set(), "the cancelled request's connection closed")
+    await wait_for(
+        lambda: first.closed_by_peer.is_set(),
+        within=DEADLINE,
+        interval=0.005,
+        what="the cancelled request's connection closed",
+    )
     # the one slot is free again and serves a fresh request
     async with asyncio.timeout(5):
         resp, body = await get(pool, "/next")
     assert (resp.status, body) == (200, b"fine")
     await pool.close()
-    await eventually(lambda: client_sockets() <= base, "no socket left behind")
+    await wait_for(
+        lambda: client_sockets() <= base, within=DEADLINE, interval=0.005, what="no socket left behind"
+    )

@@ -24,7 +24,6 @@ from support.stubhttp import (
     StubServer,
     chunked,
     echo_path,
-    eventually,
     get,
     head,
     ok,
@@ -32,6 +31,7 @@ from support.stubhttp import (
     serve_pieces,
     splits,
 )
+from support.wait import wait_for
 
 from s3sync.s3.http import HttpPool
 from s3sync.s3.http_parse import HttpError
@@ -190,8 +190,11 @@ class TestTimeouts:
         server, pool = await env(script, read_timeout=0.2)
         with pytest.raises(TimeoutError):
             await get(pool, "/silent")
-        await eventually(
-            lambda: server.conns[0].closed_by_peer.is_set(), "client drops the silent connection"
+        await wait_for(
+            lambda: server.conns[0].closed_by_peer.is_set(),
+            within=DEADLINE,
+            interval=0.005,
+            what="client drops the silent connection",
         )
         assert (await get(pool, "/next"))[1] == b"/next"
         assert [c for c, _ in server.requests] == [0, 1]

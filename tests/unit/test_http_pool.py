@@ -17,12 +17,12 @@ from support.stubhttp import (
     Envs,
     ServerConn,
     echo_path,
-    eventually,
     get,
     head,
     ok,
     serve_echo,
 )
+from support.wait import wait_for
 
 from s3sync.s3.http_parse import HttpError
 
@@ -61,8 +61,11 @@ class TestReuse:
 
         server, pool = await env(script)
         assert (await get(pool))[1] == b"first"
-        await eventually(
-            lambda: server.conns[0].closed_by_peer.is_set(), "client drops the chatty connection"
+        await wait_for(
+            lambda: server.conns[0].closed_by_peer.is_set(),
+            within=DEADLINE,
+            interval=0.005,
+            what="client drops the chatty connection",
         )
         resp, body = await get(pool, "/second")
         assert (resp.status, body) == (200, b"first")  # a fresh connection's first answer
@@ -124,7 +127,12 @@ class TestReuse:
         async with asyncio.timeout(DEADLINE):
             resp = await pool.request(head("/big"))
         resp.body.close()
-        await eventually(lambda: server.conns[0].closed_by_peer.is_set(), "client aborts the half-read one")
+        await wait_for(
+            lambda: server.conns[0].closed_by_peer.is_set(),
+            within=DEADLINE,
+            interval=0.005,
+            what="client aborts the half-read one",
+        )
         assert (await get(pool, "/next"))[1] == b"/next"
         assert [c for c, _ in server.requests] == [0, 1]
 
@@ -272,9 +280,19 @@ class TestLimits:
 
         server, pool = await env(script, limit=2)
         tasks = [asyncio.create_task(get(pool, f"/{i}")) for i in range(3)]
-        await eventually(lambda: len(server.requests) == 2, "two requests reach the server")
+        await wait_for(
+            lambda: len(server.requests) == 2,
+            within=DEADLINE,
+            interval=0.005,
+            what="two requests reach the server",
+        )
         release[0].set()
-        await eventually(lambda: len(server.requests) == 3, "the waiting request is sent")
+        await wait_for(
+            lambda: len(server.requests) == 3,
+            within=DEADLINE,
+            interval=0.005,
+            what="the waiting request is sent",
+        )
         release[1].set()
         await asyncio.gather(*tasks)
         assert len(server.conns) == 2
@@ -317,7 +335,12 @@ class TestLimits:
 
         server, pool = await env(script, limit=1)
         busy = asyncio.create_task(get(pool, "/busy"))
-        await eventually(lambda: len(server.requests) == 1, "the first request is in flight")
+        await wait_for(
+            lambda: len(server.requests) == 1,
+            within=DEADLINE,
+            interval=0.005,
+            what="the first request is in flight",
+        )
         waiting = asyncio.create_task(get(pool, "/cancelled"))
         for _ in range(5):
             await asyncio.sleep(0)  # let it block on the pool
@@ -342,7 +365,12 @@ class TestLimits:
 
         server, pool = await env(script, limit=4)
         late = asyncio.create_task(get(pool, "/late"))
-        await eventually(lambda: len(server.requests) == 1, "the request reaches the server")
+        await wait_for(
+            lambda: len(server.requests) == 1,
+            within=DEADLINE,
+            interval=0.005,
+            what="the request reaches the server",
+        )
         late.cancel()
         with pytest.raises(asyncio.CancelledError):
             await late
@@ -380,8 +408,11 @@ class TestClose:
         assert len(server.conns) == 3
         assert not any(c.closed_by_peer.is_set() for c in server.conns)  # idle, kept alive
         await pool.close()
-        await eventually(
-            lambda: all(c.closed_by_peer.is_set() for c in server.conns), "every idle connection closes"
+        await wait_for(
+            lambda: all(c.closed_by_peer.is_set() for c in server.conns),
+            within=DEADLINE,
+            interval=0.005,
+            what="every idle connection closes",
         )
 
     async def test_connection_finishing_after_close_is_closed(self, env: Envs) -> None:
@@ -401,6 +432,9 @@ class TestClose:
         await pool.close()
         finish.set()
         assert await resp.body.read() == b"abcd"
-        await eventually(
-            lambda: server.conns[0].closed_by_peer.is_set(), "the finished connection closes", deadline=3
+        await wait_for(
+            lambda: server.conns[0].closed_by_peer.is_set(),
+            within=3,
+            interval=0.005,
+            what="the finished connection closes",
         )

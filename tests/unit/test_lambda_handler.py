@@ -17,7 +17,6 @@ import ipaddress
 import json
 import socket
 import ssl
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,12 +25,8 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from lambda_forwarder import handler  # noqa: E402
-from tests.lambda_support import NOTIFICATION_PATH, NotificationReceiver  # noqa: E402
+from lambda_forwarder import handler
+from tests.lambda_support import NOTIFICATION_PATH, NotificationReceiver
 
 SECRET = "s3cr3t-shared-with-the-daemon"
 TOKEN = "bearer-token-for-the-daemon"

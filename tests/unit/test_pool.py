@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from support.core import until
+from support.wait import wait_for
 
 from s3sync.model import Change, ChangeKind, ChangeSource
 from s3sync.state.store import StateStore
@@ -60,7 +60,7 @@ class TestJournal:
         pool = TransferPool(apply, state, SyncStats(), concurrency=2, drain_timeout=5)
         pool.start()
         assert await pool.intake([upsert("a"), upsert("b")]) == 2
-        await until(lambda: pool.queue.depth == 0 and pool.queue.in_flight == 0)
+        await wait_for(lambda: pool.queue.depth == 0 and pool.queue.in_flight == 0, within=20)
         await state.flush()
         assert sorted(seen) == ["a", "b"] and await journal_keys(state) == []
         await pool.stop()
@@ -78,10 +78,10 @@ class TestJournal:
         pool = TransferPool(apply, state, stats, concurrency=1, drain_timeout=5)
         pool.start()
         await pool.intake([upsert("k")])
-        await until(lambda: calls == 1)
+        await wait_for(lambda: calls == 1, within=20)
         assert await journal_keys(state) == ["k"]  # failed, still owed
-        await until(lambda: calls == 2, within=10, what="the requeued retry")
-        await until(lambda: pool.queue.in_flight == 0)
+        await wait_for(lambda: calls == 2, within=10, what="the requeued retry")
+        await wait_for(lambda: pool.queue.in_flight == 0, within=20)
         assert await journal_keys(state) == [] and stats.journal_pending == 0
         await pool.stop()
 
@@ -97,7 +97,7 @@ class TestJournal:
         pool = TransferPool(apply, state, SyncStats(), concurrency=1, drain_timeout=5)
         pool.start()
         await pool.intake([upsert("k")])
-        await until(lambda: calls == 1 and pool.queue.in_flight == 0)
+        await wait_for(lambda: calls == 1 and pool.queue.in_flight == 0, within=20)
         assert await journal_keys(state) == []
         assert not pool._requeue_handles  # nothing scheduled to try it again
         await pool.stop()
@@ -130,7 +130,7 @@ class TestJournal:
         second = TransferPool(apply, state, SyncStats(), concurrency=2, drain_timeout=5)
         second.start()
         assert await second.replay_journal() == 2
-        await until(lambda: len(seen) == 2 and second.queue.in_flight == 0)
+        await wait_for(lambda: len(seen) == 2 and second.queue.in_flight == 0, within=20)
         assert sorted(seen) == ["a", "b"] and await journal_keys(state) == []
         await second.stop()
 
