@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 
-from s3sync.errors import LocalIOError, RetryableError, S3SyncError
+from s3sync.errors import LocalIOError, PermanentError, RetryableError, S3SyncError
 
 _DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
@@ -23,4 +23,19 @@ def classify_os_error(exc: OSError) -> S3SyncError:
     return RetryableError(str(exc) or type(exc).__name__)
 
 
-__all__ = ["classify_os_error"]
+def classify_local(exc: BaseException) -> S3SyncError:
+    """What the core makes of an exception it caught: the tree's as it is, the disk's named here.
+
+    S3's errors arrive classified (``s3/`` maps every call and every body read), so
+    what is left untyped in a transfer or an apply is the mirror's ``OSError``;
+    anything else (a bug, a library's own error) is a permanent failure of that one
+    change, named by its type.
+    """
+    if isinstance(exc, S3SyncError):
+        return exc
+    if isinstance(exc, OSError):
+        return classify_os_error(exc)
+    return PermanentError(f"{type(exc).__name__}: {exc}")
+
+
+__all__ = ["classify_local", "classify_os_error"]
