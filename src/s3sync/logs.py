@@ -158,8 +158,13 @@ def configure(level: str = "INFO", fmt: str = "auto", file: Path | None = None) 
     ]
     # colours only for a terminal: a redirected console log (the demo's, say) stays plain text
     colors = file is None and sys.stderr.isatty()
+    # plain tracebacks whether or not rich happens to be imported (the CLI keeps it out of
+    # structlog's import, s3sync.cli.bootstrap): the same lines either way, and no warning that
+    # format_exc_info already rendered the exception for a "pretty" formatter
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=colors) if use_console else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=structlog.dev.plain_traceback)
+        if use_console
+        else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         # the level filter is the bound logger's class: a disabled level renders nothing

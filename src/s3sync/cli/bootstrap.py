@@ -1,17 +1,51 @@
-"""Process set-up shared by every command (``cli``) and the demo: logs and the event loop.
+"""Process set-up shared by every command (``cli``) and the demo: imports, logs and the event loop.
 
 Lives apart from ``cli`` so that ``demo`` can use it without importing the
 command line's private names (and without an import cycle between the two).
+``s3sync.cli`` imports this module before any other of its own, so
+:func:`import_structlog` runs before anything else of ours imports structlog.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
-from s3sync.config import Settings
+
+def import_structlog() -> None:
+    """Import structlog without letting it load ``rich``: the program's choice, made once, here.
+
+    structlog's package ``__init__`` imports its ``dev`` and ``tracebacks``
+    modules, and they import ``rich.console``, ``rich.traceback`` and
+    ``rich.pretty`` (and through them pygments) whenever rich is installed, only
+    to offer pretty tracebacks. That is about 0.12 s of CPU, a third of a
+    one-shot ``sync``'s start-up (W2, W4c), and no part of structlog can be
+    imported without its ``__init__``. s3sync never uses those tracebacks
+    (:func:`s3sync.logs.configure` names ``plain_traceback``), and rich is installed
+    for the progress bar, which imports it itself when a bar is shown.
+
+    So the ``s3sync`` program, which owns its process, marks rich unimportable
+    (``sys.modules["rich"] = None``, Python's documented way to make an import
+    raise ImportError) for the length of structlog's import only, then takes the
+    mark away. Importing the library (``import s3sync``) does none of this; a
+    program that imports structlog itself first just pays for rich.
+    """
+    if "structlog" in sys.modules or "rich" in sys.modules:
+        return
+    sys.modules["rich"] = None  # type: ignore[assignment]
+    try:
+        import structlog  # noqa: F401
+    finally:
+        if "rich" in sys.modules and sys.modules["rich"] is None:
+            del sys.modules["rich"]
+
+
+import_structlog()
+
+from s3sync.config import Settings  # noqa: E402  (after structlog: nothing may load it first)
 
 
 def configure_logs(settings: Settings, quiet: bool = False) -> None:
