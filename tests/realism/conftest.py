@@ -1,4 +1,4 @@
-"""Fixtures for the AWS-behaviour suite: the rewriting proxy in front of moto."""
+"""Fixtures for the AWS-behaviour suite: the proxy in front of moto, with its AWS behaviour."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.awsproxy import AwsProxy
+from support.aws import Aws
+from support.proxy import Proxy
 from support.s3kit import AWS_ENV
 
 #: Sizes that make the ranged path (parallel ranged GETs) kick in at 12 MiB.
@@ -15,20 +16,20 @@ RANGE = {"multipart_threshold_mb": 10, "part_size_mb": 5}
 
 
 @pytest.fixture
-def aws(moto_endpoint: str) -> Iterator[AwsProxy]:
-    """A fresh AWS-like proxy in front of this worker's moto server, nothing configured yet."""
-    with AwsProxy(moto_endpoint) as proxy:
-        yield proxy
+def proxy(moto_endpoint: str) -> Iterator[Proxy]:
+    """A fresh proxy in front of this worker's moto server with the AWS behaviour, nothing configured yet."""
+    with Proxy(moto_endpoint, Aws()) as p:
+        yield p
 
 
 @pytest.fixture
-def settings_for(aws: AwsProxy) -> Any:
+def settings_for(proxy: Proxy) -> Any:
     """``settings_for(bucket, mirror, fast_get, s3={...}, sync={...})`` → Settings whose S3 is the proxy."""
     from s3sync.config import load_settings
 
     def _make(bucket: str, local_dir: Path, fast_get: bool, **sections: dict[str, Any]) -> Any:
         overrides: dict[str, dict[str, Any]] = {
-            "s3": {"bucket": bucket, "endpoint_url": aws.url, "fast_get": fast_get},
+            "s3": {"bucket": bucket, "endpoint_url": proxy.url, "fast_get": fast_get},
             "sync": {
                 "local_dir": str(local_dir),
                 "periodic": False,

@@ -1,4 +1,4 @@
-"""s3sync against AWS's content behaviour (through :class:`AwsProxy`), on both GET paths.
+"""s3sync against AWS's content behaviour (through :class:`Proxy`), on both GET paths.
 
 Every test runs a real engine (``open_engine``) on the lean path and on the
 aioboto3 path (``fast_get`` true / false) and asserts on the mirror *and* on
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import structlog.testing
-from support.awsproxy import AwsProxy
+from support.proxy import Proxy
 from support.s3kit import body_for, seed, temp_files, tree
 
 MiB = 1024 * 1024
@@ -58,13 +58,13 @@ def multipart_put(s3: Any, bucket: str, key: str, data: bytes, part: int = 5 * M
     return str(done["ETag"]).strip('"')
 
 
-def full_gets(aws: AwsProxy, key: str) -> list[Any]:
-    return [s for s in aws.requests("GET", key) if s.op == "GET"]
+def full_gets(proxy: Proxy, key: str) -> list[Any]:
+    return [s for s in proxy.requests("GET", key) if s.op == "GET"]
 
 
-def checksum_asked(aws: AwsProxy, key: str) -> None:
+def checksum_asked(proxy: Proxy, key: str) -> None:
     """Every whole-object GET and every HEAD of ``key`` asked for checksums."""
-    asked = full_gets(aws, key) + aws.requests("HEAD", key)
+    asked = full_gets(proxy, key) + proxy.requests("HEAD", key)
     assert asked, f"no GET/HEAD of {key}"
     assert all(s.header("x-amz-checksum-mode") == "ENABLED" for s in asked), [
         (s.op, s.headers) for s in asked
@@ -85,28 +85,28 @@ class TestEncryption:
         s3: Any,
         bucket: str,
         mirror: Path,
-        aws: AwsProxy,
+        proxy: Proxy,
         settings_for: Any,
     ) -> None:
         data = seed(s3, bucket, {"enc.bin": body_for("enc", size)})
-        aws.kms("enc.bin", dsse=dsse)
+        proxy.aws.kms("enc.bin", dsse=dsse)
         report, stats = await reconcile(settings_for(bucket, mirror, fast_get))
         assert report.ok and report.downloaded == 1, report.errors
         assert stats.retries == 0
         assert_mirror(mirror, data)
         if size < RANGED:
-            assert len(full_gets(aws, "enc.bin")) == 1
-        checksum_asked(aws, "enc.bin")
+            assert len(full_gets(proxy, "enc.bin")) == 1
+        checksum_asked(proxy, "enc.bin")
 
     @PATHS
     @pytest.mark.parametrize("size", [6 * MiB, RANGED], ids=["single", "ranged"])
     async def test_multipart_kms(
-        self, fast_get: bool, size: int, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, size: int, s3: Any, bucket: str, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         """A multipart KMS ETag (``<hex>-N``) is not an MD5 of part MD5s either: size only, no failure."""
         data = body_for("mp", size)
         assert multipart_put(s3, bucket, "mp.bin", data).endswith("-2" if size < 10 * MiB else "-3")
-        aws.kms("mp.bin")
+        proxy.aws.kms("mp.bin")
         report, stats = await reconcile(settings_for(bucket, mirror, fast_get))
         assert report.ok and report.downloaded == 1, report.errors
         assert stats.retries == 0
@@ -114,18 +114,18 @@ class TestEncryption:
 
     @PATHS
     async def test_second_pass_unchanged(
-        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         """The opaque ETag is remembered as is: a second pass fetches nothing."""
         seed(s3, bucket, {"a": b"one", "b": b"two"})
-        aws.kms("a")
-        aws.kms("b", dsse=True)
+        proxy.aws.kms("a")
+        proxy.aws.kms("b", dsse=True)
         settings = settings_for(bucket, mirror, fast_get)
         await reconcile(settings)
-        before = aws.count("GET")
+        before = len(proxy.requests("GET"))
         report, _ = await reconcile(settings)
         assert report.ok and report.downloaded == 0 and report.unchanged == 2
-        assert aws.count("GET") == before
+        assert len(proxy.requests("GET")) == before
 
 
 class TestChecksums:
@@ -140,23 +140,23 @@ class TestChecksums:
         s3: Any,
         bucket: str,
         mirror: Path,
-        aws: AwsProxy,
+        proxy: Proxy,
         settings_for: Any,
     ) -> None:
         """KMS hides the MD5, the CRC64NVME still proves the bytes: a wrong value fails the key."""
         data = seed(s3, bucket, {"good.bin": body_for("good", size), "bad.bin": body_for("bad", size)})
         for key in data:
-            aws.kms(key)
-        aws.checksum("good.bin", "CRC64NVME")
-        aws.checksum("bad.bin", "CRC64NVME", wrong=True)
+            proxy.aws.kms(key)
+        proxy.aws.checksum("good.bin", "CRC64NVME")
+        proxy.aws.checksum("bad.bin", "CRC64NVME", wrong=True)
         report, _ = await reconcile(settings_for(bucket, mirror, fast_get))
         assert report.downloaded == 1 and report.failed == 1, report.errors
         assert [e["key"] for e in report.errors] == ["bad.bin"]
         assert report.errors[0]["error"] in ("integrity", "retries_exceeded"), report.errors
         assert_mirror(mirror, {"good.bin": data["good.bin"]})
-        checksum_asked(aws, "good.bin")
+        checksum_asked(proxy, "good.bin")
         if size >= RANGED:  # the ranged path learns the checksum from a HEAD
-            assert aws.requests("HEAD", "good.bin")
+            assert proxy.requests("HEAD", "good.bin")
 
     @PATHS
     @pytest.mark.parametrize("algorithm", ["CRC32", "CRC32C", "SHA1", "SHA256"])
@@ -167,14 +167,14 @@ class TestChecksums:
         s3: Any,
         bucket: str,
         mirror: Path,
-        aws: AwsProxy,
+        proxy: Proxy,
         settings_for: Any,
     ) -> None:
         data = seed(s3, bucket, {"good": body_for("g", 5000), "bad": body_for("b", 5000)})
-        aws.kms("good")
-        aws.kms("bad")
-        aws.checksum("good", algorithm)
-        aws.checksum("bad", algorithm, wrong=True)
+        proxy.aws.kms("good")
+        proxy.aws.kms("bad")
+        proxy.aws.checksum("good", algorithm)
+        proxy.aws.checksum("bad", algorithm, wrong=True)
         report, _ = await reconcile(settings_for(bucket, mirror, fast_get))
         assert (report.downloaded, report.failed) == (1, 1), report.errors
         assert_mirror(mirror, {"good": data["good"]})
@@ -182,13 +182,13 @@ class TestChecksums:
     @PATHS
     @pytest.mark.parametrize("size", [6 * MiB, RANGED], ids=["single", "ranged"])
     async def test_composite_not_compared_as_full(
-        self, fast_get: bool, size: int, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, size: int, s3: Any, bucket: str, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         """A composite ``<b64>-N`` CRC32C on a multipart KMS object: recomputed per part, never as full."""
         data = body_for("comp", size)
         multipart_put(s3, bucket, "comp.bin", data)
-        aws.kms("comp.bin")
-        aws.checksum("comp.bin", "CRC32C", composite_part_size=5 * MiB)
+        proxy.aws.kms("comp.bin")
+        proxy.aws.checksum("comp.bin", "CRC32C", composite_part_size=5 * MiB)
         report, stats = await reconcile(settings_for(bucket, mirror, fast_get))
         assert report.ok and report.downloaded == 1, report.errors
         assert stats.retries == 0
@@ -196,12 +196,12 @@ class TestChecksums:
 
     @PATHS
     async def test_wrong_composite_is_caught(
-        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         """The per-part recomputation is real: a wrong composite value fails the key."""
         multipart_put(s3, bucket, "comp.bin", body_for("comp", 6 * MiB))
-        aws.kms("comp.bin")
-        aws.checksum("comp.bin", "CRC32C", composite_part_size=5 * MiB, wrong=True)
+        proxy.aws.kms("comp.bin")
+        proxy.aws.checksum("comp.bin", "CRC32C", composite_part_size=5 * MiB, wrong=True)
         report, _ = await reconcile(settings_for(bucket, mirror, fast_get))
         assert report.failed == 1 and tree(mirror) == {}, report.errors
 
@@ -211,7 +211,7 @@ class TestStorageClasses:
 
     @PATHS
     async def test_archived_skipped_restored_downloaded(
-        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         keys = ["cold-glacier", "cold-deep", "cold-it", "thawed", "warm", "gone"]
         data = seed(s3, bucket, {k: body_for(k, 3000) for k in keys})
@@ -220,11 +220,11 @@ class TestStorageClasses:
         s3.delete_object(Bucket=bucket, Key="gone")
         for key in ("cold-glacier", "cold-deep", "cold-it", "thawed"):
             s3.put_object(Bucket=bucket, Key=key, Body=data[key] + b"v2")  # changed, then archived
-        aws.archive("cold-glacier", "GLACIER")
-        aws.archive("cold-deep", "DEEP_ARCHIVE", restore="ongoing")
-        aws.archive("cold-it", "INTELLIGENT_TIERING", tier="DEEP_ARCHIVE_ACCESS")
-        aws.archive("thawed", "GLACIER", restore="done")
-        aws.seen.clear()
+        proxy.aws.archive("cold-glacier", "GLACIER")
+        proxy.aws.archive("cold-deep", "DEEP_ARCHIVE", restore="ongoing")
+        proxy.aws.archive("cold-it", "INTELLIGENT_TIERING", tier="DEEP_ARCHIVE_ACCESS")
+        proxy.aws.archive("thawed", "GLACIER", restore="done")
+        proxy.seen.clear()
         report, stats = await reconcile(settings)
         assert report.failed == 0 and report.aborted is None, report.errors
         assert report.deleted == 1 and "gone" not in tree(mirror)  # deletes not held back
@@ -234,8 +234,8 @@ class TestStorageClasses:
         # the listing's RestoreStatus (asked for on both paths) says GLACIER/DEEP_ARCHIVE ones are not
         # restored: no GET at all; an Intelligent-Tiering archive tier is not in the listing: one GET
         for key in ("cold-glacier", "cold-deep"):
-            assert full_gets(aws, key) == [], key
-        assert len(full_gets(aws, "cold-it")) == 1  # asked once, never retried
+            assert full_gets(proxy, key) == [], key
+        assert len(full_gets(proxy, "cold-it")) == 1  # asked once, never retried
         got = tree(mirror)
         assert got["thawed"] == data["thawed"] + b"v2"
         assert got["cold-glacier"] == data["cold-glacier"]  # the old copy is kept
@@ -244,19 +244,19 @@ class TestStorageClasses:
 
     @PATHS
     async def test_exclude_storage_class(
-        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         """``exclude_storage_classes`` skips by the listing's StorageClass, without asking S3."""
         data = seed(s3, bucket, {"cold": b"c", "ia": b"i", "warm": b"w"})
-        aws.archive("cold", "GLACIER")
-        aws.configure("ia", storage_class="STANDARD_IA")
+        proxy.aws.archive("cold", "GLACIER")
+        proxy.aws.configure("ia", storage_class="STANDARD_IA")
         settings = settings_for(
             bucket, mirror, fast_get, sync={"exclude_storage_classes": ["glacier", "STANDARD_IA"]}
         )
         report, stats = await reconcile(settings)
         assert report.ok and report.downloaded == 1, report.errors
         assert stats.snapshot()["skipped_by_reason"]["storage_class"] == 2
-        assert aws.requests("GET", "cold") == [] and aws.requests("GET", "ia") == []
+        assert proxy.requests("GET", "cold") == [] and proxy.requests("GET", "ia") == []
         assert_mirror(mirror, {"warm": data["warm"]})
 
 
@@ -265,20 +265,20 @@ class TestRequesterPays:
 
     @PATHS
     async def test_every_request_says_requester(
-        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         data = {"small": body_for("s", 1000), "big": body_for("b", RANGED)}
         seed(s3, bucket, data)
         multipart_put(s3, bucket, "mp", body_for("mp", 6 * MiB))  # multipart: HEAD ?partNumber=1
         data["mp"] = body_for("mp", 6 * MiB)
-        aws.requester_pays = True
+        proxy.aws.requester_pays = True
         refused, _ = await reconcile(settings_for(bucket, mirror, fast_get))
         assert not refused.ok  # without it, S3 says 403
-        aws.seen.clear()
+        proxy.seen.clear()
         report, _ = await reconcile(settings_for(bucket, mirror, fast_get, s3={"request_payer": True}))
         assert report.ok and report.downloaded == 3, report.errors
         assert_mirror(mirror, data)
-        seen = aws.requests()
+        seen = proxy.requests()
         assert {s.op for s in seen} >= {"LIST", "GET", "RANGE"}
         assert all(s.header("x-amz-request-payer") == "requester" for s in seen), [
             (s.op, s.key) for s in seen if s.header("x-amz-request-payer") != "requester"
@@ -300,14 +300,14 @@ class TestSseC:
         bucket: str,
         mirror: Path,
         tmp_path: Path,
-        aws: AwsProxy,
+        proxy: Proxy,
         settings_for: Any,
     ) -> None:
         data = seed(s3, bucket, {"small": body_for("s", 1000), "big": body_for("b", RANGED)})
         multipart_put(s3, bucket, "mp", body_for("mp", 6 * MiB))
         data["mp"] = body_for("mp", 6 * MiB)
         for key in data:
-            aws.sse_c(key, self.KEY)
+            proxy.aws.sse_c(key, self.KEY)
         key_file = tmp_path / "sse-c.key"
         key_file.write_bytes(self.KEY if encoding == "raw" else base64.b64encode(self.KEY) + b"\n")
         settings = settings_for(bucket, mirror, fast_get, s3={"sse_customer_key_file": str(key_file)})
@@ -317,7 +317,7 @@ class TestSseC:
         assert stats.retries == 0
         assert_mirror(mirror, data)
         md5 = base64.b64encode(hashlib.md5(self.KEY).digest()).decode()
-        objects = [s for s in aws.requests() if s.op in ("GET", "RANGE", "HEAD")]
+        objects = [s for s in proxy.requests() if s.op in ("GET", "RANGE", "HEAD")]
         assert objects
         for s in objects:
             assert s.header("x-amz-server-side-encryption-customer-algorithm") == "AES256", s
@@ -330,10 +330,10 @@ class TestSseC:
 
     @PATHS
     async def test_without_key_fails_visibly(
-        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         seed(s3, bucket, {"k": b"x"})
-        aws.sse_c("k", self.KEY)
+        proxy.aws.sse_c("k", self.KEY)
         report, _ = await reconcile(settings_for(bucket, mirror, fast_get))
         assert report.failed == 1 and tree(mirror) == {}
 
@@ -343,17 +343,17 @@ class TestReplacedBetweenListingAndGet:
 
     @PATHS
     async def test_ranged_get_pinned_to_old_etag(
-        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         old = body_for("old", RANGED)
         new = body_for("new", RANGED)
         old_etag = s3.put_object(Bucket=bucket, Key="big", Body=old)["ETag"].strip('"')
         new_etag = hashlib.md5(new).hexdigest()
-        aws.replace_on_get("big", new)
+        proxy.aws.replace_on_get("big", new)
         report, _ = await reconcile(settings_for(bucket, mirror, fast_get))
         assert report.ok and report.downloaded == 1, report.errors
         assert_mirror(mirror, {"big": new})
-        seen = [s for s in aws.requests() if s.key == "big"]
+        seen = [s for s in proxy.requests() if s.key == "big"]
         first_412 = next(i for i, s in enumerate(seen) if s.status == 412)
         # the re-read: a HEAD after the 412; from then on every range is pinned to the new ETag
         reread = next(i for i, s in enumerate(seen) if i > first_412 and s.op == "HEAD")
@@ -365,15 +365,15 @@ class TestReplacedBetweenListingAndGet:
 
     @PATHS
     async def test_single_get_412(
-        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         s3.put_object(Bucket=bucket, Key="small", Body=b"old")
-        aws.replace_on_get("small", b"brand new", force_412=True)
+        proxy.aws.replace_on_get("small", b"brand new", force_412=True)
         report, _ = await reconcile(settings_for(bucket, mirror, fast_get))
         assert report.ok and report.downloaded == 1, report.errors
         assert tree(mirror) == {"small": b"brand new"}
-        assert [s.status for s in full_gets(aws, "small")] == [412, 200]
-        assert aws.requests("HEAD", "small")
+        assert [s.status for s in full_gets(proxy, "small")] == [412, 200]
+        assert proxy.requests("HEAD", "small")
 
 
 class TestVerify:
@@ -381,7 +381,7 @@ class TestVerify:
 
     @PATHS
     async def test_kms_objects(
-        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         from s3sync.local.keys import KeyFilter
         from s3sync.local.mirror import Mirror
@@ -390,9 +390,9 @@ class TestVerify:
 
         data = seed(s3, bucket, {k: body_for(k, 4000) for k in ("plain", "kms", "kms-crc", "kms-crc-bad")})
         for key in ("kms", "kms-crc", "kms-crc-bad"):
-            aws.kms(key)
-        aws.checksum("kms-crc", "CRC64NVME")
-        aws.checksum("kms-crc-bad", "CRC64NVME")
+            proxy.aws.kms(key)
+        proxy.aws.checksum("kms-crc", "CRC64NVME")
+        proxy.aws.checksum("kms-crc-bad", "CRC64NVME")
         settings = settings_for(bucket, mirror, fast_get)
         report, _ = await reconcile(settings)
         assert report.ok and report.downloaded == 4, report.errors
@@ -410,7 +410,7 @@ class TestCommandLine:
 
     @PATHS
     def test_flags(
-        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, tmp_path: Path, aws: AwsProxy
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, tmp_path: Path, proxy: Proxy
     ) -> None:
         from support.s3kit import CliRunner, clean_environ
 
@@ -418,15 +418,15 @@ class TestCommandLine:
         data = seed(s3, bucket, {k: body_for(k, 2000) for k in keys})
         key = bytes(range(40, 72))
         for k in keys:
-            aws.sse_c(k, key)
-            aws.kms(k)
-        aws.archive("cold", "GLACIER")
-        aws.archive("frozen", "DEEP_ARCHIVE")
-        aws.archive("thawed", "GLACIER", restore="done")
-        aws.requester_pays = True
+            proxy.aws.sse_c(k, key)
+            proxy.aws.kms(k)
+        proxy.aws.archive("cold", "GLACIER")
+        proxy.aws.archive("frozen", "DEEP_ARCHIVE")
+        proxy.aws.archive("thawed", "GLACIER", restore="done")
+        proxy.aws.requester_pays = True
         key_file = tmp_path / "sse-c.key"
         key_file.write_text(base64.b64encode(key).decode())
-        cli = CliRunner(aws.url, cwd=tmp_path, base_env=clean_environ())
+        cli = CliRunner(proxy.url, cwd=tmp_path, base_env=clean_environ())
         env = {
             "S3SYNC_S3__FAST_GET": str(fast_get).lower(),
             "S3SYNC_S3__SSE_CUSTOMER_KEY_FILE": str(key_file),
@@ -438,9 +438,9 @@ class TestCommandLine:
         )
         # "thawed" is restored but its class is excluded: skipped from the listing like "cold"
         assert tree(mirror) == {"warm": data["warm"]}
-        assert aws.requests("GET", "cold") == [] and aws.requests("GET", "thawed") == []
-        assert aws.requests("GET", "frozen") == []  # archived, and the listing said so: no GET
-        assert all(s.header("x-amz-request-payer") == "requester" for s in aws.requests())
+        assert proxy.requests("GET", "cold") == [] and proxy.requests("GET", "thawed") == []
+        assert proxy.requests("GET", "frozen") == []  # archived, and the listing said so: no GET
+        assert all(s.header("x-amz-request-payer") == "requester" for s in proxy.requests())
         assert base64.b64encode(key).decode() not in res.output
 
 
@@ -449,14 +449,14 @@ class TestEvents:
 
     @PATHS
     async def test_event_for_archived_object(
-        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         from s3sync.model import Change, ChangeKind, ChangeSource
         from s3sync.stats import SyncStats
         from s3sync.sync.engine import open_engine
 
         seed(s3, bucket, {"cold": b"ice", "warm": b"sun"})
-        aws.archive("cold", "DEEP_ARCHIVE")
+        proxy.aws.archive("cold", "DEEP_ARCHIVE")
         stats = SyncStats()
         async with open_engine(settings_for(bucket, mirror, fast_get), stats) as engine:
             cold = await engine.submit(Change("cold", ChangeKind.UPSERT, ChangeSource.NOTIFICATION))
@@ -464,7 +464,7 @@ class TestEvents:
         assert (cold.status, cold.error) == ("skipped", "archived"), cold
         assert warm.status == "success", warm
         assert stats.skipped["archived"] == 1 and sum(stats.failed.values()) == 0
-        assert len(aws.requests("GET", "cold")) == 1
+        assert len(proxy.requests("GET", "cold")) == 1
         assert tree(mirror) == {"warm": b"sun"}
 
 
@@ -478,7 +478,7 @@ class TestConfigEndpoint:
         bucket: str,
         mirror: Path,
         tmp_path: Path,
-        aws: AwsProxy,
+        proxy: Proxy,
         settings_for: Any,
     ) -> None:
         from s3sync.daemon.app import create_app

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.awsproxy import AwsProxy
+from support.proxy import Proxy
 from support.s3kit import body_for, seed, tree
 from test_aws_content import PATHS, RANGED, assert_mirror, full_gets, reconcile
 from test_awsproxy_parts import raw_client, upload
@@ -45,7 +45,7 @@ class TestPartAnswers:
         s3: Any,
         bucket: str,
         mirror: Path,
-        aws: AwsProxy,
+        proxy: Proxy,
         settings_for: Any,
     ) -> None:
         data = body_for(layout, size)
@@ -63,7 +63,7 @@ class TestPartAnswers:
         assert report.ok and report.downloaded == 1, report.errors
         assert stats.retries == 0
         assert_mirror(mirror, {"mp.bin": data})
-        heads = aws.requests("HEAD", "mp.bin")
+        heads = proxy.requests("HEAD", "mp.bin")
         part_heads = [h for h in heads if "partNumber" in h.query]
         assert all(h.status == 206 for h in part_heads), [(h.query, h.status) for h in part_heads]
         again, _ = await reconcile(settings_for(bucket, mirror, fast_get))
@@ -71,11 +71,11 @@ class TestPartAnswers:
 
     @PATHS
     async def test_wrong_assigned_checksum_is_caught(
-        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         """The CRC64NVME of a multipart object is checked: a bad one fails the key."""
         upload(raw_client(s3), bucket, "mp.bin", [body_for("a", 5 * MiB), body_for("b", 100)])
-        aws.checksum("mp.bin", "CRC64NVME", wrong=True)
+        proxy.aws.checksum("mp.bin", "CRC64NVME", wrong=True)
         report, _ = await reconcile(settings_for(bucket, mirror, fast_get))
         assert report.failed == 1 and tree(mirror) == {}, report.errors
 
@@ -85,50 +85,50 @@ class TestArchivedFromListing:
 
     @PATHS
     async def test_no_get_per_pass(
-        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         data = seed(s3, bucket, {k: body_for(k, 1000) for k in ("cold", "deep", "thawing", "thawed", "warm")})
-        aws.archive("cold", "GLACIER")
-        aws.archive("deep", "DEEP_ARCHIVE")
-        aws.archive("thawing", "GLACIER", restore="ongoing")
-        aws.archive("thawed", "DEEP_ARCHIVE", restore="done")
+        proxy.aws.archive("cold", "GLACIER")
+        proxy.aws.archive("deep", "DEEP_ARCHIVE")
+        proxy.aws.archive("thawing", "GLACIER", restore="ongoing")
+        proxy.aws.archive("thawed", "DEEP_ARCHIVE", restore="done")
         settings = settings_for(bucket, mirror, fast_get)
         for _ in range(2):
             report, stats = await reconcile(settings)
             assert report.failed == 0 and report.skipped == 3, report.errors
             assert stats.snapshot()["skipped_by_reason"]["archived"] == 3
         for key in ("cold", "deep", "thawing"):
-            assert full_gets(aws, key) == [], key
+            assert full_gets(proxy, key) == [], key
         assert tree(mirror) == {"thawed": data["thawed"], "warm": data["warm"]}
-        lists = aws.requests("LIST")
+        lists = proxy.requests("LIST")
         assert lists and all(s.header("x-amz-optional-object-attributes") == "RestoreStatus" for s in lists)
 
     @PATHS
     async def test_restored_later_is_downloaded(
-        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         data = seed(s3, bucket, {"cold": b"ice", "thawed": b"water"})
-        aws.archive("cold", "GLACIER")
-        aws.archive("thawed", "GLACIER", restore="done")
+        proxy.aws.archive("cold", "GLACIER")
+        proxy.aws.archive("thawed", "GLACIER", restore="done")
         settings = settings_for(bucket, mirror, fast_get)
         first, _ = await reconcile(settings)
-        assert first.skipped == 1 and full_gets(aws, "cold") == []
-        aws.archive("cold", "GLACIER", restore="done")
+        assert first.skipped == 1 and full_gets(proxy, "cold") == []
+        proxy.aws.archive("cold", "GLACIER", restore="done")
         second, _ = await reconcile(settings)
         assert second.ok and second.downloaded == 1, second.errors
         assert tree(mirror) == data
 
     @PATHS
     async def test_silent_server_keeps_the_get(
-        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         """Where no RestoreStatus was ever listed (a server ignoring the attribute), the GET tells."""
         seed(s3, bucket, {"cold": b"ice", "warm": b"sun"})
-        aws.archive("cold", "GLACIER")
+        proxy.aws.archive("cold", "GLACIER")
         report, stats = await reconcile(settings_for(bucket, mirror, fast_get))
         assert report.failed == 0 and report.skipped == 1
         assert stats.snapshot()["skipped_by_reason"]["archived"] == 1
-        assert len(full_gets(aws, "cold")) == 1
+        assert len(full_gets(proxy, "cold")) == 1
 
 
 class TestChecksumFlagWithOpaqueEtags:
@@ -136,22 +136,22 @@ class TestChecksumFlagWithOpaqueEtags:
 
     @PATHS
     async def test_kms_not_refetched(
-        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         keys = ("kms", "kms-crc", "kms-legacy", "plain")
         data = seed(s3, bucket, {k: body_for(k, 3000) for k in keys})
         for key in ("kms", "kms-crc", "kms-legacy"):
-            aws.kms(key)
-        aws.checksum("kms", "CRC64NVME")
-        aws.checksum("kms-crc", "CRC32C")
+            proxy.aws.kms(key)
+        proxy.aws.checksum("kms", "CRC64NVME")
+        proxy.aws.checksum("kms-crc", "CRC32C")
         # "kms-legacy": configured without a checksum, an object stored before S3 assigned them
         settings = settings_for(bucket, mirror, fast_get)
         first, _ = await reconcile(settings, checksum=True)
         assert first.ok and first.downloaded == 4, first.errors
-        gets = aws.count("GET")
+        gets = len(proxy.requests("GET"))
         second, _ = await reconcile(settings, checksum=True)
         assert second.ok and second.downloaded == 0 and second.unchanged == 4, second.details
-        assert aws.count("GET") == gets  # HEADs settle the opaque ETags, no body is fetched
+        assert len(proxy.requests("GET")) == gets  # HEADs settle the opaque ETags, no body is fetched
         # damage the local copies, keeping size and mtime: only content can tell
         for key in keys:
             path = mirror / key
@@ -170,14 +170,14 @@ class TestChecksumFlagWithOpaqueEtags:
 
     @PATHS
     async def test_new_etag_every_put(
-        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         """The same bytes PUT again under KMS get a new ETag: fetched once more, then unchanged."""
         seed(s3, bucket, {"k": b"same bytes"})
-        aws.kms("k")
+        proxy.aws.kms("k")
         settings = settings_for(bucket, mirror, fast_get)
         await reconcile(settings, checksum=True)
-        aws.reput("k")
+        proxy.aws.reput("k")
         again, _ = await reconcile(settings, checksum=True)
         assert again.ok and again.downloaded == 1
         third, _ = await reconcile(settings, checksum=True)
@@ -189,7 +189,7 @@ class TestAccessPoints:
 
     @PATHS
     async def test_alias_is_a_bucket(
-        self, fast_get: bool, s3: Any, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, s3: Any, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         s3.create_bucket(Bucket=self.ALIAS)
         try:
@@ -197,7 +197,7 @@ class TestAccessPoints:
             report, _ = await reconcile(settings_for(self.ALIAS, mirror, fast_get))
             assert report.ok and report.downloaded == 1, report.errors
             assert tree(mirror) == {"k": b"via alias"}
-            assert all(s.op != "OTHER" for s in aws.requests())
+            assert all(s.op != "OTHER" for s in proxy.requests())
         finally:
             s3.delete_object(Bucket=self.ALIAS, Key="k")
             s3.delete_bucket(Bucket=self.ALIAS)
@@ -242,7 +242,7 @@ class TestAccessPoints:
 class TestVersionsWithControlCharacters:
     @PATHS
     async def test_version_at(
-        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, aws: AwsProxy, settings_for: Any
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, proxy: Proxy, settings_for: Any
     ) -> None:
         from s3sync.s3.versions import parse_instant
 
@@ -255,5 +255,5 @@ class TestVersionsWithControlCharacters:
         )
         assert report.ok and report.downloaded == 3, report.errors
         assert tree(mirror) == {k: v for k, v in keys.items() if k != "gone\x02"}
-        versions = [s for s in aws.requests() if "versions" in s.query]
+        versions = [s for s in proxy.requests() if "versions" in s.query]
         assert versions and all(s.query.get("encoding-type") == "url" for s in versions)

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import requests
 from botocore.exceptions import ClientError
-from support.awsproxy import AwsProxy
 from support.awsrules import s3_checksum
 from support.awstruth import entry
+from support.proxy import Proxy
 from test_awsproxy import client, code_of
 
 MiB = 1024 * 1024
@@ -58,11 +58,11 @@ def upload(s3: Any, bucket: str, key: str, parts: list[bytes], **create: Any) ->
 class TestPartAnswers:
     """``?partNumber=N``: 206 with Content-Range, parts count and the checksum AWS gives a part."""
 
-    def test_single_part_object(self, s3: Any, bucket: str, aws: AwsProxy) -> None:
+    def test_single_part_object(self, s3: Any, bucket: str, proxy: Proxy) -> None:
         """s3 TestS3::test_get_object_part [get-obj-no-multipart]: whole object, full checksum, no count."""
         s3.put_object(Bucket=bucket, Key="k", Body=b"test-123")
-        aws.checksum("k", "CRC32")
-        got = client(aws.url).get_object(Bucket=bucket, Key="k", PartNumber=1, ChecksumMode="ENABLED")
+        proxy.aws.checksum("k", "CRC32")
+        got = client(proxy.url).get_object(Bucket=bucket, Key="k", PartNumber=1, ChecksumMode="ENABLED")
         h = got["ResponseMetadata"]["HTTPHeaders"]
         recorded = entry("s3 TestS3::test_get_object_part [get-obj-no-multipart]")
         assert got["ResponseMetadata"]["HTTPStatusCode"] == recorded["status"] == 206
@@ -71,11 +71,11 @@ class TestPartAnswers:
         assert h["x-amz-checksum-crc32"] == recorded["headers"]["x-amz-checksum-crc32"]
         assert got["Body"].read() == b"test-123"
 
-    def test_composite_part_carries_its_own(self, s3: Any, bucket: str, aws: AwsProxy) -> None:
+    def test_composite_part_carries_its_own(self, s3: Any, bucket: str, proxy: Proxy) -> None:
         data = [b"a" * (5 * MiB + 1), b"b" * 10]
         upload(s3, bucket, "mp", data)
-        aws.checksum("mp", "CRC32", composite_part_size=5 * MiB + 1)
-        c = client(aws.url)
+        proxy.aws.checksum("mp", "CRC32", composite_part_size=5 * MiB + 1)
+        c = client(proxy.url)
         head = c.head_object(Bucket=bucket, Key="mp", PartNumber=2, ChecksumMode="ENABLED")
         h = head["ResponseMetadata"]["HTTPHeaders"]
         assert head["ResponseMetadata"]["HTTPStatusCode"] == 206
@@ -86,10 +86,10 @@ class TestPartAnswers:
         assert whole["ChecksumCRC32"].endswith("-2")
 
     @pytest.mark.parametrize("algorithm", ["CRC32", "CRC64NVME"])
-    def test_full_object_part_has_none(self, algorithm: str, s3: Any, bucket: str, aws: AwsProxy) -> None:
+    def test_full_object_part_has_none(self, algorithm: str, s3: Any, bucket: str, proxy: Proxy) -> None:
         upload(s3, bucket, "mp", [b"a" * 5 * MiB, b"b" * 16])
-        aws.checksum("mp", algorithm)
-        c = client(aws.url)
+        proxy.aws.checksum("mp", algorithm)
+        c = client(proxy.url)
         for part in (1, 2):
             got = c.get_object(Bucket=bucket, Key="mp", PartNumber=part, ChecksumMode="ENABLED")
             h = got["ResponseMetadata"]["HTTPHeaders"]
@@ -99,11 +99,11 @@ class TestPartAnswers:
         whole = c.head_object(Bucket=bucket, Key="mp", ChecksumMode="ENABLED")
         assert whole[f"Checksum{algorithm}"] and whole["ChecksumType"] == "FULL_OBJECT"
 
-    def test_moto_composite_keeps_suffix(self, s3: Any, bucket: str, aws: AwsProxy) -> None:
+    def test_moto_composite_keeps_suffix(self, s3: Any, bucket: str, proxy: Proxy) -> None:
         """An unconfigured composite upload: moto drops the ``-N``, AWS keeps it; parts as recorded."""
         data = [b"a" * (5 * MiB + 1), b"a" * (5 * MiB + 1), b"a" * 10]
         upload(s3, bucket, "mp", data, ChecksumAlgorithm="CRC32", ChecksumType="COMPOSITE")
-        c = client(aws.url)
+        c = client(proxy.url)
         whole = c.head_object(Bucket=bucket, Key="mp", ChecksumMode="ENABLED")
         cite = (
             "s3 TestS3MultipartUploadChecksum::test_complete_multipart_parts_checksum_composite[CRC32] "
@@ -116,30 +116,30 @@ class TestPartAnswers:
         assert part["Body"].read() == b"a" * 10
 
     @pytest.mark.parametrize("multipart", [False, True], ids=["single", "multi"])
-    def test_part_past_the_last(self, multipart: bool, s3: Any, bucket: str, aws: AwsProxy) -> None:
+    def test_part_past_the_last(self, multipart: bool, s3: Any, bucket: str, proxy: Proxy) -> None:
         if multipart:
             upload(s3, bucket, "k", [b"a" * 5 * MiB, b"b"])
         else:
             s3.put_object(Bucket=bucket, Key="k", Body=b"x")
         with pytest.raises(ClientError) as exc:
-            client(aws.url).get_object(Bucket=bucket, Key="k", PartNumber=10)
+            client(proxy.url).get_object(Bucket=bucket, Key="k", PartNumber=10)
         assert code_of(exc) == (416, "InvalidPartNumber")
         err = exc.value.response["Error"]
         assert (err["PartNumberRequested"], err["ActualPartCount"]) == ("10", "2" if multipart else "1")
 
-    def test_part_and_range(self, s3: Any, bucket: str, aws: AwsProxy) -> None:
+    def test_part_and_range(self, s3: Any, bucket: str, proxy: Proxy) -> None:
         s3.put_object(Bucket=bucket, Key="k", Body=b"0123456789")
         with pytest.raises(ClientError) as exc:
-            client(aws.url).get_object(Bucket=bucket, Key="k", PartNumber=1, Range="bytes=0-8")
+            client(proxy.url).get_object(Bucket=bucket, Key="k", PartNumber=1, Range="bytes=0-8")
         assert code_of(exc) == (400, "InvalidRequest")
 
 
 class TestDefaultChecksum:
     """Objects stored with no checksum carry S3's CRC64NVME, FULL_OBJECT (single- and multipart)."""
 
-    def test_put_without_checksum(self, s3: Any, bucket: str, aws: AwsProxy) -> None:
+    def test_put_without_checksum(self, s3: Any, bucket: str, proxy: Proxy) -> None:
         raw_client(s3).put_object(Bucket=bucket, Key="k", Body=b"test data..")
-        c = client(aws.url)
+        c = client(proxy.url)
         head = c.head_object(Bucket=bucket, Key="k", ChecksumMode="ENABLED")
         cite = (
             "s3 TestS3PutObjectChecksum::test_s3_checksum_no_automatic_sdk_calculation [head-obj-no-checksum]"
@@ -151,34 +151,34 @@ class TestDefaultChecksum:
         listed = c.list_objects_v2(Bucket=bucket)["Contents"][0]
         assert (listed["ChecksumAlgorithm"], listed["ChecksumType"]) == (["CRC64NVME"], "FULL_OBJECT")
 
-    def test_stored_checksum_kept(self, s3: Any, bucket: str, aws: AwsProxy) -> None:
+    def test_stored_checksum_kept(self, s3: Any, bucket: str, proxy: Proxy) -> None:
         s3.put_object(Bucket=bucket, Key="k", Body=b"x", ChecksumAlgorithm="SHA256")
-        head = client(aws.url).head_object(Bucket=bucket, Key="k", ChecksumMode="ENABLED")
+        head = client(proxy.url).head_object(Bucket=bucket, Key="k", ChecksumMode="ENABLED")
         assert head["ChecksumSHA256"] == s3_checksum("SHA256", b"x") and "ChecksumCRC64NVME" not in head
 
-    def test_multipart_without_algorithm(self, s3: Any, bucket: str, aws: AwsProxy) -> None:
+    def test_multipart_without_algorithm(self, s3: Any, bucket: str, proxy: Proxy) -> None:
         data = [b"a" * 5 * MiB, b"b" * 7]
         upload(raw_client(s3), bucket, "mp", data)
-        c = client(aws.url)
+        c = client(proxy.url)
         head = c.head_object(Bucket=bucket, Key="mp", ChecksumMode="ENABLED")
         assert head["ChecksumCRC64NVME"] == s3_checksum("CRC64NVME", b"".join(data))
         part = c.head_object(Bucket=bucket, Key="mp", PartNumber=1, ChecksumMode="ENABLED")
         assert "ChecksumCRC64NVME" not in part and part["PartsCount"] == 2
 
-    def test_can_be_switched_off(self, s3: Any, bucket: str, aws: AwsProxy) -> None:
+    def test_can_be_switched_off(self, s3: Any, bucket: str, proxy: Proxy) -> None:
         """An object stored before S3 assigned checksums (December 2024) has none."""
         raw_client(s3).put_object(Bucket=bucket, Key="old", Body=b"x")
-        aws.assign_checksums = False
-        head = client(aws.url).head_object(Bucket=bucket, Key="old", ChecksumMode="ENABLED")
+        proxy.aws.assign_checksums = False
+        head = client(proxy.url).head_object(Bucket=bucket, Key="old", ChecksumMode="ENABLED")
         assert not [k for k in head if k.startswith("Checksum")]
 
 
 class TestDeleteMarkers:
-    def test_marker_answers(self, s3: Any, bucket: str, aws: AwsProxy) -> None:
+    def test_marker_answers(self, s3: Any, bucket: str, proxy: Proxy) -> None:
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         s3.put_object(Bucket=bucket, Key="k", Body=b"x")
         marker = s3.delete_object(Bucket=bucket, Key="k")["VersionId"]
-        url = f"{aws.url}/{bucket}/k"
+        url = f"{proxy.url}/{bucket}/k"
         # raw HTTP: moto does not check signatures, and botocore hides 405 headers behind its error
         latest = requests.get(url, timeout=10)
         assert latest.status_code == 404 and "<Code>NoSuchKey</Code>" in latest.text
@@ -190,31 +190,34 @@ class TestDeleteMarkers:
         assert pinned.headers["Allow"] == "DELETE" and pinned.headers["x-amz-version-id"] == marker
         head = requests.head(url, params={"versionId": marker}, timeout=10)
         assert head.status_code == 405 and head.content == b""
-        missing = requests.get(f"{aws.url}/{bucket}/never", timeout=10)
+        missing = requests.get(f"{proxy.url}/{bucket}/never", timeout=10)
         assert missing.status_code == 404 and "x-amz-delete-marker" not in missing.headers
 
 
 class TestVersionsListing:
-    def test_control_characters_encoded(self, s3: Any, bucket: str, aws: AwsProxy) -> None:
+    def test_control_characters_encoded(self, s3: Any, bucket: str, proxy: Proxy) -> None:
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         for key in ("ctl\x01key", "sp ace+plus", "ü/=x"):
             s3.put_object(Bucket=bucket, Key=key, Body=b"x")
         s3.delete_object(Bucket=bucket, Key="sp ace+plus")
-        page = client(aws.url).list_object_versions(Bucket=bucket)  # botocore sends and decodes encoding-type
+        # botocore sends and decodes encoding-type
+        page = client(proxy.url).list_object_versions(Bucket=bucket)
         keys = sorted(v["Key"] for v in page["Versions"])
         assert keys == sorted(["ctl\x01key", "sp ace+plus", "ü/=x"])
         assert [m["Key"] for m in page["DeleteMarkers"]] == ["sp ace+plus"]
-        raw = requests.get(f"{aws.url}/{bucket}", params={"versions": "", "encoding-type": "url"}, timeout=10)
+        raw = requests.get(
+            f"{proxy.url}/{bucket}", params={"versions": "", "encoding-type": "url"}, timeout=10
+        )
         assert "<Key>ctl%01key</Key>" in raw.text and "<EncodingType>url</EncodingType>" in raw.text
 
 
 class TestEtagPerPut:
-    def test_kms_etag_changes_on_reput(self, s3: Any, bucket: str, aws: AwsProxy) -> None:
+    def test_kms_etag_changes_on_reput(self, s3: Any, bucket: str, proxy: Proxy) -> None:
         s3.put_object(Bucket=bucket, Key="k", Body=b"test-encrypted")
-        aws.kms("k")
-        c = client(aws.url)
+        proxy.aws.kms("k")
+        c = client(proxy.url)
         first = c.head_object(Bucket=bucket, Key="k")["ETag"]
-        aws.reput("k")
+        proxy.aws.reput("k")
         second = c.head_object(Bucket=bucket, Key="k")["ETag"]
         assert first != second
         assert c.list_objects_v2(Bucket=bucket)["Contents"][0]["ETag"] == second

@@ -24,9 +24,9 @@ from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
 import pytest
-from support.awsproxy import AwsProxy
 from support.awstruth import event, event_names, untyped
 from support.eventkit import boto, run_daemon
+from support.proxy import Proxy
 from support.s3kit import tree
 from support.wait import wait_for
 
@@ -244,7 +244,7 @@ async def test_recorded_event(
     s3: Any,
     bucket: str,
     mirror: Path,
-    aws: AwsProxy,
+    proxy: Proxy,
     make_settings: Any,
     moto_endpoint: str,
 ) -> None:
@@ -255,7 +255,7 @@ async def test_recorded_event(
     world = World(s3, bucket, key)
     mirrored = world.before(scenario)
     sections, deliver = deliverer(intake, moto_endpoint)
-    settings = make_settings(bucket, mirror, s3={"endpoint_url": aws.url, "fast_get": fast_get}, **sections)
+    settings = make_settings(bucket, mirror, s3={"endpoint_url": proxy.url, "fast_get": fast_get}, **sections)
     async with run_daemon(settings) as d:
         if mirrored or scenario in ("restore-initiated", "restored", "marker-removed"):
             await d.reconcile()
@@ -264,15 +264,15 @@ async def test_recorded_event(
         body, attrs = wire(name, vid)
         body = with_bucket(body, bucket)
         assert key_of(body) == key
-        aws.seen.clear()
+        proxy.seen.clear()
         await deliver(d, body, attrs, ignored)
         await wait_for(lambda: tree(mirror) == expected, what=f"the mirror after {name}")
         await d.idle()
         assert tree(mirror) == expected
     if ignored:
-        assert aws.requests(key=key) == [], "an ignored event must not reach S3"
+        assert proxy.requests(key=key) == [], "an ignored event must not reach S3"
     else:
-        seen = aws.requests(key=key)
+        seen = proxy.requests(key=key)
         assert seen, "the event was confirmed against S3"
         # a delete marker's version is never asked for (AWS answers 405 to that), nothing failed
         assert [s for s in seen if s.status == 405 or s.status >= 500] == [], [

@@ -1,4 +1,4 @@
-"""What AWS S3 answers, as pure functions: the rules behind :mod:`support.awsproxy`.
+"""What AWS S3 answers, as pure functions: the rules behind :mod:`support.aws`, the proxy's AWS behaviour.
 
 Each function takes moto's answer (headers, listing XML) and one key's
 :class:`ObjectRule` and gives AWS's: opaque KMS ETags, encryption, storage
@@ -93,6 +93,7 @@ class Seen:
     query: dict[str, str]
     headers: dict[str, str]
     status: int = 0
+    bucket: str = ""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -112,7 +113,7 @@ class ObjectRule:
     restore: str | None = None  # None (never asked), "ongoing", "done"
     sse_c_key: bytes | None = None
     replacements: list[tuple[bytes, bool]] = field(default_factory=list)  # (new body, force 412)
-    generation: int = 0  # opaque ETags: one more for every PUT of the same bytes (AwsProxy.reput)
+    generation: int = 0  # opaque ETags: one more for every PUT of the same bytes (Aws.reput)
 
     @property
     def opaque_etag(self) -> bool:
@@ -188,7 +189,7 @@ def opaque_etag(real: str, generation: int = 0) -> str:
     """A KMS/SSE-C ETag: same shape as ``real`` (``-N`` kept), not an MD5 of the body.
 
     AWS gives a new one on every PUT, even of the same bytes: ``generation``
-    counts the PUTs the proxy was told about (:meth:`AwsProxy.reput`).
+    counts the PUTs the proxy was told about (:meth:`Aws.reput`).
     """
     salt = b"kms-opaque:" if generation == 0 else f"kms-opaque-{generation}:".encode()
     digest = hashlib.md5(salt + real.encode()).hexdigest()

@@ -1,40 +1,38 @@
-"""A rewriting HTTP proxy that makes the moto server answer the way AWS S3 does.
+"""The AWS behaviour of :class:`support.proxy.Proxy`: moto answers the way AWS S3 does.
 
-moto is kind: every ETag is an MD5, nothing is archived, nobody pays. This proxy
-sits on 127.0.0.1 between s3sync and moto, forwards each request (path, query
-and headers as sent, so SigV4 stays what the client signed; moto does not check
-signatures) and, for the keys a test configured, rewrites the answer to what
-AWS documents:
+moto is kind: every ETag is an MD5, nothing is archived, nobody pays. Plugged into
+the proxy (``Proxy(moto, Aws())``, then ``proxy.aws``), it rewrites, for the keys
+a test configured, the answer to what AWS documents:
 
-* **encryption** (:meth:`AwsProxy.kms`): ``x-amz-server-side-encryption:
+* **encryption** (:meth:`Aws.kms`): ``x-amz-server-side-encryption:
   aws:kms`` / ``aws:kms:dsse`` with an ETag that is *not* the MD5 of the body
   (same shape: 32 hex digits, ``-N`` kept for multipart), on GET, HEAD and in
   ListObjectsV2; ``If-Match`` / ``If-None-Match`` carrying that ETag are
   translated back before moto sees them;
-* **checksums** (:meth:`AwsProxy.checksum`): ``x-amz-checksum-<algo>`` and
+* **checksums** (:meth:`Aws.checksum`): ``x-amz-checksum-<algo>`` and
   ``x-amz-checksum-type`` only when the request carries ``x-amz-checksum-mode:
   ENABLED`` and is not ranged, computed from the stored body (full-object, or
   composite ``<b64>-N`` from a part size); ``ChecksumAlgorithm`` and
   ``ChecksumType`` in the listing; ``wrong=True`` sends a bad value;
-* **storage classes** (:meth:`AwsProxy.archive`): the listing's
+* **storage classes** (:meth:`Aws.archive`): the listing's
   ``StorageClass``; GET answers 403 ``InvalidObjectState`` unless restored; a
   restored object carries ``x-amz-restore: ongoing-request="false",
   expiry-date=...``; Intelligent-Tiering archive tiers as ``x-amz-archive-status``;
-* **requester pays** (:attr:`AwsProxy.requester_pays`): every request without
+* **requester pays** (:attr:`Aws.requester_pays`): every request without
   ``x-amz-request-payer: requester`` is 403 ``AccessDenied``;
-* **SSE-C** (:meth:`AwsProxy.sse_c`): GET/HEAD without the three
+* **SSE-C** (:meth:`Aws.sse_c`): GET/HEAD without the three
   ``x-amz-server-side-encryption-customer-*`` headers is 400, a key whose MD5
   header does not match is 400, a wrong key 403;
-* **an object replaced between listing and GET** (:meth:`AwsProxy.replace_on_get`):
+* **an object replaced between listing and GET** (:meth:`Aws.replace_on_get`):
   the proxy overwrites the object in moto just before forwarding the GET, so a
   GET pinned with the old ETag gets moto's own 412 (``force_412`` answers 412
   even to an unconditional GET);
-* **KMS/SSE-C ETags change on every PUT** (:meth:`AwsProxy.reput`): the same
+* **KMS/SSE-C ETags change on every PUT** (:meth:`Aws.reput`): the same
   bytes PUT again get a new opaque ETag;
 * **parts** (:mod:`support.awsparts`): a ``?partNumber=N`` answer carries the
   checksum AWS gives a part (the whole object's, the part's own, or none); a
   part past the last is 416 ``InvalidPartNumber``, with ``Range`` 400;
-* **default checksums** (:attr:`AwsProxy.assign_checksums`, on by default): an
+* **default checksums** (:attr:`Aws.assign_checksums`, on by default): an
   object moto stored without a checksum carries CRC64NVME FULL_OBJECT, in
   GET/HEAD answers and in the listing, as every object S3 stores since 2025;
   a whole-object COMPOSITE value keeps its ``-N``, and a multipart FULL_OBJECT
@@ -45,19 +43,15 @@ AWS documents:
 
 Each rule names the recorded AWS answer it reproduces (``tests/data/aws-truth``).
 
-Every request is recorded (:attr:`AwsProxy.seen`: method, operation, key,
-query, headers, status) so a test asserts on what s3sync *sent* as well as on
-the mirror. Like the fault proxy it runs its own loop in a daemon thread, so
-in-process engines and subprocess daemons can both use it.
+The proxy records every request (:meth:`support.proxy.Proxy.requests`), so a
+test asserts on what s3sync *sent* as well as on the mirror.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from typing import Any
-from urllib.parse import parse_qsl
 
 import aiohttp
 from aiohttp import web
@@ -77,43 +71,38 @@ from support.awsrules import (
     Etags,
     ObjectRule,
     Seen,
-    classify,
     dress,
     error_xml,
     opaque_etag,
     refusal,
     rewrite_listing,
     rule_checksum,
-    s3_checksum,
 )
+from support.proxy import Behaviour, Call, Proxy
 from support.s3kit import AWS_ENV
-from yarl import URL
-
-_HOP = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
-)
 
 
-class AwsProxy:
-    """See the module docstring. ``with AwsProxy(moto_endpoint) as p: p.url``."""
+class Aws(Behaviour):
+    """See the module docstring. Configure it from any thread: ``proxy.aws.kms(key)``."""
 
-    def __init__(self, upstream: str) -> None:
-        import boto3
-        from botocore.config import Config
-
-        self.upstream = upstream.rstrip("/")
+    def __init__(self) -> None:
         self.requester_pays = False
         self.assign_checksums = True
-        self.seen: list[Seen] = []
         self._rules: dict[str, ObjectRule] = {}
         self._lock = threading.Lock()
         self._etags = Etags()
         self._bodies: dict[tuple[str, str, str], bytes] = {}
         self._stored: dict[tuple[str, str, str], tuple[str | None, str | None]] = {}
-        # the proxy's own reads and writes of moto (checksums, replacements) go straight to it
+        self._s3: Any = None
+
+    def attach(self, proxy: Proxy) -> None:
+        import boto3
+        from botocore.config import Config
+
+        # the behaviour's own reads and writes of moto (checksums, replacements) go straight to it
         self._s3 = boto3.client(
             "s3",
-            endpoint_url=self.upstream,
+            endpoint_url=proxy.upstream,
             region_name="us-east-1",
             aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
@@ -121,18 +110,6 @@ class AwsProxy:
             # neither form): the proxy reads the bytes as they are and computes AWS's values itself
             config=Config(response_checksum_validation="when_required"),
         )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._started = threading.Event()
-        self._startup_error: BaseException | None = None
-        self.port = 0
-
-    # -- configuration (any thread) -----------------------------------------
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def configure(self, key: str, **fields: Any) -> ObjectRule:
         """Set fields of ``key``'s rule (created on first use)."""
@@ -185,19 +162,6 @@ class AwsProxy:
             rule.generation += 1
             return rule
 
-    def requests(self, op: str | None = None, key: str | None = None) -> list[Seen]:
-        """What was seen, optionally only one operation (``GET`` includes ranged GETs) / key."""
-        with self._lock:
-            out = list(self.seen)
-        if op is not None:
-            out = [s for s in out if s.op == op or (op == "GET" and s.op == "RANGE")]
-        if key is not None:
-            out = [s for s in out if s.key == key]
-        return out
-
-    def count(self, op: str, key: str | None = None) -> int:
-        return len(self.requests(op, key))
-
     def etag_seen_by_clients(self, real: str, key: str) -> str:
         """The ETag clients see for a stored (real) ETag of ``key``."""
         rule = self._rule(key)
@@ -207,95 +171,17 @@ class AwsProxy:
         with self._lock:
             return self._rules.get(key)
 
-    # -- lifecycle -------------------------------------------------------------
-    def start(self) -> AwsProxy:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        self._thread = threading.Thread(target=self._serve, args=(sock,), name="awsproxy", daemon=True)
-        self._thread.start()
-        if not self._started.wait(10):
-            raise RuntimeError("aws proxy did not start")
-        if self._startup_error is not None:
-            raise RuntimeError(f"aws proxy failed: {self._startup_error!r}")
-        return self
-
-    def stop(self) -> None:
-        loop = self._loop
-        if loop is None or self._thread is None:
-            return
-        fut = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
-        try:
-            fut.result(10)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            self._thread.join(10)
-            self._loop = None
-
-    def __enter__(self) -> AwsProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _serve(self, sock: Any) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._startup(sock))
-        except BaseException as exc:  # reported to start()
-            self._startup_error = exc
-            self._started.set()
-            return
-        self._started.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.close()
-
-    async def _startup(self, sock: Any) -> None:
-        self._session = aiohttp.ClientSession(
-            auto_decompress=False,
-            timeout=aiohttp.ClientTimeout(total=None, sock_read=120),
-            connector=aiohttp.TCPConnector(limit=256),
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-        )
-        app = web.Application(client_max_size=1024**3)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
-
-    async def _shutdown(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
-
-    # -- the proxy -------------------------------------------------------------
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in _HOP}
-        query = dict(parse_qsl(request.query_string, keep_blank_values=True))
-        op = classify(request.method, request.path, query, headers)
-        bucket, _, key = request.path.lstrip("/").partition("/")  # request.path is percent-decoded
-        seen = Seen(request.method, op, key, query, dict(headers))
-        with self._lock:
-            self.seen.append(seen)
-        resp = await self._answer(request, seen, bucket, headers)
-        seen.status = resp.status
-        return resp
-
-    async def _answer(
-        self, request: web.Request, seen: Seen, bucket: str, headers: dict[str, str]
-    ) -> web.StreamResponse:
+    # -- the hooks -------------------------------------------------------------
+    async def before(self, call: Call) -> web.StreamResponse | None:
+        request, seen, headers = call.request, call.seen, call.headers
         extra: dict[str, str] = {}
+        call.state["aws_extra"] = extra
         if self.requester_pays:
             if headers.get("x-amz-request-payer") != "requester":
                 return _error(request, 403, "AccessDenied", "Access Denied")
             extra["x-amz-request-charged"] = "requester"
-        body = await request.read()
         rule = self._rule(seen.key) if seen.op in ("GET", "RANGE", "HEAD") else None
+        call.state["aws_rule"] = rule
         if rule is not None:
             refused = refusal(rule, seen.op, headers)
             if refused is not None:
@@ -307,7 +193,7 @@ class AwsProxy:
                 if name in headers:
                     headers[name] = self._etags.for_moto(headers[name], rule.opaque_etag)
             if seen.op != "HEAD":
-                forced = await self._maybe_replace(bucket, seen.key, rule)
+                forced = await self._maybe_replace(call.bucket, seen.key, rule)
                 if forced:
                     return _error(
                         request,
@@ -317,51 +203,51 @@ class AwsProxy:
                         Condition="If-Match",
                     )
         part = _part_number(seen.query) if seen.op in ("GET", "RANGE", "HEAD") else None
+        call.state["aws_part"] = part
         if part is not None and "range" in headers:
             status, code, message, fields = part_error(part, True, None) or (400, "", "", {})
             return _error(request, status, code, message, **fields)
-        assert self._session is not None
-        # raw_path keeps the client's exact percent-encoding (it is what SigV4 signed)
-        url = URL(self.upstream + request.raw_path, encoded=True)
-        async with self._session.request(
-            request.method, url, headers=headers, data=body or None, allow_redirects=False
-        ) as up:
-            out = {k: v for k, v in up.headers.items() if k.lower() not in _HOP}
-            out.update(extra)
-            if seen.op == "LIST" and up.status == 200 and (self._has_rules() or self.assign_checksums):
-                xml = rewrite_listing(
-                    await up.read(), headers, self._rule, self._etags, assign=self.assign_checksums
-                )
-                out.pop("Content-Length", None)
-                return web.Response(status=200, body=xml, headers=out)
-            if _versions_encoded(request.method, seen) and up.status == 200:
-                out.pop("Content-Length", None)
-                return web.Response(status=200, body=encode_versions_listing(await up.read()), headers=out)
-            if seen.op in ("GET", "RANGE", "HEAD") and up.status in (404, 416):
-                answer = await self._refined_error(request, seen, bucket, up.status, part)
-                if answer is not None:
-                    return answer
-            status = up.status
-            if part is not None:
-                status, added = part_status(status, {k.lower(): v for k, v in out.items()}, part)
-                out.update(added)
-            if rule is None and seen.op in ("GET", "RANGE", "HEAD"):
-                rule = await self._assigned(bucket, seen.key, out, status)
-            if rule is not None and status in (200, 206, 304, 412):
-                real = dress(out, rule, status, self._etags)
-                wants = headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
-                if rule.checksum and wants and real:
-                    data = await self._body(bucket, seen.key, real)
-                    if seen.op == "RANGE":
-                        crange = next((v for k, v in out.items() if k.lower() == "content-range"), None)
-                        out.update(range_checksum(rule, data, crange))
-                    else:
-                        out.update(self._checksum_headers(rule, data, part, status, out))
-            elif status in (200, 206) and seen.op in ("GET", "HEAD") and part is None:
-                low = {k.lower(): v for k, v in out.items()}
-                out.update(composite_suffix(low, low.get("etag", "")))
-            seen.status = status  # before the body: the client may look as soon as it has it
-            return await _relay(request, up, out, status)
+        return None
+
+    async def after(self, call: Call, up: aiohttp.ClientResponse) -> web.StreamResponse | None:
+        request, seen, headers, bucket, out = call.request, call.seen, call.headers, call.bucket, call.out
+        rule: ObjectRule | None = call.state["aws_rule"]
+        part: int | None = call.state["aws_part"]
+        out.update(call.state["aws_extra"])
+        if seen.op == "LIST" and up.status == 200 and (self._has_rules() or self.assign_checksums):
+            xml = rewrite_listing(
+                await up.read(), headers, self._rule, self._etags, assign=self.assign_checksums
+            )
+            out.pop("Content-Length", None)
+            return web.Response(status=200, body=xml, headers=out)
+        if _versions_encoded(request.method, seen) and up.status == 200:
+            out.pop("Content-Length", None)
+            return web.Response(status=200, body=encode_versions_listing(await up.read()), headers=out)
+        if seen.op in ("GET", "RANGE", "HEAD") and up.status in (404, 416):
+            answer = await self._refined_error(request, seen, bucket, up.status, part)
+            if answer is not None:
+                return answer
+        status = up.status
+        if part is not None:
+            status, added = part_status(status, {k.lower(): v for k, v in out.items()}, part)
+            out.update(added)
+        if rule is None and seen.op in ("GET", "RANGE", "HEAD"):
+            rule = await self._assigned(bucket, seen.key, out, status)
+        if rule is not None and status in (200, 206, 304, 412):
+            real = dress(out, rule, status, self._etags)
+            wants = headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
+            if rule.checksum and wants and real:
+                data = await self._body(bucket, seen.key, real)
+                if seen.op == "RANGE":
+                    crange = next((v for k, v in out.items() if k.lower() == "content-range"), None)
+                    out.update(range_checksum(rule, data, crange))
+                else:
+                    out.update(self._checksum_headers(rule, data, part, status, out))
+        elif status in (200, 206) and seen.op in ("GET", "HEAD") and part is None:
+            low = {k.lower(): v for k, v in out.items()}
+            out.update(composite_suffix(low, low.get("etag", "")))
+        call.status = status
+        return None
 
     @staticmethod
     def _checksum_headers(
@@ -502,21 +388,3 @@ def _error(request: web.Request, status: int, code: str, message: str, **extra: 
         body=b"" if request.method == "HEAD" else error_xml(code, message, **extra),
         headers={"Content-Type": "application/xml", "x-amz-request-id": "awsproxy"},
     )
-
-
-async def _relay(
-    request: web.Request, up: aiohttp.ClientResponse, out: dict[str, str], status: int | None = None
-) -> web.StreamResponse:
-    status = up.status if status is None else status
-    resp = web.StreamResponse(status=status, reason=up.reason if status == up.status else None, headers=out)
-    if up.content_length is not None:
-        resp.content_length = up.content_length
-    await resp.prepare(request)
-    if request.method != "HEAD" and up.status not in (204, 304):
-        async for chunk in up.content.iter_chunked(64 * 1024):
-            await resp.write(chunk)
-    await resp.write_eof()
-    return resp
-
-
-__all__ = ["AwsProxy", "ObjectRule", "Seen", "opaque_etag", "s3_checksum"]
