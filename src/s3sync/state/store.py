@@ -136,6 +136,16 @@ class StateStore:
             raise RuntimeError("StateStore is not open")
         return self._conn
 
+    async def on_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` on the store's thread with its writing connection.
+
+        For another table of this database written on the hot path (the hooks'
+        outbox): a second writing connection would contend for SQLite's one write
+        lock, and a loser sleeps in the busy handler (1 ms, 2 ms, 5 ms ...) —
+        milliseconds added to the journal commits that events wait for.
+        """
+        return await self._run(lambda: fn(self.conn))
+
     # -- object rows -------------------------------------------------------
     def record(self, row: StateRow) -> None:
         """Queue a row write; flushed in batches (see module docstring)."""
