@@ -15,8 +15,9 @@ S3 gives up to three things to check a body against, and each has a trap:
 * a multipart ETag (``md5-of-part-md5s-N``), recomputable only when the part
   layout is known and, again, only when the object is not KMS/DSSE/SSE-C
   encrypted. Parts need not be equal (UploadPartCopy and many uploaders make
-  10, 5, 10, 10, 6 MiB): the layout is the size of *each* part, asked of S3
-  (``HEAD ?partNumber=N``), never extrapolated from the first one.
+  10, 5, 10, 10, 6 MiB): a layout of equal parts (:func:`equal_parts`) is only
+  ever a guess to be proven, and the real one is the size of *each* part, asked
+  of S3 (see :mod:`s3sync.sync.transfer.verifier`).
 
 When none of them applies the size is all there is; a false alarm is worse than
 a weaker check, because a false alarm fails the key on every pass forever.
@@ -177,6 +178,18 @@ def choose(facts: Facts, *, enabled: bool = True) -> Verification:
     else:
         why = "no checksum or MD5 ETag"
     return Verification(Method.SIZE, why)
+
+
+def equal_parts(size: int, part1: int | None, parts: int) -> list[int] | None:
+    """``parts`` parts of ``part1`` bytes, the last taking the rest; None if they cannot make ``size``.
+
+    What most uploaders make, so what a parted check guesses first; :func:`part_layout_ok`
+    judges a layout S3 gave.
+    """
+    if part1 is None or parts <= 0 or part1 <= 0:
+        return None
+    rest = size - part1 * (parts - 1)
+    return [part1] * (parts - 1) + [rest] if rest > 0 else None
 
 
 def part_layout_ok(size: int, sizes: Sequence[int] | None, parts: int | None) -> bool:
@@ -359,6 +372,7 @@ __all__ = [
     "checksum_from_headers",
     "checksum_hasher",
     "choose",
+    "equal_parts",
     "etag_is_content_md5",
     "is_composite",
     "is_full_object",

@@ -31,13 +31,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from s3sync.errors import RetryableError, TooLargeError
+from s3sync.local.groupcommit import GroupCommitter
+from s3sync.local.mirror import Mirror
 from s3sync.local.temps import TempFile
 from s3sync.local.writeback import LaggedWriteback
 from s3sync.model import ObjectMeta
 from s3sync.s3.bucket import UNKNOWN_SIZE, Body, Bucket
 from s3sync.s3.meta import rclone_mtime
+from s3sync.sync.transfer.config import TransferConfig
 from s3sync.sync.transfer.integrity import Hasher
-from s3sync.sync.transfer.resume import settled
+from s3sync.sync.transfer.resume import Resumer, settled
 from s3sync.sync.transfer.throttle import Throttle, throttle_result
 from s3sync.sync.transfer.verifier import BodyCheck
 
@@ -63,12 +66,22 @@ class Answer:
 
 
 class Receiver:
-    """Takes bodies from S3 for one :class:`~s3sync.sync.transfer.download.Transfer` (all its workers)."""
+    """Takes bodies from S3 into the mirror for one :class:`~s3sync.sync.transfer.download.Transfer`."""
 
-    def __init__(self, bucket: Bucket, throttle: Throttle | None, max_size: int | None) -> None:
+    def __init__(
+        self,
+        bucket: Bucket,
+        mirror: Mirror,
+        resumer: Resumer,
+        throttle: Throttle | None,
+        config: TransferConfig,
+    ) -> None:
         self.bucket = bucket
+        self.mirror = mirror
+        self.committer = GroupCommitter(mirror)
+        self.resumer = resumer
         self.throttle = throttle  # every body byte pays here
-        self.max_size = max_size
+        self.config = config
 
     async def get(
         self,
@@ -92,46 +105,84 @@ class Receiver:
         )
         return Answer(res.status, res.meta, res.body, rclone_mtime(res.headers))
 
-    async def take_small(self, key: str, ans: Answer, size: int, checker: BodyCheck) -> bytes:
-        """The whole body in memory, its length and check proven."""
+    async def take_small(self, key: str, ans: Answer, meta: ObjectMeta, checker: BodyCheck) -> int:
+        """The whole body in memory, proven, then written with the other small files of its batch."""
         assert ans.body is not None
         data = await ans.body.read()
-        _whole(key, len(data), size)
-        checker.update(data)
+        _whole(key, len(data), meta.size)
+        if checker.hasher is not None:
+            checker.hasher.update(data)
 
         async def reread(hasher: Hasher) -> None:
             hasher.update(data)
 
         await checker.verify(key, len(data), reread)
-        return data
+        # group durability: fsynced with the other small files of its batch
+        await self.committer.write(key, data, ans.mtime or meta.last_modified or None)
+        return len(data)
 
-    async def take_stream(self, key: str, ans: Answer, size: int, temp: TempFile, checker: BodyCheck) -> int:
-        """Write the body into ``temp`` as it arrives; its length and check proven. Returns the bytes written.
+    async def take_stream(self, key: str, ans: Answer, meta: ObjectMeta, checker: BodyCheck) -> int:
+        """Write the body into a temp as it arrives, prove it, rename it into place; the bytes written.
 
-        ``size`` may be :data:`UNKNOWN_SIZE` (a chunked answer): then the length is what arrived.
+        ``meta.size`` may be :data:`UNKNOWN_SIZE` (a chunked answer): then the length is what arrived.
         """
         assert ans.body is not None
+        temp = await asyncio.to_thread(self.mirror.new_temp, key)
+        hasher = checker.hasher
         written = 0
-        batch: list[bytes] = []
-        pending = 0
-        async for chunk in ans.body.iter_chunks(CHUNK):
-            checker.update(chunk)
-            batch.append(chunk)
-            pending += len(chunk)
-            written += len(chunk)
-            if self.max_size is not None and written > self.max_size:
-                raise TooLargeError(f"{key}: body exceeds max_file_size_mb")
-            if pending >= WRITE_BATCH:  # a cancelled write is still waited for (settled)
+        try:
+            batch: list[bytes] = []
+            pending = 0
+            async for chunk in ans.body.iter_chunks(CHUNK):
+                if hasher is not None:
+                    hasher.update(chunk)
+                batch.append(chunk)
+                pending += len(chunk)
+                written += len(chunk)
+                if self.config.max_size is not None and written > self.config.max_size:
+                    raise TooLargeError(f"{key}: body exceeds max_file_size_mb")
+                if pending >= WRITE_BATCH:  # a cancelled write is still waited for (settled)
+                    await settled(temp.run, _pwritev_all, batch, written - pending)
+                    batch, pending = [], 0
+            if batch:
                 await settled(temp.run, _pwritev_all, batch, written - pending)
-                batch, pending = [], 0
-        if batch:
-            await settled(temp.run, _pwritev_all, batch, written - pending)
-        if size != UNKNOWN_SIZE:
-            _whole(key, written, size)
-        await checker.verify(key, written, _reread_temp(temp, written))
+            if meta.size != UNKNOWN_SIZE:
+                _whole(key, written, meta.size)
+            await checker.verify(key, written, _reread_temp(temp, written))
+            await asyncio.to_thread(self.mirror.commit, temp, ans.mtime or meta.last_modified or None)
+        except BaseException:  # after a failed commit a no-op: the commit closed and removed it
+            await asyncio.shield(asyncio.to_thread(self.mirror.discard, temp))
+            raise
         return written
 
-    async def take_ranges(
+    async def take_ranges(self, key: str, meta: ObjectMeta, checker: BodyCheck) -> tuple[int, float | None]:
+        """Parallel ranged GETs pinned to ``meta``'s ETag into a preallocated temp, proven, renamed.
+
+        The temp is a fresh one or the one a killed attempt left (same ETag): only
+        the missing ranges are fetched, and the hasher re-reads the rest from
+        disk. Returns the bytes fetched now and rclone's mtime (any part's headers).
+        """
+        op = await self.resumer.open(key, meta, self.config.part_size)
+        frontier = [lo for lo, _ in op.missing]  # how far each range is written: checkpointed
+        watcher = asyncio.ensure_future(self.resumer.watch(op, frontier))
+        try:
+            mtime = await self._parts(key, meta, op.temp, op.missing, frontier, checker)
+            _whole(
+                key,
+                op.done_before + sum(f - lo for f, (lo, _) in zip(frontier, op.missing, strict=True)),
+                meta.size,
+            )
+            await checker.verify(key, meta.size, _reread_temp(op.temp, meta.size))
+            await _stop(watcher)
+            await asyncio.to_thread(self.mirror.commit, op.temp, mtime or meta.last_modified or None)
+            await self.resumer.finished(op)
+        except BaseException as exc:
+            await _stop(watcher)  # parts' threads have all finished (settled): close ends the temp once
+            await self.resumer.close(op, frontier, exc)
+            raise
+        return meta.size - op.done_before, mtime
+
+    async def _parts(
         self,
         key: str,
         meta: ObjectMeta,
@@ -139,22 +190,14 @@ class Receiver:
         ranges: Sequence[tuple[int, int]],
         frontier: list[int],
         checker: BodyCheck,
-        *,
-        concurrency: int,
-        done_before: int = 0,
     ) -> float | None:
-        """GET ``ranges`` of ``meta`` (pinned to its ETag) into ``temp``; the length and check proven.
-
-        ``frontier[i]`` is how far range ``i`` is written (the caller checkpoints it);
-        ``done_before`` bytes outside ``ranges`` are on disk already and are hashed
-        from there. Returns rclone's mtime, from any part's headers.
-        """
+        """The ranges' GETs, each written at its offset; a :class:`RegionHasher` follows the frontier."""
         size = meta.size
         seen_mtime: list[float | None] = [None]
         writeback = LaggedWriteback(temp.fd)  # only ever called by the writers, inside temp.use()
         turn = threading.Lock()  # the parts' writers take turns (see _pwritev_all)
         hasher = RegionHasher(checker.hasher) if checker.hasher is not None else None
-        sem = asyncio.Semaphore(concurrency)
+        sem = asyncio.Semaphore(self.config.part_concurrency)
         progress = asyncio.Event()
 
         async def part(idx: int, lo: int, hi: int) -> None:
@@ -203,8 +246,6 @@ class Receiver:
         if hasher is not None and size:
             jobs.append(follow())
         await _gather_cancel_on_error(jobs)
-        _whole(key, done_before + sum(f - lo for f, (lo, _) in zip(frontier, ranges, strict=True)), size)
-        await checker.verify(key, size, _reread_temp(temp, size))
         return seen_mtime[0]
 
 
@@ -297,6 +338,11 @@ def _pwritev_locked(fd: int, views: list[memoryview], offset: int) -> None:
             i += 1
         if n:
             views[i] = views[i][n:]
+
+
+async def _stop(task: asyncio.Future[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _gather_cancel_on_error(coros: Sequence[Awaitable[None]]) -> None:

@@ -34,6 +34,7 @@ from s3sync.sync.transfer.integrity import (
     Verification,
     check,
     choose,
+    equal_parts,
     new_hasher,
     part_layout_ok,
 )
@@ -46,27 +47,60 @@ Reread = Callable[[Hasher], Awaitable[None]]
 Relayout = Callable[[], Awaitable[list[int] | None]]
 
 
+async def checker_for(
+    bucket: Bucket, key: str, meta: ObjectMeta, *, enabled: bool, part1: int | None = None
+) -> BodyCheck:
+    """How the body described by ``meta`` is verified, ready to be fed.
+
+    A parted check (multipart ETag, composite checksum) costs one
+    ``HEAD ?partNumber=1`` (none when ``part1`` is known already); two parts
+    are then known, more are guessed equal and proven by :meth:`BodyCheck.verify`.
+    When equal parts cannot even add up to the size the real layout is read at
+    once (the guess would miss for sure).
+    """
+    verification = choose(Facts.from_meta(meta), enabled=enabled)
+    parts = verification.parts or 0
+    if verification.needs_part_size and part1 is None:
+        head = await bucket.head(key, part_number=1, version_id=meta.version_id)
+        part1 = head.size if head is not None else None
+
+    async def relayout() -> list[int] | None:
+        return await bucket.part_sizes(key, parts, meta.version_id, known={1: part1} if part1 else None)
+
+    guess = equal_parts(meta.size, part1, parts) if verification.needs_part_size else None
+    if guess is None and part1 is not None and parts > 2:
+        return BodyCheck(key, meta.size, verification, await relayout())
+    return BodyCheck(key, meta.size, verification, guess, relayout=relayout if parts > 2 else None)
+
+
 class BodyCheck:
     """One body's verification in progress: :meth:`update` with every byte, then :meth:`verify`.
 
-    ``guess`` is the part layout the hasher was built with when it is a guess
-    (equal parts); ``relayout`` then reads the real one, asked only on a mismatch.
+    ``layout`` is the part layout of a parted check; with ``relayout`` it is a guess
+    (equal parts), and ``relayout`` reads the real one, asked only on a mismatch. A
+    layout that is unknown or does not add up leaves the size alone to check, rather
+    than a false alarm on every pass.
     """
 
     __slots__ = ("_guess", "_relayout", "hasher", "verification")
 
     def __init__(
         self,
+        key: str,
+        size: int,
         verification: Verification,
-        hasher: Hasher | None,
+        layout: Sequence[int] | None = None,
         *,
-        guess: Sequence[int] | None = None,
         relayout: Relayout | None = None,
     ) -> None:
         self.verification = verification
-        self.hasher = hasher
-        self._guess = list(guess) if guess is not None else None
+        self._guess = list(layout) if relayout is not None and layout is not None else None
         self._relayout = relayout
+        self.hasher: Hasher | None = None
+        if verification.needs_part_size and not part_layout_ok(size, layout, verification.parts):
+            log.info("part layout unknown or inconsistent: size check only", key=key)
+        else:
+            self.hasher = new_hasher(verification, layout)
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
         if self.hasher is not None:
@@ -99,49 +133,4 @@ class BodyCheck:
             check(key, self.verification, hasher)
 
 
-def equal_parts(size: int, part1: int, parts: int) -> list[int] | None:
-    """``parts`` parts of ``part1`` bytes, the last taking the rest; None if they cannot make ``size``."""
-    if parts <= 0 or part1 <= 0:
-        return None
-    rest = size - part1 * (parts - 1)
-    return [part1] * (parts - 1) + [rest] if rest > 0 else None
-
-
-async def checker_for(
-    bucket: Bucket, key: str, meta: ObjectMeta, *, enabled: bool, part1: int | None = None
-) -> BodyCheck:
-    """How the body described by ``meta`` is verified, ready to be fed.
-
-    A parted check (multipart ETag, composite checksum) costs one
-    ``HEAD ?partNumber=1`` (none when ``part1`` is known already); the rest of
-    the layout is guessed equal and proven by :meth:`BodyCheck.verify`. When
-    equal parts cannot even add up to the size, the real layout is read at once
-    (the guess would miss for sure). A layout that cannot be learnt or does not
-    add up falls back to the size alone rather than raise a false alarm on
-    every pass.
-    """
-    verification = choose(Facts.from_meta(meta), enabled=enabled)
-    if not verification.needs_part_size:
-        return BodyCheck(verification, new_hasher(verification))
-    parts = verification.parts or 0
-    if part1 is None:
-        head = await bucket.head(key, part_number=1, version_id=meta.version_id)
-        part1 = head.size if head is not None else None
-
-    async def relayout() -> list[int] | None:
-        assert part1 is not None
-        return await bucket.part_sizes(key, parts, meta.version_id, known={1: part1})
-
-    guess = equal_parts(meta.size, part1, parts) if part1 is not None else None
-    if guess is not None and parts <= 2:  # part 1 fixes the other: no guess
-        return BodyCheck(verification, new_hasher(verification, guess))
-    if guess is not None:
-        return BodyCheck(verification, new_hasher(verification, guess), guess=guess, relayout=relayout)
-    sizes = await relayout() if part1 is not None and parts > 2 else None
-    if not part_layout_ok(meta.size, sizes, verification.parts):
-        log.info("part layout unknown or inconsistent: size check only", key=key)
-        return BodyCheck(verification, None)
-    return BodyCheck(verification, new_hasher(verification, sizes))
-
-
-__all__ = ["BodyCheck", "Reread", "checker_for", "equal_parts"]
+__all__ = ["BodyCheck", "Reread", "checker_for"]
