@@ -236,6 +236,45 @@ class TestHookAfterSigkill:
             assert await daemon.kill(signal.SIGTERM) == 0
 
 
+class TestHookIgnoringItsInput:
+    async def test_a_command_that_never_reads_stdin_is_acknowledged(
+        self, s3: Any, bucket: str, mirror: Path, tmp_path: Path, moto_endpoint: str
+    ) -> None:
+        """``true`` exits without reading the document: still a success (exit 0), in the real
+        ``s3sync serve`` (uvloop), where writing the document into a pipe the command had
+        closed failed every call, forever."""
+        keys = [f"t{i}.txt" for i in range(20)]
+        for k in keys:
+            s3.put_object(Bucket=bucket, Key=k, Body=k.encode())
+        port = free_port()
+        config = tmp_path / "s3sync.toml"
+        config.write_text(
+            f'[s3]\nbucket = "{bucket}"\nendpoint_url = "{moto_endpoint}"\n'
+            f"[sync]\nlocal_dir = {json.dumps(str(mirror))}\nperiodic = false\n"
+            f"[api]\nport = {port}\n"
+            '[hooks]\ncommand = ["true"]\nbatch_ms = 0\n'
+        )
+        async with aiohttp.ClientSession() as http:
+            daemon = Serve(config, port, tmp_path / "serve.log")
+            await daemon.start(http)
+            try:
+                for k in keys:  # one by one: many calls, each one a chance to lose the race
+                    await daemon.notify(http, s3_event(s3_record(bucket, "ObjectCreated:Put", k)))
+
+                async def settled() -> dict[str, Any] | None:
+                    async with http.get(f"{daemon.url}/api/v1/stats") as resp:
+                        st: dict[str, Any] = await resp.json()
+                    done = st["freshness"]["pending"] == 0 and st["hooks"]["pending"] == 0
+                    return st["hooks"] if done or st["hooks"]["last_error"] else None
+
+                hooks = await wait_for(settled, within=30, what="every change applied and acknowledged")
+            finally:
+                assert await daemon.kill(signal.SIGTERM) == 0
+        assert tree(mirror) == {k: k.encode() for k in keys}
+        assert hooks["last_error"] is None and hooks["calls"]["failed"] == 0
+        assert hooks["pending"] == 0 and hooks["calls"]["success"] >= 1
+
+
 class TestHookMissingProgram:
     async def test_a_program_that_cannot_run_is_a_retried_failure(
         self, s3: Any, bucket: str, mirror: Path, make_settings: Any, tmp_path: Path
