@@ -152,6 +152,9 @@ class Bucket:
     ) -> builtins.list[int] | None:
         """Each part's size, in order, for a multipart object of ``parts`` parts; None when unknown.
 
+        Costly for a big upload (a 5 GiB ``aws s3 cp`` has 640 parts), so a download
+        asks it only when hashing as equal parts did not match
+        (:mod:`s3sync.sync.transfer.verifier`).
         One ``HEAD ?partNumber=N`` per part not in ``known`` (AWS answers them 206,
         which both paths accept), at most :data:`PART_HEADS` at a time. S3's
         GetObjectAttributes ``ObjectParts`` would list them in fewer requests, but

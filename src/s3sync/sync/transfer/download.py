@@ -1,15 +1,13 @@
 """Download one object into the mirror, verified, with bounded retries.
 
-This module decides the shape of one download and owns its temp file: a
-single GET (small bodies land in memory and commit with their batch; bigger ones
-stream into a temp) or, at or above ``multipart_threshold_mb``, parallel ranged
-GETs pinned with ``If-Match`` (an object replaced mid-download fails with 412
-instead of producing a mixed file) into one preallocated, resumable temp. Each
-download makes its check once (:func:`~s3sync.sync.transfer.verifier.checker_for`)
-and hands it, with the body, to the :class:`~s3sync.sync.transfer.receive.Receiver`,
-which writes, hashes and verifies; only then is the temp renamed into place, so a
-body that fails its check never reaches its final name. A 412 (the object was
-replaced since it was listed) re-reads the object and restarts pinned to its new ETag.
+This module decides the shape of one attempt and nothing below it: what the object
+is (:meth:`Transfer._describe`: the whole GET's answer, or a HEAD for a big listed
+object), how its bytes are checked (:func:`~s3sync.sync.transfer.verifier.checker_for`,
+made once), and which way the :class:`~s3sync.sync.transfer.receive.Receiver`
+takes them (in memory, streamed to a temp, or parallel ranged GETs at or above
+``multipart_threshold_mb``). A body that fails its check never reaches its final
+name. A 412 (the object was replaced since it was listed) re-reads the object and
+restarts pinned to its new ETag.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TypeVar
 
 import structlog
 
@@ -39,7 +36,6 @@ from s3sync.sync.transfer.throttle import Throttle
 from s3sync.sync.transfer.verifier import checker_for
 
 log = structlog.get_logger(__name__)
-T = TypeVar("T")
 
 SMALL_BODY = 8 * 1024 * 1024
 
@@ -118,20 +114,21 @@ class Transfer:
     async def _fetch(self, key: str, expected: ObjectMeta | None, if_none_match: str | None) -> Downloaded:
         """One attempt: what the object is, how it is checked, then the receiver takes it into place."""
         ans, meta = await self._describe(key, expected, if_none_match)
-        if ans is not None and ans.status == 304:
-            assert expected is not None or if_none_match is not None
-            return Downloaded(expected or ObjectMeta(key, 0, if_none_match, 0.0), 0, not_modified=True)
-        checker = await checker_for(self.bucket, key, meta, enabled=self.config.verify)
-        if ans is None:
-            got, mtime = await self.receiver.take_ranges(key, meta, checker)
-            return Downloaded(meta, got, mtime=mtime)
         try:
+            if ans is not None and ans.status == 304:
+                assert expected is not None or if_none_match is not None
+                return Downloaded(expected or ObjectMeta(key, 0, if_none_match, 0.0), 0, not_modified=True)
+            checker = await checker_for(self.bucket, key, meta, enabled=self.config.verify)
+            if ans is None:
+                got, mtime = await self.receiver.take_ranges(key, meta, checker)
+                return Downloaded(meta, got, mtime=mtime)
             if 0 <= meta.size <= SMALL_BODY:  # an unknown size streams (it may be anything)
                 written = await self.receiver.take_small(key, ans, meta, checker)
             else:
                 written = await self.receiver.take_stream(key, ans, meta, checker)
         finally:
-            ans.close()
+            if ans is not None:
+                ans.close()
         if meta.size == UNKNOWN_SIZE:
             meta = replace(meta, size=written)
         return Downloaded(meta, written, mtime=ans.mtime)

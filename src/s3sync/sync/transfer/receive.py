@@ -1,25 +1,30 @@
-"""Bytes from S3 into a temp file (or memory): paid for, written, hashed and verified as they land.
+"""Bytes from S3 into place: paid for, written, hashed, verified, then renamed or batched.
 
-:class:`Receiver` is the transfer's hands. :meth:`~Receiver.get` is the one place
-a GET's body is put behind the process-wide ``--bwlimit``
-(:func:`~s3sync.sync.transfer.throttle.throttle_result`) and rclone's
-``x-amz-meta-mtime`` is read. Each way of taking a body then writes it, feeds
-every byte to the :class:`~s3sync.sync.transfer.verifier.BodyCheck` it was given,
-checks the length and ends with the check's verdict:
+:class:`Receiver` is the transfer's hands; :mod:`s3sync.sync.transfer.download`
+decides which way a body is taken and with which check, and calls one of them once.
+:meth:`~Receiver.get` is the one place a GET's body is put behind the process-wide
+``--bwlimit`` (:func:`~s3sync.sync.transfer.throttle.throttle_result`) and rclone's
+``x-amz-meta-mtime`` is read. Each way feeds every byte to the check's hasher,
+checks the length, asks the :class:`~s3sync.sync.transfer.verifier.BodyCheck` for
+its verdict (handing it a way to hash the body again from where it lies) and only
+then lets the body reach its final name:
 
-* :meth:`~Receiver.take_small` reads a small body into memory (the caller commits
-  it with the other small files of its batch);
+* :meth:`~Receiver.take_small` reads a small body into memory and writes it with
+  the other small files of its batch (group durability);
 * :meth:`~Receiver.take_stream` writes a body as it arrives into a temp file;
-* :meth:`~Receiver.take_ranges` runs the parallel ranged GETs of a big object
-  into one preallocated temp, ``pwritev`` at each range's offset, while a
-  :class:`RegionHasher` follows the contiguous written frontier and hashes it
-  back from the page cache in a worker thread (hashlib releases the GIL), so
-  verification overlaps the network instead of adding a second pass.
+* :meth:`~Receiver.take_ranges` runs the parallel ranged GETs of a big object,
+  pinned with ``If-Match`` (an object replaced mid-download fails with 412 instead
+  of producing a mixed file), into one preallocated temp that a killed attempt can
+  resume (:class:`~s3sync.sync.transfer.resume.Resumer`), ``pwritev`` at each
+  range's offset, while a :class:`RegionHasher` follows the contiguous written
+  frontier and hashes it back from the page cache in a worker thread (hashlib
+  releases the GIL), so verification overlaps the network instead of adding a
+  second pass.
 
-Which temp, and when it is committed or discarded, is the caller's
-(:mod:`s3sync.sync.transfer.download`): every thread that touches it goes through
-:meth:`TempFile.run <s3sync.local.temps.TempFile.run>` and is waited for
-(:func:`~s3sync.sync.transfer.resume.settled`), so all have finished before it closes.
+Every thread that touches a temp goes through :meth:`TempFile.run
+<s3sync.local.temps.TempFile.run>` and is waited for
+(:func:`~s3sync.sync.transfer.resume.settled`), so all have finished before the
+temp is committed, discarded or closed, each exactly once.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The ranged download's side of resuming: open, checkpoint, finish or keep a resumable temp.
 
 :mod:`s3sync.local.sidecars` is the sidecar on disk; this module is what
-:meth:`Transfer._ranged <s3sync.sync.transfer.download.Transfer>` calls so the transfer
+:meth:`Receiver.take_ranges <s3sync.sync.transfer.receive.Receiver>` calls so the transfer
 itself only learns "these ranges are still missing" and "checkpoint now".
 
 * :meth:`Resumer.open` reopens the temp of a valid sidecar whose ETag (size,

@@ -2,8 +2,9 @@
 
 :func:`checker_for` decides (:func:`~s3sync.sync.transfer.integrity.choose`, from
 what S3 said) and builds a :class:`BodyCheck`; :mod:`s3sync.sync.transfer.receive`
-feeds it every byte and then asks it to :meth:`~BodyCheck.verify`. Nothing here
-touches a socket or a file: the one request made is S3's word on the part layout.
+feeds its hasher every byte and then asks it to :meth:`~BodyCheck.verify`. Nothing
+here touches a socket or a file: the only requests are for S3's word on the part
+layout, and a second pass over the body is the receiver's (``reread``).
 
 A multipart ETag or a composite checksum is recomputed part by part, so the
 part layout must be known. Parts need not be equal (UploadPartCopy and many
@@ -47,20 +48,19 @@ Reread = Callable[[Hasher], Awaitable[None]]
 Relayout = Callable[[], Awaitable[list[int] | None]]
 
 
-async def checker_for(
-    bucket: Bucket, key: str, meta: ObjectMeta, *, enabled: bool, part1: int | None = None
-) -> BodyCheck:
+async def checker_for(bucket: Bucket, key: str, meta: ObjectMeta, *, enabled: bool) -> BodyCheck:
     """How the body described by ``meta`` is verified, ready to be fed.
 
     A parted check (multipart ETag, composite checksum) costs one
-    ``HEAD ?partNumber=1`` (none when ``part1`` is known already); two parts
-    are then known, more are guessed equal and proven by :meth:`BodyCheck.verify`.
+    ``HEAD ?partNumber=1``: two parts are then known, more are guessed equal
+    and proven by :meth:`BodyCheck.verify`.
     When equal parts cannot even add up to the size the real layout is read at
     once (the guess would miss for sure).
     """
     verification = choose(Facts.from_meta(meta), enabled=enabled)
     parts = verification.parts or 0
-    if verification.needs_part_size and part1 is None:
+    part1: int | None = None
+    if verification.needs_part_size:
         head = await bucket.head(key, part_number=1, version_id=meta.version_id)
         part1 = head.size if head is not None else None
 
@@ -74,7 +74,7 @@ async def checker_for(
 
 
 class BodyCheck:
-    """One body's verification in progress: :meth:`update` with every byte, then :meth:`verify`.
+    """One body's verification in progress: every byte to ``hasher`` (None: size only), then :meth:`verify`.
 
     ``layout`` is the part layout of a parted check; with ``relayout`` it is a guess
     (equal parts), and ``relayout`` reads the real one, asked only on a mismatch. A
@@ -101,10 +101,6 @@ class BodyCheck:
             log.info("part layout unknown or inconsistent: size check only", key=key)
         else:
             self.hasher = new_hasher(verification, layout)
-
-    def update(self, data: bytes | bytearray | memoryview) -> None:
-        if self.hasher is not None:
-            self.hasher.update(data)
 
     async def verify(self, key: str, size: int, reread: Reread) -> None:
         """Raise :class:`IntegrityError` unless the body matches; a guessed layout is proven first.
