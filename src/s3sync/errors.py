@@ -5,8 +5,9 @@ turned into one of these) is not here (httpx's ``_exceptions.py`` keeps its tree
 apart from its transports the same way): :mod:`s3sync.s3.errors` maps S3's
 answers (status and code tables, the region wording, botocore and transport
 errors) and :mod:`s3sync.local.errors` maps ``OSError``. Both GET paths map
-every call; the retry policy around S3 calls, the apply rules' and the engine's
-catch-alls and the SQS consumer are given :func:`s3sync.s3.errors.classify`.
+every call and every body read, and the SQS consumer every call of its client,
+so the core catches these types; its catch-alls (the apply rules, the retried
+download) are given :func:`s3sync.local.errors.classify_local` for the disk.
 
 ::
 

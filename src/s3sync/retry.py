@@ -43,8 +43,9 @@ T = TypeVar("T")
 def tree_only(exc: BaseException) -> S3SyncError:
     """The classification that knows only the error tree: anything else is permanent.
 
-    The default of :class:`RetryPolicy`; a policy around S3 calls is given
-    :func:`s3sync.s3.errors.classify`, which knows what S3 and the disk answer.
+    The default of :class:`RetryPolicy`: S3's errors reach it classified (``s3/``
+    maps every call); a policy whose calls also write the mirror is given
+    :func:`s3sync.local.errors.classify_local`, which names the disk's ``OSError``.
     """
     if isinstance(exc, S3SyncError):
         return exc
@@ -87,7 +88,7 @@ class RetryPolicy:
     settled), never a ``retries_exceeded`` that the pool would requeue forever,
     re-downloading the whole object each time. Anything else that is not
     already an :class:`S3SyncError` is classified first, once, here, by ``classify``
-    (the boundary's: :func:`s3sync.s3.errors.classify` for S3 calls).
+    (:func:`tree_only`, or the local boundary's for a download that writes the disk).
     """
 
     attempts: int = 4

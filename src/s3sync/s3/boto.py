@@ -44,13 +44,15 @@ class _BotoBody:
 
     async def iter_chunks(self, size: int) -> AsyncIterator[bytes]:
         while True:
-            chunk = await self._stream.read(size)
+            with map_errors():  # read after get() returned: its errors leave s3/ classified too
+                chunk = await self._stream.read(size)
             if not chunk:
                 return
             yield chunk
 
     async def read(self) -> bytes:
-        data: bytes = await self._stream.read()
+        with map_errors():
+            data: bytes = await self._stream.read()
         return data
 
     def close(self) -> None:
@@ -86,6 +88,10 @@ class BotoPath:
         """
         if self._client is not None:
             return self._client
+        with map_errors():  # building it raises botocore's own errors (a bad endpoint, a region)
+            return await self._make_client()
+
+    async def _make_client(self) -> Any:
         async with self._client_lock:
             if self._client is None:
                 import aioboto3
@@ -124,6 +130,10 @@ class BotoPath:
         """Frozen credentials: plain env keys directly, otherwise botocore's full chain."""
         if self._static_creds is not None:
             return self._static_creds
+        with map_errors():  # the chain (profiles, IMDS, STS) raises botocore's own errors
+            return await self._credentials()
+
+    async def _credentials(self) -> Any:
         if self._creds_provider is None:
             env = os.environ
             if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):

@@ -4,15 +4,17 @@ The status and error-code tables, the one wording of "wrong region", what a
 HeadBucket answer means for a set-up, and :func:`classify` for anything raised
 while talking to S3 (botocore's ``ClientError`` and transport errors, the lean
 path's own, timeouts; an ``OSError`` is :mod:`s3sync.local.errors`' to name).
-:func:`map_errors` wraps every call of both GET paths, so what leaves ``s3/``
-is an :class:`~s3sync.errors.S3SyncError`.
+:func:`map_errors` wraps every call of both GET paths, and :class:`MappedBody`
+the reads of a GET's body (they happen after the call returned), so what leaves
+``s3/`` is an :class:`~s3sync.errors.S3SyncError` and the core catches typed
+errors without classifying anything itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
 from s3sync.errors import (
@@ -26,6 +28,7 @@ from s3sync.errors import (
     S3SyncError,
 )
 from s3sync.local.errors import classify_os_error
+from s3sync.s3.result import Body
 
 _RETRYABLE_CODES = frozenset(
     {
@@ -196,4 +199,30 @@ def map_errors() -> Iterator[None]:
         raise classify(exc) from exc
 
 
-__all__ = ["classify", "classify_status", "head_bucket_error", "map_errors", "wrong_region"]
+class MappedBody:
+    """A GET's body whose reads raise classified errors, like the call that returned it.
+
+    The body is read by the transfer after :func:`map_errors` has let go of the
+    call, so a reset or a stall mid-body would otherwise leave ``s3/`` as the
+    transport's own exception and the core would have to classify it.
+    """
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: Body) -> None:
+        self._body = body
+
+    async def read(self) -> bytes:
+        with map_errors():
+            return await self._body.read()
+
+    async def iter_chunks(self, size: int) -> AsyncIterator[bytes]:
+        with map_errors():
+            async for chunk in self._body.iter_chunks(size):
+                yield chunk
+
+    def close(self) -> None:
+        self._body.close()
+
+
+__all__ = ["MappedBody", "classify", "classify_status", "head_bucket_error", "map_errors", "wrong_region"]

@@ -20,6 +20,10 @@ hints. Everything else follows from SQS semantics:
   endpoint and the periodic reconcile keep working meanwhile.
 * **Backpressure**: while the journal holds ``journal_high_water`` unapplied
   changes we stop receiving; the messages wait in SQS, which is built for it.
+* **Errors are classified at the client**: every SQS call runs inside
+  :func:`~s3sync.s3.errors.map_errors` (botocore's errors have one shape for every
+  AWS service), so the loop sees the error tree; its catch-alls, which also cover
+  the journal's disk, name what is left with :func:`~s3sync.local.errors.classify_local`.
 
 Shapes: the body may be a raw S3 event (S3 → SQS, or SNS raw message
 delivery), an SNS envelope (S3 → SNS → SQS, the fan-out topology), an
@@ -38,9 +42,10 @@ from typing import Any
 import structlog
 
 from s3sync.config import Settings
+from s3sync.local.errors import classify_local
 from s3sync.model import Change, ChangeSource
 from s3sync.retry import Backoff
-from s3sync.s3.errors import classify
+from s3sync.s3.errors import map_errors
 from s3sync.sources.events import EventParseError, parse_body
 from s3sync.stats import SyncStats
 from s3sync.sync.engine import Engine
@@ -59,6 +64,24 @@ RELEASE_DELAY_SECONDS = 1
 BACKPRESSURE_POLL = 0.25
 
 ConfirmFn = Callable[[str], Awaitable[None]]
+
+
+class _MappedClient:
+    """The SQS client at its boundary: each call raises a classified :class:`S3SyncError`."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        method = getattr(self._client, name)
+
+        async def call(**kwargs: Any) -> Any:
+            with map_errors():
+                return await method(**kwargs)
+
+        return call
 
 
 class SqsConsumer:
@@ -133,11 +156,11 @@ class SqsConsumer:
                     region_name=sqs.region or self.settings.s3.region,
                     config=config,
                 ) as client:
-                    await self._receive_loop(client)
+                    await self._receive_loop(_MappedClient(client))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                err = classify(exc)
+                err = classify_local(exc)
                 self.connected = False
                 self.last_error = str(err)
                 self.stats.sqs_messages["receive_errors"] += 1
@@ -259,7 +282,7 @@ class SqsConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the worst case is a redelivery, i.e. a duplicate hint
-                log.warning("could not extend SQS visibility", error=str(classify(exc)))
+                log.warning("could not extend SQS visibility", error=str(classify_local(exc)))
 
     def _foreign(self, changes: list[Change]) -> bool:
         """On a shared queue (``[sqs] shared_queue``), a message only for other shards' keys."""
@@ -287,7 +310,7 @@ class SqsConsumer:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # it reappears after the visibility timeout anyway
-            log.warning("could not release another shard's SQS message", error=str(classify(exc)))
+            log.warning("could not release another shard's SQS message", error=str(classify_local(exc)))
 
     async def _delete(self, client: Any, messages: list[dict[str, Any]]) -> None:
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
@@ -298,7 +321,7 @@ class SqsConsumer:
         except Exception as exc:
             # Already journaled: a redelivery is only a duplicate. Not worth a reconnect.
             self.stats.sqs_messages["delete_failed"] += len(entries)
-            log.warning("SQS delete failed; the messages will be redelivered", error=str(classify(exc)))
+            log.warning("SQS delete failed; the messages will be redelivered", error=str(classify_local(exc)))
             return
         self.stats.sqs_messages["deleted"] += len(resp.get("Successful") or [])
         failed = resp.get("Failed") or []

@@ -36,11 +36,11 @@ from s3sync.errors import (
     S3SyncError,
     UnsafeKeyError,
 )
+from s3sync.local.errors import classify_local
 from s3sync.local.mirror import Mirror
 from s3sync.model import Change, ChangeKind, ChangeSource, ObjectMeta, compare_sequencers
 from s3sync.retry import RetryPolicy
 from s3sync.s3.bucket import Bucket
-from s3sync.s3.errors import classify
 from s3sync.state.store import StateRow, StateStore
 from s3sync.stats import SyncStats
 from s3sync.sync.filters import Selection
@@ -120,8 +120,8 @@ class Applier:
             return OpResult(change.key, "skip", "skipped", f"archived, not restored: {exc}", error=exc.code)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
-            err = classify(exc)
+        except Exception as exc:  # S3's arrive classified; the disk's OSError is named here
+            err = classify_local(exc)
             code = err.code if not isinstance(err, FatalError) else "fatal"
             self.stats.error(code, f"{change.key}: {err}")
             if isinstance(err, LocalIOError):

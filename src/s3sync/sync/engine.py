@@ -24,12 +24,12 @@ from contextlib import asynccontextmanager
 import structlog
 
 from s3sync.config import Settings, SyncSettings
-from s3sync.errors import FatalError
+from s3sync.errors import FatalError, S3SyncError
+from s3sync.local.errors import classify_local
 from s3sync.local.mirror import Mirror
 from s3sync.model import Change, ChangeSource
 from s3sync.retry import RetryPolicy
 from s3sync.s3.bucket import Bucket
-from s3sync.s3.errors import classify
 from s3sync.state.store import StateStore
 from s3sync.stats import SyncStats
 from s3sync.sync.apply import Applier
@@ -72,7 +72,8 @@ class Engine:
         # temps and sidecars carry (host, shard, process): the start-up sweep removes only its own
         # and those of owners proven gone, never another host's or shard's (docs/scale.md)
         mirror.claim(self.shard.index, self.shard.count)
-        self.retry = retry or RetryPolicy(attempts=sync.retry_attempts + 1, classify=classify)
+        # S3's errors arrive classified; what a retried download raises besides is the mirror's OSError
+        self.retry = retry or RetryPolicy(attempts=sync.retry_attempts + 1, classify=classify_local)
         self.applier = Applier(sync, bucket, state, mirror, stats, retry=self.retry, prefix=prefix)
         # told about every applied change before it is reported applied (the hooks' outbox)
         self.on_applied: Callable[[Work, OpResult], Awaitable[None]] | None = None
@@ -196,8 +197,7 @@ class Engine:
         """HEAD the bucket; the answer also lands in the stats (health, /metrics)."""
         try:
             await self.bucket.check()
-        except Exception as exc:
-            err = classify(exc)
+        except S3SyncError as err:  # s3/ raises its errors classified
             self.stats.s3_reachable, self.stats.s3_error = False, str(err)
             return False, str(err)
         self.stats.s3_reachable, self.stats.s3_error = True, None
