@@ -20,7 +20,7 @@ from s3sync.errors import S3SyncError
 from s3sync.model import ObjectMeta
 from s3sync.s3.clock import CLOCK, MAX_SKEW_SECONDS
 from s3sync.s3.endpoints import Endpoint, endpoint_from_url, resolve
-from s3sync.s3.errors import classify_status, head_bucket_error, map_errors
+from s3sync.s3.errors import MappedBody, classify_status, head_bucket_error, map_errors
 from s3sync.s3.http import HttpPool
 from s3sync.s3.listing import RESTORE_STATUS, parse_list_page, xml_field
 from s3sync.s3.meta import meta_from_headers, rfc1123
@@ -211,7 +211,10 @@ class LeanPath:
             return GetResult(304, resp.headers, None, None)
         if resp.status not in (200, 206):
             raise await self._error(resp, f"GET {key}")
-        return GetResult(resp.status, resp.headers, resp.body, meta_from_headers(key, resp.headers))
+        # the body is read later, by the transfer: its errors leave s3/ classified too
+        return GetResult(
+            resp.status, resp.headers, MappedBody(resp.body), meta_from_headers(key, resp.headers)
+        )
 
     async def list_page(
         self, prefix: str, token: str | None, start_after: str | None, limit: int
