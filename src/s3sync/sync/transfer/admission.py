@@ -36,7 +36,7 @@ from s3sync.model import Change, ChangeKind
 BUDGET_BYTES = 64 * 1024 * 1024
 LARGE_WEIGHT = 32 * 1024 * 1024  # a streamed object: 8 ranged parts x (2 MiB batch + 2 MiB buffer)
 UNKNOWN_WEIGHT = 64 * 1024
-STREAM_FROM = 8 * 1024 * 1024  # sync.transfer.SMALL_BODY: larger bodies are streamed, not held
+STREAM_FROM = 8 * 1024 * 1024  # sync.transfer.receive.SMALL_BODY: larger bodies are streamed, not held
 
 
 def weight(change: Change) -> int:

@@ -4,7 +4,7 @@ This module decides the shape of one attempt and nothing below it: what the obje
 is (:meth:`Transfer._describe`: the whole GET's answer, or a HEAD for a big listed
 object), how its bytes are checked (:func:`~s3sync.sync.transfer.verifier.checker_for`,
 made once), and which way the :class:`~s3sync.sync.transfer.receive.Receiver`
-takes them (in memory, streamed to a temp, or parallel ranged GETs at or above
+takes them (the whole GET's body, or parallel ranged GETs at or above
 ``multipart_threshold_mb``). A body that fails its check never reaches its final
 name. A 412 (the object was replaced since it was listed) re-reads the object and
 restarts pinned to its new ETag.
@@ -36,8 +36,6 @@ from s3sync.sync.transfer.throttle import Throttle
 from s3sync.sync.transfer.verifier import checker_for
 
 log = structlog.get_logger(__name__)
-
-SMALL_BODY = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,16 +114,12 @@ class Transfer:
         ans, meta = await self._describe(key, expected, if_none_match)
         try:
             if ans is not None and ans.status == 304:
-                assert expected is not None or if_none_match is not None
-                return Downloaded(expected or ObjectMeta(key, 0, if_none_match, 0.0), 0, not_modified=True)
+                return Downloaded(meta, 0, not_modified=True)
             checker = await checker_for(self.bucket, key, meta, enabled=self.config.verify)
-            if ans is None:
+            if ans is None:  # by ranged parts
                 got, mtime = await self.receiver.take_ranges(key, meta, checker)
                 return Downloaded(meta, got, mtime=mtime)
-            if 0 <= meta.size <= SMALL_BODY:  # an unknown size streams (it may be anything)
-                written = await self.receiver.take_small(key, ans, meta, checker)
-            else:
-                written = await self.receiver.take_stream(key, ans, meta, checker)
+            written = await self.receiver.take_whole(key, ans, meta, checker)
         finally:
             if ans is not None:
                 ans.close()
@@ -156,6 +150,7 @@ class Transfer:
         version = expected.version_id if expected is not None else None  # --version-at pins it
         ans = await self.receiver.get(key, if_none_match=if_none_match, version_id=version)
         if ans.status == 304:
+            assert expected is not None or if_none_match is not None
             return ans, expected or ObjectMeta(key, 0, if_none_match, 0.0)
         assert ans.meta is not None and ans.body is not None
         meta = ans.meta

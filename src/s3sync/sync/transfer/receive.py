@@ -9,9 +9,9 @@ checks the length, asks the :class:`~s3sync.sync.transfer.verifier.BodyCheck` fo
 its verdict (handing it a way to hash the body again from where it lies) and only
 then lets the body reach its final name:
 
-* :meth:`~Receiver.take_small` reads a small body into memory and writes it with
-  the other small files of its batch (group durability);
-* :meth:`~Receiver.take_stream` writes a body as it arrives into a temp file;
+* :meth:`~Receiver.take_whole` takes a whole GET's body: a small one is read into
+  memory and written with the other small files of its batch (group durability),
+  a bigger one is written into a temp file as it arrives;
 * :meth:`~Receiver.take_ranges` runs the parallel ranged GETs of a big object,
   pinned with ``If-Match`` (an object replaced mid-download fails with 412 instead
   of producing a mixed file), into one preallocated temp that a killed attempt can
@@ -50,6 +50,9 @@ from s3sync.sync.transfer.throttle import Throttle, throttle_result
 from s3sync.sync.transfer.verifier import BodyCheck
 
 CHUNK = 1024 * 1024
+
+#: a body up to this size is read into memory and written with its batch (group durability)
+SMALL_BODY = 8 * 1024 * 1024
 
 #: bytes of one part gathered before one pwritev: 512 KiB, not 2 MiB, took ~8 MB off W4's peak
 #: RSS (eight parts each hold a batch) at no measurable cost in CPU (1 GiB, 4 interleaved runs)
@@ -110,55 +113,51 @@ class Receiver:
         )
         return Answer(res.status, res.meta, res.body, rclone_mtime(res.headers))
 
-    async def take_small(self, key: str, ans: Answer, meta: ObjectMeta, checker: BodyCheck) -> int:
-        """The whole body in memory, proven, then written with the other small files of its batch."""
-        assert ans.body is not None
-        data = await ans.body.read()
-        _whole(key, len(data), meta.size)
-        if checker.hasher is not None:
-            checker.hasher.update(data)
+    async def take_whole(self, key: str, ans: Answer, meta: ObjectMeta, checker: BodyCheck) -> int:
+        """A whole GET's body, proven, then in place; returns its length.
 
-        async def reread(hasher: Hasher) -> None:
-            hasher.update(data)
-
-        await checker.verify(key, len(data), reread)
-        # group durability: fsynced with the other small files of its batch
-        await self.committer.write(key, data, ans.mtime or meta.last_modified or None)
-        return len(data)
-
-    async def take_stream(self, key: str, ans: Answer, meta: ObjectMeta, checker: BodyCheck) -> int:
-        """Write the body into a temp as it arrives, prove it, rename it into place; the bytes written.
-
-        ``meta.size`` may be :data:`UNKNOWN_SIZE` (a chunked answer): then the length is what arrived.
+        Up to :data:`SMALL_BODY` it is read into memory and written with the other
+        small files of its batch (group durability: one fsync for the batch); anything
+        bigger, or of unknown size (a chunked answer: the length is what arrived), is
+        written into a temp as it arrives and renamed.
         """
         assert ans.body is not None
-        temp = await asyncio.to_thread(self.mirror.new_temp, key)
+        mtime = ans.mtime or meta.last_modified or None
         hasher = checker.hasher
-        written = 0
-        try:
-            batch: list[bytes] = []
-            pending = 0
-            async for chunk in ans.body.iter_chunks(CHUNK):
-                if hasher is not None:
-                    hasher.update(chunk)
-                batch.append(chunk)
-                pending += len(chunk)
-                written += len(chunk)
-                if self.config.max_size is not None and written > self.config.max_size:
-                    raise TooLargeError(f"{key}: body exceeds max_file_size_mb")
-                if pending >= WRITE_BATCH:  # a cancelled write is still waited for (settled)
+        if not 0 <= meta.size <= SMALL_BODY:  # an unknown size streams (it may be anything)
+            temp = await asyncio.to_thread(self.mirror.new_temp, key)
+            written = 0
+            try:
+                batch: list[bytes] = []
+                pending = 0
+                async for chunk in ans.body.iter_chunks(CHUNK):
+                    if hasher is not None:
+                        hasher.update(chunk)
+                    batch.append(chunk)
+                    pending += len(chunk)
+                    written += len(chunk)
+                    if self.config.max_size is not None and written > self.config.max_size:
+                        raise TooLargeError(f"{key}: body exceeds max_file_size_mb")
+                    if pending >= WRITE_BATCH:  # a cancelled write is still waited for (settled)
+                        await settled(temp.run, _pwritev_all, batch, written - pending)
+                        batch, pending = [], 0
+                if batch:
                     await settled(temp.run, _pwritev_all, batch, written - pending)
-                    batch, pending = [], 0
-            if batch:
-                await settled(temp.run, _pwritev_all, batch, written - pending)
-            if meta.size != UNKNOWN_SIZE:
-                _whole(key, written, meta.size)
-            await checker.verify(key, written, _reread_temp(temp, written))
-            await asyncio.to_thread(self.mirror.commit, temp, ans.mtime or meta.last_modified or None)
-        except BaseException:  # after a failed commit a no-op: the commit closed and removed it
-            await asyncio.shield(asyncio.to_thread(self.mirror.discard, temp))
-            raise
-        return written
+                if meta.size != UNKNOWN_SIZE:
+                    _whole(key, written, meta.size)
+                await checker.verify(key, written, _reread_temp(temp, written))
+                await asyncio.to_thread(self.mirror.commit, temp, mtime)
+            except BaseException:  # after a failed commit a no-op: the commit closed and removed it
+                await asyncio.shield(asyncio.to_thread(self.mirror.discard, temp))
+                raise
+            return written
+        data = await ans.body.read()
+        _whole(key, len(data), meta.size)
+        if hasher is not None:
+            hasher.update(data)
+        await checker.verify(key, len(data), _reread_memory(data))
+        await self.committer.write(key, data, mtime)
+        return len(data)
 
     async def take_ranges(self, key: str, meta: ObjectMeta, checker: BodyCheck) -> tuple[int, float | None]:
         """Parallel ranged GETs pinned to ``meta``'s ETag into a preallocated temp, proven, renamed.
@@ -257,6 +256,15 @@ class Receiver:
 def _whole(key: str, got: int, expected: int) -> None:
     if got != expected:
         raise RetryableError(f"{key}: got {got} bytes, expected {expected} (truncated body)")
+
+
+def _reread_memory(data: bytes) -> Callable[[Hasher], Awaitable[None]]:
+    """Hash ``data`` again into a fresh hasher (a parted check's real layout)."""
+
+    async def reread(hasher: Hasher) -> None:
+        hasher.update(data)
+
+    return reread
 
 
 def _reread_temp(temp: TempFile, size: int) -> Callable[[Hasher], Awaitable[None]]:
@@ -362,4 +370,4 @@ async def _gather_cancel_on_error(coros: Sequence[Awaitable[None]]) -> None:
         raise
 
 
-__all__ = ["CHUNK", "WRITE_BATCH", "Answer", "Receiver", "RegionHasher"]
+__all__ = ["CHUNK", "SMALL_BODY", "WRITE_BATCH", "Answer", "Receiver", "RegionHasher"]
