@@ -1,6 +1,6 @@
-"""Fixtures for the fault suite: the fault proxy, settings pointed at it, real daemons.
+"""Fixtures for the fault suite: the proxy, settings pointed at it, real daemons.
 
-Everything talks over loopback: s3sync → :class:`FaultProxy` → moto. Daemon
+Everything talks over loopback: s3sync → :class:`support.proxy.Proxy` (its fault rules) → moto. Daemon
 tests run ``python -m s3sync serve`` as a real subprocess (real signals, real
 SIGKILL), configured through ``S3SYNC_*`` environment variables.
 """
@@ -15,12 +15,17 @@ from typing import Any
 import pytest
 from faultproxy import FaultProxy
 from kit import Daemon, free_port
+from support.proxy import Proxy
 from support.s3kit import AWS_ENV, clean_environ
 
 
 @pytest.fixture
-def proxy(moto_endpoint: str) -> Iterator[FaultProxy]:
-    """A fresh fault proxy in front of this worker's moto server, no rules yet."""
+def proxy(moto_endpoint: str) -> Iterator[Proxy]:
+    """A fresh proxy in front of this worker's moto server, no fault rules yet.
+
+    It is a :class:`faultproxy.FaultProxy` (a :class:`Proxy` that also answers the
+    old ``add``/``clear``), kept for test_unequal_parts.py; remove when it moves.
+    """
     with FaultProxy(moto_endpoint) as p:
         yield p
 
@@ -29,7 +34,7 @@ MakeSettings = Callable[..., Any]
 
 
 @pytest.fixture
-def proxied_settings(proxy: FaultProxy) -> MakeSettings:
+def proxied_settings(proxy: Proxy) -> MakeSettings:
     """``proxied_settings(bucket, local_dir, sync={...}, s3={...})`` → Settings whose S3 is the proxy.
 
     Retries back off quickly (the policy's base delay is fixed in code at 0.2 s
@@ -58,8 +63,16 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     """
     made: list[Daemon] = []
 
-    def _make(*, bucket: str, endpoint: str, local_dir: Path, start: bool = True, wait: bool = True,
-              port: int | None = None, **settings: Any) -> Daemon:
+    def _make(
+        *,
+        bucket: str,
+        endpoint: str,
+        local_dir: Path,
+        start: bool = True,
+        wait: bool = True,
+        port: int | None = None,
+        **settings: Any,
+    ) -> Daemon:
         env = clean_environ()
         env.update(
             {
@@ -84,9 +97,6 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     yield _make
     for d in made:
         d.close()
-
-
-__all__ = ["Daemon", "FaultProxy"]
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultproxy import FaultProxy
+from support.proxy import Proxy
 from support.s3kit import body_for, seed, temp_files
 
 from s3sync.errors import S3SyncError
@@ -126,7 +126,7 @@ async def test_failed_part_waits_for_sibling_writes_before_closing(
     tmp_path: Path,
     s3: Any,
     bucket: str,
-    proxy: FaultProxy,
+    proxy: Proxy,
     proxied_settings: Any,
 ) -> None:
     key = "big.bin"
@@ -136,9 +136,9 @@ async def test_failed_part_waits_for_sibling_writes_before_closing(
     settings = proxied_settings(bucket, root)
     # every part's answer waits 1.5 s at the proxy (time to freeze the disk first); one part
     # (whichever asks first) waits 1 s more and gets 412: the object was replaced mid-download
-    proxy.add("latency", op="RANGE", seconds=1.5)
-    proxy.add("latency", op="RANGE", times=1, seconds=1.0)
-    proxy.add("status", op="RANGE", times=1, status=412, code="PreconditionFailed")
+    proxy.faults.add("latency", op="RANGE", seconds=1.5)
+    proxy.faults.add("latency", op="RANGE", times=1, seconds=1.0)
+    proxy.faults.add("status", op="RANGE", times=1, status=412, code="PreconditionFailed")
     mirror = Mirror(root, fsync=False)
     victim_path = tmp_path / "state.db"  # not on the frozen disk
     victim = -1

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultproxy import FaultProxy
 from kit import s3_event
+from support.proxy import Proxy
 from support.s3kit import temp_files, tree
 from support.wait import wait_for
 
@@ -37,8 +37,8 @@ def bucket_contents(s3: Any, bucket: str) -> dict[str, bytes]:
     return out
 
 
-def random_rules(rng: random.Random, proxy: FaultProxy) -> None:
-    proxy.clear()
+def random_rules(rng: random.Random, proxy: Proxy) -> None:
+    proxy.faults.clear()
     for _ in range(rng.randint(0, 3)):
         action = rng.choice(["status", "status", "reset", "truncate", "corrupt", "latency", "drop"])
         op = rng.choice(["GET", "GET", "HEAD", "LIST", "*"])
@@ -52,7 +52,7 @@ def random_rules(rng: random.Random, proxy: FaultProxy) -> None:
             kw["seconds"] = rng.choice([0.01, 0.05, 0.2])
         elif action != "drop":
             kw["after_bytes"] = rng.randint(0, 50_000)
-        proxy.add(action, **kw)  # type: ignore[arg-type]
+        proxy.faults.add(action, **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -67,10 +67,10 @@ async def start_api(aiohttp_client: Any) -> Any:
 
 @pytest.mark.parametrize("seed", range(SEEDS))
 async def test_chaos_converges(
-    seed: int, s3: Any, bucket: str, mirror: Path, proxy: FaultProxy, proxied_settings: Any, start_api: Any
+    seed: int, s3: Any, bucket: str, mirror: Path, proxy: Proxy, proxied_settings: Any, start_api: Any
 ) -> None:
     rng = random.Random(seed)
-    proxy.rng.seed(seed)
+    proxy.faults.rng.seed(seed)
     settings = proxied_settings(bucket, mirror, s3={"fast_get": seed % 2 == 0},
                                 sync={"retry_attempts": 2, "concurrency": 4, "delete": False})
     client = await start_api(settings)
@@ -110,7 +110,7 @@ async def test_chaos_converges(
             r = await client.post("/api/v1/sync?background=true&delete=true")
             assert r.status == 202
 
-    proxy.clear()
+    proxy.faults.clear()
     await wait_for(lambda: _idle(client), within=60, what="queue idle after the chaos")
     r = await client.post("/api/v1/sync?delete=true")
     result = json.loads(await r.text())
@@ -120,7 +120,7 @@ async def test_chaos_converges(
     assert sorted(got) == sorted(expected), (seed, tally)
     assert all(got[k] == expected[k] for k in expected), seed
     assert temp_files(mirror) == []
-    print("CHAOS", json.dumps({"seed": seed, **tally, "faults": dict(proxy.faults),
+    print("CHAOS", json.dumps({"seed": seed, **tally, "faults": dict(proxy.faults.fired),
                                "objects": len(expected)}))
 
 

@@ -12,8 +12,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from faultproxy import FaultProxy
 from kit import notification
+from support.proxy import Proxy
 from support.s3kit import body_for, seed, temp_files, tree
 from support.wait import poll
 
@@ -37,12 +37,12 @@ class TestCrashMidTransfer:
     """A large object being written when the daemon dies leaves only a temp, swept at restart."""
 
     def test_sigkill_during_large_download(
-        self, s3: Any, bucket: str, mirror: Path, proxy: FaultProxy, daemon_factory: Any
+        self, s3: Any, bucket: str, mirror: Path, proxy: Proxy, daemon_factory: Any
     ) -> None:
         big = seed(s3, bucket, {"big/blob.bin": body_for("big", 64 * MiB)})
         small = seed(s3, bucket, {f"small/{i:02d}.txt": body_for(f"s{i}", 2000 + i) for i in range(20)})
         # ranged GETs of the big object trickle at 4 MiB/s each; small ones are instant
-        proxy.add("throttle", op="GET", key_re="^big/", bytes_per_second=4 * MiB)
+        proxy.faults.add("throttle", op="GET", key_re="^big/", bytes_per_second=4 * MiB)
         d = daemon_factory(bucket=bucket, endpoint=proxy.url, local_dir=mirror, sync__concurrency=4)
         assert d.post("/api/v1/sync?background=true").status == 202
         poll(lambda: all(k in tree(mirror) for k in small), what="small files")
@@ -51,7 +51,7 @@ class TestCrashMidTransfer:
         assert temp_files(mirror), "the crash should have left the big object's temp file behind"
         assert "big/blob.bin" not in tree(mirror)
 
-        proxy.clear()
+        proxy.faults.clear()
         proxy.reset_counters()
         d2 = daemon_factory(bucket=bucket, endpoint=proxy.url, local_dir=mirror)
         assert temp_files(mirror) == [], "stale temps are swept at start"
@@ -69,11 +69,11 @@ class TestCrashMidReconcile:
     """Files completed before the crash are kept and not fetched again; the rest follow."""
 
     def test_sigkill_half_way_through_a_reconcile(
-        self, s3: Any, bucket: str, mirror: Path, proxy: FaultProxy, daemon_factory: Any
+        self, s3: Any, bucket: str, mirror: Path, proxy: Proxy, daemon_factory: Any
     ) -> None:
         objs = {f"d{i % 5}/f{i:03d}.bin": body_for(f"f{i}", 1000 + 37 * i) for i in range(120)}
         data = seed(s3, bucket, objs)
-        proxy.add("latency", op="GET", seconds=0.05)
+        proxy.faults.add("latency", op="GET", seconds=0.05)
         d = daemon_factory(bucket=bucket, endpoint=proxy.url, local_dir=mirror, sync__concurrency=2)
         assert d.post("/api/v1/sync?background=true").status == 202
         poll(lambda: len(tree(mirror)) >= 30, what="a quarter of the files")
@@ -83,7 +83,7 @@ class TestCrashMidReconcile:
         for key, body in before.items():
             assert body == data[key], f"{key} is visible but incomplete after the crash"
 
-        proxy.clear()
+        proxy.faults.clear()
         proxy.reset_counters()
         d2 = daemon_factory(bucket=bucket, endpoint=proxy.url, local_dir=mirror, sync__concurrency=8)
         r = d2.post("/api/v1/sync", timeout=120)
@@ -99,10 +99,10 @@ class TestCrashWithJournal:
     """Notifications answered 202 before a crash are applied after restart, without a reconcile."""
 
     def test_accepted_changes_survive_sigkill(
-        self, s3: Any, bucket: str, mirror: Path, proxy: FaultProxy, daemon_factory: Any
+        self, s3: Any, bucket: str, mirror: Path, proxy: Proxy, daemon_factory: Any
     ) -> None:
         data = seed(s3, bucket, {f"ev/{i:02d}.txt": body_for(f"e{i}", 500 + i) for i in range(12)})
-        proxy.add("latency", op="GET", seconds=60)  # workers hang: nothing can finish before the crash
+        proxy.faults.add("latency", op="GET", seconds=60)  # workers hang: nothing can finish before the crash
         d = daemon_factory(bucket=bucket, endpoint=proxy.url, local_dir=mirror, sync__concurrency=2)
         r = d.post("/api/v1/s3-notification", notification(bucket, *data))
         assert r.status == 202 and r.json()["accepted"] == len(data), r.body
@@ -110,7 +110,7 @@ class TestCrashWithJournal:
         d.kill()
         assert tree(mirror) == {}
 
-        proxy.clear()
+        proxy.faults.clear()
         proxy.reset_counters()
         d2 = daemon_factory(bucket=bucket, endpoint=proxy.url, local_dir=mirror)
         poll(lambda: tree(mirror) == data, what="journaled changes applied after restart")

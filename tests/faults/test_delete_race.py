@@ -11,7 +11,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from faultproxy import FaultProxy
+from support.proxy import Proxy
 from support.s3kit import delete_objects, seed
 from support.wait import wait_for
 
@@ -29,7 +29,7 @@ class TestDeleteRecheck:
     """Deletes go through the coalescing queue and ask S3 again, key by key."""
 
     async def test_recreated_key_survives_a_slow_reconcile(
-        self, s3: Any, bucket: str, mirror: Path, proxy: FaultProxy, proxied_settings: Any
+        self, s3: Any, bucket: str, mirror: Path, proxy: Proxy, proxied_settings: Any
     ) -> None:
         from s3sync.sync.engine import open_engine
 
@@ -42,7 +42,7 @@ class TestDeleteRecheck:
 
             seed(s3, bucket, {k: b"v2" for k in slow})  # the next pass has slow downloads to make
             delete_objects(s3, bucket, ["victim"])  # ... and, per its listing, one delete
-            proxy.add("latency", op="GET", key_re="slow-", seconds=6.0)
+            proxy.faults.add("latency", op="GET", key_re="slow-", seconds=6.0)
             proxy.reset_counters()
             task = asyncio.create_task(engine.reconcile(delete=True))
             await wait_for(
@@ -76,7 +76,7 @@ class TestDeletesWithheldPerKey:
     """One key failing holds back no other delete; only that key's own state is uncertain."""
 
     async def test_failed_download_does_not_block_other_deletes(
-        self, s3: Any, bucket: str, mirror: Path, proxy: FaultProxy, proxied_settings: Any
+        self, s3: Any, bucket: str, mirror: Path, proxy: Proxy, proxied_settings: Any
     ) -> None:
         from s3sync.sync.engine import open_engine
 
@@ -88,7 +88,7 @@ class TestDeletesWithheldPerKey:
             delete_objects(s3, bucket, ["gone"])
             (mirror / "local-only").write_bytes(b"not in the bucket")
             (mirror / "new-broken").write_bytes(b"someone's copy")  # untracked, and its key fails
-            proxy.add("status", op="GET", key_re="broken$", status=500, code="InternalError")
+            proxy.faults.add("status", op="GET", key_re="broken$", status=500, code="InternalError")
             report = await engine.reconcile(delete=True)
         assert sorted(e["key"] for e in report.errors) == ["broken", "new-broken"], report.errors
         assert report.deleted == 2, report.details  # 'gone' and the untracked 'local-only'

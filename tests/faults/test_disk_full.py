@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultproxy import FaultProxy
+from support.proxy import Proxy
 from support.s3kit import body_for, seed, temp_files, tree
 from support.wait import wait_for
 
@@ -62,7 +62,7 @@ class TestDiskFull:
     @pytest.mark.parametrize("fast_get", [True, False], ids=["fast_get", "boto_get"])
     async def test_enospc_fails_one_file_and_recovers(
         self, fast_get: bool, small_fs: Path, tmp_path: Path, s3: Any, bucket: str,
-        proxy: FaultProxy, proxied_settings: Any, start_api: Any,
+        proxy: Proxy, proxied_settings: Any, start_api: Any,
     ) -> None:
         mirror = small_fs / "mirror"
         small = seed(s3, bucket, {f"small/{i}.txt": body_for(f"s{i}", 4096) for i in range(8)})

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from faultproxy import FaultProxy
 from kit import notification
+from support.proxy import Proxy
 from support.s3kit import body_for, seed, temp_files, tree
 from support.wait import poll
 
@@ -25,12 +25,12 @@ class TestGracefulStop:
     """What a SIGTERM does while transfers run."""
 
     def test_drains_in_flight_and_refuses_new_events(
-        self, s3: Any, bucket: str, mirror: Path, proxy: FaultProxy, daemon_factory: Any
+        self, s3: Any, bucket: str, mirror: Path, proxy: Proxy, daemon_factory: Any
     ) -> None:
         """In-flight transfer completes, notifications meanwhile get 503 + Retry-After, exit 0."""
         data = seed(s3, bucket, {"big.bin": body_for("big", 12 * MiB)})
         data |= seed(s3, bucket, {f"s{i}.txt": body_for(f"s{i}", 100 + i) for i in range(3)})
-        proxy.add("throttle", op="GET", key_re="^big", bytes_per_second=4 * MiB)  # ~3 s
+        proxy.faults.add("throttle", op="GET", key_re="^big", bytes_per_second=4 * MiB)  # ~3 s
         d = daemon_factory(bucket=bucket, endpoint=proxy.url, local_dir=mirror,
                            sync__concurrency=1, sync__drain_timeout_seconds=60)
         assert d.post("/api/v1/s3-notification", notification(bucket, "big.bin")).status == 202
@@ -48,12 +48,12 @@ class TestGracefulStop:
         assert temp_files(mirror) == []
 
     def test_drain_timeout_keeps_the_rest_in_the_journal(
-        self, s3: Any, bucket: str, mirror: Path, proxy: FaultProxy, daemon_factory: Any
+        self, s3: Any, bucket: str, mirror: Path, proxy: Proxy, daemon_factory: Any
     ) -> None:
         """A transfer that cannot finish in time is cancelled cleanly; its change replays at restart."""
         data = seed(s3, bucket, {"slow.bin": body_for("slow", 12 * MiB)})
         data |= seed(s3, bucket, {f"q{i}.txt": body_for(f"q{i}", 300 + i) for i in range(5)})
-        proxy.add("throttle", op="GET", key_re="^slow", bytes_per_second=256 * 1024)  # ~50 s
+        proxy.faults.add("throttle", op="GET", key_re="^slow", bytes_per_second=256 * 1024)  # ~50 s
         d = daemon_factory(bucket=bucket, endpoint=proxy.url, local_dir=mirror,
                            sync__concurrency=1, sync__drain_timeout_seconds=1)
         assert d.post("/api/v1/s3-notification", notification(bucket, *data)).status == 202
@@ -65,7 +65,7 @@ class TestGracefulStop:
         assert temp_files(mirror) == []
         assert journal_rows(mirror) >= 1
 
-        proxy.clear()
+        proxy.faults.clear()
         d2 = daemon_factory(bucket=bucket, endpoint=proxy.url, local_dir=mirror)
         poll(lambda: tree(mirror) == data, within=30, what="journal replayed after restart")
         poll(lambda: journal_rows(mirror) == 0, what="journal settled")

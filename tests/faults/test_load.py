@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from faultproxy import FaultProxy
+from support.proxy import Proxy
 from support.s3kit import body_for, seed, tree
 from support.wait import poll
 
@@ -49,11 +49,11 @@ class TestNotificationFlood:
     """1,000 notifications/s from another process."""
 
     def test_flood_with_backpressure(
-        self, s3: Any, bucket: str, mirror: Path, proxy: FaultProxy, daemon_factory: Any
+        self, s3: Any, bucket: str, mirror: Path, proxy: Proxy, daemon_factory: Any
     ) -> None:
         """Slow S3 + a low journal high-water mark: 429 + Retry-After, never 5xx, memory flat."""
         data = seed(s3, bucket, {f"load/{i:04d}.bin": body_for(f"l{i}", 2048) for i in range(KEYS)})
-        proxy.add("latency", op="GET", seconds=0.2)  # workers slower than the flood
+        proxy.faults.add("latency", op="GET", seconds=0.2)  # workers slower than the flood
         d = daemon_factory(bucket=bucket, endpoint=proxy.url, local_dir=mirror, sync__concurrency=4,
                            sync__journal_high_water=HIGH_WATER,
                            # the generator keeps 768 connections open; past api.max_connections
@@ -91,7 +91,7 @@ class TestNotificationFlood:
         assert report["journal_pending_max"] <= HIGH_WATER + 300, report
         assert report["rss_max_mib"] - report["rss_baseline_mib"] < 150, report
 
-        proxy.clear()
+        proxy.faults.clear()
         poll(lambda: d.stats()["journal_pending"] == 0, within=60, what="journal drained after the flood")
         assert tree(mirror) == data
         assert d.terminate() == 0

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultproxy import FaultProxy
+from support.proxy import Proxy
 from support.s3kit import body_for, seed, temp_files, tree
 
 MiB = 1024 * 1024
@@ -58,11 +58,11 @@ class TestErrorStatuses:
     )
     async def test_get_errors_are_retried(
         self, fast_get: bool, status: int, code: str, s3: Any, bucket: str, mirror: Path,
-        proxy: FaultProxy, proxied_settings: Any,
+        proxy: Proxy, proxied_settings: Any,
     ) -> None:
         """Two failures per object, then success: everything lands, each retry is counted."""
         data = seed(s3, bucket, objects(SMALL, 1024, 10))
-        proxy.add("status", op="GET", status=status, code=code, times=2 * len(data))
+        proxy.faults.add("status", op="GET", status=status, code=code, times=2 * len(data))
         report, stats = await reconcile(proxied_settings(bucket, mirror, s3={"fast_get": fast_get}))
         assert report.ok, report.errors
         assert report.downloaded == len(data)
@@ -73,25 +73,25 @@ class TestErrorStatuses:
         assert_mirror(mirror, data)
 
     async def test_list_errors_are_retried(
-        self, s3: Any, bucket: str, mirror: Path, proxy: FaultProxy, proxied_settings: Any
+        self, s3: Any, bucket: str, mirror: Path, proxy: Proxy, proxied_settings: Any
     ) -> None:
         """SlowDown on ListObjectsV2 twice: botocore's retries absorb it and the pass converges."""
         data = seed(s3, bucket, objects(100, 200, 300))
-        proxy.add("status", op="LIST", status=503, code="SlowDown", times=2)
+        proxy.faults.add("status", op="LIST", status=503, code="SlowDown", times=2)
         report, _ = await reconcile(proxied_settings(bucket, mirror))
         assert report.ok, report.errors
         assert proxy.count("LIST") == 3
         assert_mirror(mirror, data)
 
     async def test_list_failing_for_good_aborts_without_deleting(
-        self, s3: Any, bucket: str, mirror: Path, proxy: FaultProxy, proxied_settings: Any
+        self, s3: Any, bucket: str, mirror: Path, proxy: Proxy, proxied_settings: Any
     ) -> None:
         """A listing that never succeeds aborts the pass, and nothing local is deleted."""
         data = seed(s3, bucket, objects(100, 200))
         settings = proxied_settings(bucket, mirror, sync={"delete": True})
         report, _ = await reconcile(settings)
         assert report.ok
-        proxy.add("status", op="LIST", status=500, code="InternalError")
+        proxy.faults.add("status", op="LIST", status=500, code="InternalError")
         report, stats = await reconcile(settings, delete=True)
         assert not report.ok and report.aborted
         assert sum(stats.failed.values()) >= 1
@@ -106,12 +106,12 @@ class TestBrokenBodies:
     @pytest.mark.parametrize("size", [SMALL, STREAMED, RANGED], ids=["small", "streamed", "ranged"])
     async def test_broken_body_is_retried_and_lands_intact(
         self, fast_get: bool, action: str, size: int, s3: Any, bucket: str, mirror: Path,
-        proxy: FaultProxy, proxied_settings: Any,
+        proxy: Proxy, proxied_settings: Any,
     ) -> None:
         """The first body of the object is broken half-way; the retry lands the right bytes."""
         data = seed(s3, bucket, objects(size, 5000))
         big = next(k for k in data if len(data[k]) == size)
-        proxy.add(action, op="GET", key_re=big, times=1, after_bytes=min(size, 5 * MiB) // 2)
+        proxy.faults.add(action, op="GET", key_re=big, times=1, after_bytes=min(size, 5 * MiB) // 2)
         settings = proxied_settings(bucket, mirror, s3={"fast_get": fast_get}, sync=RANGE_SETTINGS)
         report, stats = await reconcile(settings)
         assert report.ok, report.errors
@@ -124,7 +124,7 @@ class TestBrokenBodies:
     @pytest.mark.parametrize("size", [SMALL, STREAMED, RANGED], ids=["small", "streamed", "ranged"])
     async def test_always_broken_body_fails_that_file_only_and_keeps_the_old_copy(
         self, fast_get: bool, action: str, size: int, s3: Any, bucket: str, mirror: Path,
-        proxy: FaultProxy, proxied_settings: Any,
+        proxy: Proxy, proxied_settings: Any,
     ) -> None:
         """Retries exhausted: the old local copy stays untouched, no temp remains, others still sync."""
         key = "victim.bin"
@@ -136,7 +136,7 @@ class TestBrokenBodies:
         assert report.ok
         s3.put_object(Bucket=bucket, Key=key, Body=body_for("new", size))
         others = seed(s3, bucket, objects(300, 4000))
-        proxy.add(action, op="GET", key_re="victim", after_bytes=min(size, 5 * MiB) // 2)
+        proxy.faults.add(action, op="GET", key_re="victim", after_bytes=min(size, 5 * MiB) // 2)
         report, stats = await reconcile(settings)
         assert report.failed == 1 and report.downloaded == len(others), report.errors
         assert [e["key"] for e in report.errors] == [key]
@@ -145,7 +145,7 @@ class TestBrokenBodies:
         assert stats.failed["integrity" if action == "corrupt" else "retries_exceeded"] == 1
         assert_mirror(mirror, {**old, **others})
 
-        proxy.clear()
+        proxy.faults.clear()
         report, _ = await reconcile(settings)
         assert report.ok and report.downloaded == 1
         assert_mirror(mirror, {key: body_for("new", size), **others})
@@ -156,12 +156,12 @@ class TestLatency:
 
     @fast_get_modes
     async def test_latency_on_every_request(
-        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, proxy: FaultProxy, proxied_settings: Any
+        self, fast_get: bool, s3: Any, bucket: str, mirror: Path, proxy: Proxy, proxied_settings: Any
     ) -> None:
         """0.3 s before every answer (listing, GETs) and a throttled large body."""
         data = seed(s3, bucket, objects(SMALL, 100, 200, STREAMED))
-        proxy.add("latency", seconds=0.3)
-        proxy.add("throttle", op="GET", key_re=str(STREAMED), bytes_per_second=20 * MiB)
+        proxy.faults.add("latency", seconds=0.3)
+        proxy.faults.add("throttle", op="GET", key_re=str(STREAMED), bytes_per_second=20 * MiB)
         report, stats = await reconcile(proxied_settings(bucket, mirror, s3={"fast_get": fast_get}))
         assert report.ok, report.errors
         assert stats.retries == 0
@@ -172,11 +172,11 @@ class TestCliExhaustedRetries:
     """``s3sync sync`` counts the file whose retries ran out, syncs the rest, and exits 1."""
 
     def test_exit_code_and_summary(
-        self, cli: Any, s3: Any, bucket: str, mirror: Path, proxy: FaultProxy
+        self, cli: Any, s3: Any, bucket: str, mirror: Path, proxy: Proxy
     ) -> None:
         data = seed(s3, bucket, objects(100, 200, 300, 400))
         bad = sorted(data)[1]
-        proxy.add("status", op="GET", key_re=bad, status=503, code="SlowDown")
+        proxy.faults.add("status", op="GET", key_re=bad, status=503, code="SlowDown")
         result = cli("sync", "--bucket", bucket, "--endpoint-url", proxy.url, "--dest", str(mirror),
                      env={"RETRY_ATTEMPTS": "2"})
         assert result.returncode == 1, result

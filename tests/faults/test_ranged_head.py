@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultproxy import FaultProxy
+from support.proxy import Proxy
 from support.s3kit import body_for, seed
 
 from s3sync.local.mirror import Mirror
@@ -30,7 +30,7 @@ MiB = 1024 * 1024
 
 @pytest.mark.parametrize("fast_get", [True, False], ids=["fast_get", "boto_get"])
 async def test_ranged_download_after_a_whole_get_sends_no_head(
-    fast_get: bool, tmp_path: Path, s3: Any, bucket: str, proxy: FaultProxy, proxied_settings: Any
+    fast_get: bool, tmp_path: Path, s3: Any, bucket: str, proxy: Proxy, proxied_settings: Any
 ) -> None:
     key = "big.bin"
     data = seed(s3, bucket, {key: body_for(key, 6 * MiB)})[key]

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from faultproxy import FaultProxy
+from support.proxy import Proxy
 from support.s3kit import body_for, clean_environ, seed, temp_files
 from support.wait import poll
 
@@ -23,7 +23,7 @@ MiB = 1024 * 1024
 SIZE = 200 * MiB
 
 
-def _sync(proxy: FaultProxy, bucket: str, mirror: Path) -> subprocess.Popen[bytes]:
+def _sync(proxy: Proxy, bucket: str, mirror: Path) -> subprocess.Popen[bytes]:
     env = clean_environ() | {"S3SYNC_SYNC__FSYNC": "true", "S3SYNC_LOG__LEVEL": "INFO"}
     return subprocess.Popen(
         [
@@ -78,18 +78,18 @@ class TestResumeAfterSigkill:
     """A killed big download keeps its verified-later ranges; the restart fetches the rest only."""
 
     def test_restart_fetches_clearly_fewer_bytes_than_the_object(
-        self, s3: Any, bucket: str, mirror: Path, proxy: FaultProxy
+        self, s3: Any, bucket: str, mirror: Path, proxy: Proxy
     ) -> None:
         data = seed(s3, bucket, {"huge.bin": body_for("huge", SIZE)})["huge.bin"]
         # each ranged GET trickles at 3 MiB/s (8 in parallel): the whole would take ~8 s
-        proxy.add("throttle", op="RANGE", bytes_per_second=3 * MiB)
+        proxy.faults.add("throttle", op="RANGE", bytes_per_second=3 * MiB)
         first = _sync(proxy, bucket, mirror)
         _kill_when(first, lambda: _on_disk(mirror) >= 80 * MiB, "80 MiB recorded by the sidecar")
         assert not (mirror / "huge.bin").exists(), "the file appears only complete"
         kept = _on_disk(mirror)
         assert temp_files(mirror), "the resumable temp stays behind after SIGKILL"
 
-        proxy.clear()
+        proxy.faults.clear()
         proxy.reset_counters()
         second = _sync(proxy, bucket, mirror)
         out, err = second.communicate(timeout=120)
@@ -102,14 +102,14 @@ class TestResumeAfterSigkill:
         assert temp_files(mirror) == []
         assert list((mirror / ".s3sync" / "resume").glob("*")) == []
 
-    def test_changed_object_starts_over(self, s3: Any, bucket: str, mirror: Path, proxy: FaultProxy) -> None:
+    def test_changed_object_starts_over(self, s3: Any, bucket: str, mirror: Path, proxy: Proxy) -> None:
         """Replaced between the kill and the restart (new ETag): the old ranges are discarded."""
         seed(s3, bucket, {"huge.bin": body_for("old", 100 * MiB)})
-        proxy.add("throttle", op="RANGE", bytes_per_second=2 * MiB)
+        proxy.faults.add("throttle", op="RANGE", bytes_per_second=2 * MiB)
         first = _sync(proxy, bucket, mirror)
         _kill_when(first, lambda: _on_disk(mirror) >= 20 * MiB, "20 MiB recorded by the sidecar")
         new = seed(s3, bucket, {"huge.bin": body_for("new", 100 * MiB)})["huge.bin"]
-        proxy.clear()
+        proxy.faults.clear()
         proxy.reset_counters()
         second = _sync(proxy, bucket, mirror)
         out, err = second.communicate(timeout=120)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultproxy import FaultProxy
+from support.proxy import Proxy
 from support.s3kit import body_for, seed, temp_files
 
 from s3sync.errors import KeyConflictError
@@ -91,7 +91,7 @@ async def test_failed_rename_closes_the_temp_exactly_once(
     tmp_path: Path,
     s3: Any,
     bucket: str,
-    proxy: FaultProxy,
+    proxy: Proxy,
     proxied_settings: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -101,7 +101,7 @@ async def test_failed_rename_closes_the_temp_exactly_once(
     root = tmp_path / "mirror"
     root.mkdir()
     settings = proxied_settings(bucket, root)
-    proxy.add("throttle", op="GET", bytes_per_second=24 * MiB)  # ~0.3 s of body: time to mkdir
+    proxy.faults.add("throttle", op="GET", bytes_per_second=24 * MiB)  # ~0.3 s of body: time to mkdir
     mirror = Mirror(root, fsync=False)
     victim = tmp_path / "unrelated.db"
     reuse = Reuse(os.close, victim)

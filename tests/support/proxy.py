@@ -158,6 +158,10 @@ class Faults(Behaviour):
         self._rules: list[Rule] = []
         self._lock = threading.Lock()
 
+    def __getitem__(self, action: str) -> int:
+        """How often rules of ``action`` fired (``proxy.faults["reset"]``)."""
+        return self.fired[action]
+
     def add(self, action: Action, **kw: Any) -> Rule:
         rule = Rule(action, **kw)
         with self._lock:
