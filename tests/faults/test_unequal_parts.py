@@ -108,3 +108,27 @@ async def test_a_mismatch_that_repeats_is_permanent_and_counted(
         assert proxy.faults["corrupt"] == 2  # the first download and one fresh one, no more
         assert not (mirror / "bad.bin").exists()
         assert "bad.bin" in (engine.stats.last_error or "")
+
+
+@PATHS
+async def test_damaged_unequal_parts_fail_after_the_real_layout(
+    fast_get: bool, s3: Any, bucket: str, mirror: Path, proxied_settings: Any, proxy: FaultProxy
+) -> None:
+    """The real layout does not excuse damaged bytes: hashed again from disk, they fail twice, then stop."""
+    upload_parts(s3, bucket, "big.bin", LAYOUT)
+    proxy.add("corrupt", op="GET", key_re="big.bin", after_bytes=10)
+    settings = proxied_settings(
+        bucket,
+        mirror,
+        s3={"fast_get": fast_get},
+        sync={"retry_attempts": 5, "multipart_threshold_mb": 64, "verify_integrity": True},
+    )
+    async with core(settings) as engine:
+        await engine.start()
+        await engine.intake([event("big.bin")])
+        await until(lambda: idle(engine), within=60, what="the journal row settles (not requeued)")
+        assert engine.stats.failed["integrity"] == 1
+        assert proxy.faults["corrupt"] == 2  # the first download and one fresh one, no more
+        # each download: part 1's HEAD, then, the equal-parts guess missing, the other parts'
+        assert proxy.count("HEAD", "big.bin") == 2 * len(LAYOUT)
+        assert not (mirror / "big.bin").exists()

@@ -21,16 +21,19 @@ from hypothesis import strategies as st
 from s3sync.errors import IntegrityError
 from s3sync.sync.transfer.integrity import (
     Facts,
+    Hasher,
     Method,
     check,
     checksum_from_headers,
     checksum_hasher,
     choose,
+    equal_parts,
     etag_is_content_md5,
     multipart_etag_hasher,
     new_hasher,
     part_layout_ok,
 )
+from s3sync.sync.transfer.verifier import BodyCheck
 
 CHECK_INPUT = b"123456789"
 CHECK_VALUES = {"CRC64NVME": 0xAE8B14860A799888, "CRC32C": 0xE3069283, "CRC32": 0xCBF43926}
@@ -190,6 +193,93 @@ class TestParted:
         assert h is not None
         h.update(data)
         check("k", v, h)
+
+
+def _etag(data: bytes, sizes: list[int]) -> str:
+    h = multipart_etag_hasher(sizes)
+    h.update(data)
+    return h.result()
+
+
+class TestGuessedLayout:
+    """A parted check guesses equal parts; the real layout is asked for only when the guess misses.
+
+    ``relayout`` stands for S3's answer (a HEAD per part): it counts how often it is
+    asked; ``reread`` stands for the second pass over the body where it lies.
+    """
+
+    SIZE = 41
+    DATA = bytes(range(41))
+
+    def _check(self, etag: str, guess: list[int], real: list[int] | None) -> tuple[BodyCheck, list[int]]:
+        asked: list[int] = []
+
+        async def relayout() -> list[int] | None:
+            asked.append(1)
+            return real
+
+        checker = BodyCheck("k", self.SIZE, choose(Facts(etag, self.SIZE)), guess, relayout=relayout)
+        assert checker.hasher is not None
+        checker.hasher.update(self.DATA)
+        return checker, asked
+
+    async def _reread(self, hasher: Hasher) -> None:
+        hasher.update(self.DATA)
+
+    def test_equal_parts_guess(self) -> None:
+        """What most uploaders make: part 1's size for every part, the last the rest."""
+        assert equal_parts(41, 10, 5) == [10, 10, 10, 10, 1]
+        assert equal_parts(40, 10, 4) == [10, 10, 10, 10]
+        assert equal_parts(20, 10, 2) == [10, 10]
+        assert equal_parts(25, 10, 4) is None  # four parts of 10 cannot make 25: never a guess
+        assert equal_parts(10, None, 2) is None  # part 1 unknown
+
+    async def test_right_guess_asks_nothing(self) -> None:
+        sizes = [10, 10, 10, 10, 1]
+        checker, asked = self._check(_etag(self.DATA, sizes), sizes, sizes)
+        await checker.verify("k", self.SIZE, self._reread)
+        assert asked == []
+
+    async def test_wrong_guess_is_proven_with_the_real_layout(self) -> None:
+        """Parts of 10, 5, 10, 10, 6 hashed as parts of 10 miss; the real layout, hashed again, matches."""
+        real = [10, 5, 10, 10, 6]
+        checker, asked = self._check(_etag(self.DATA, real), [10, 10, 10, 10, 1], real)
+        await checker.verify("k", self.SIZE, self._reread)
+        assert asked == [1]
+
+    async def test_damaged_body_still_fails(self) -> None:
+        """The real layout does not excuse damaged bytes: the second pass must match too."""
+        real = [10, 5, 10, 10, 6]
+        damaged = bytes([255]) + self.DATA[1:]
+        checker, asked = self._check(_etag(damaged, real), [10, 10, 10, 10, 1], real)
+        with pytest.raises(IntegrityError):
+            await checker.verify("k", self.SIZE, self._reread)
+        assert asked == [1]
+
+    async def test_right_layout_wrong_bytes_fails_without_a_second_pass(self) -> None:
+        sizes = [10, 10, 10, 10, 1]
+        damaged = bytes([255]) + self.DATA[1:]
+        checker, _ = self._check(_etag(damaged, sizes), sizes, sizes)
+        reread: list[int] = []
+
+        async def count(hasher: Hasher) -> None:
+            reread.append(1)
+
+        with pytest.raises(IntegrityError):
+            await checker.verify("k", self.SIZE, count)
+        assert reread == []
+
+    async def test_unknown_real_layout_leaves_the_size(self) -> None:
+        """S3 cannot say (a part HEAD 404s: the object was replaced): no false alarm on every pass."""
+        real = [10, 5, 10, 10, 6]
+        checker, asked = self._check(_etag(self.DATA, real), [10, 10, 10, 10, 1], None)
+        await checker.verify("k", self.SIZE, self._reread)
+        assert asked == [1]
+
+    def test_layout_that_does_not_add_up_is_size_only(self) -> None:
+        v = choose(Facts(_etag(self.DATA, [10, 10, 10, 10, 1]), self.SIZE))
+        assert BodyCheck("k", self.SIZE, v, [10, 10, 10]).hasher is None
+        assert BodyCheck("k", self.SIZE, v, None).hasher is None
 
 
 class TestChoice:
