@@ -1,7 +1,7 @@
 """Event semantics end to end: every shape through HTTP, coalescing, events as hints, versioning.
 
 The daemon runs in-process on a loopback port; S3 is moto, sometimes behind a
-counting proxy (``support.eventkit.S3Proxy``) so a test can see exactly which
+counting proxy (``support.proxy.Proxy``) so a test can see exactly which
 requests the daemon made for a key and whether two ever overlapped.
 """
 
@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from support.eventkit import (
-    S3Proxy,
     eventbridge,
     request_recorder,
     run_daemon,
@@ -23,6 +22,7 @@ from support.eventkit import (
     s3_test_event,
     sns_envelope,
 )
+from support.proxy import Proxy
 from support.s3kit import body_for, tree
 from support.wait import wait_for
 
@@ -148,8 +148,8 @@ class TestCoalescing:
         """50 events for one key while its download is in flight: ≤ 2 GETs, never overlapping."""
         key = "hot/key.bin"
         s3.put_object(Bucket=bucket, Key=key, Body=b"v0")
-        async with S3Proxy(moto_endpoint, gate=asyncio.Event()) as proxy:
-            assert proxy.gate is not None
+        async with Proxy(moto_endpoint) as proxy:
+            gate = proxy.faults.hold("OBJECT")  # the first GET waits here
             settings = make_settings(bucket, mirror, s3={"endpoint_url": proxy.url}, sync={"concurrency": 8})
             async with run_daemon(settings) as d:
                 await d.notify(s3_event(s3_record(bucket, "ObjectCreated:Put", key)))
@@ -160,10 +160,10 @@ class TestCoalescing:
                 # into one follow-up GET however slowly it arrives
                 event = s3_event(s3_record(bucket, "ObjectCreated:Put", key))
                 await asyncio.gather(*(d.notify(event) for _ in range(50)))
-                proxy.gate.set()
+                gate.set()
                 stats = await d.idle()
         assert (mirror / key).read_bytes() == b"final"
-        assert proxy.gets(key) <= 2, proxy.counts
+        assert len(proxy.requests("GET", key)) <= 2, proxy.requests(key=key)
         assert proxy.max_active[key] == 1
         assert stats["coalesced"] >= 49
 
@@ -173,7 +173,8 @@ class TestCoalescing:
         """Creates and removes interleaved on one key: one operation at a time, the final S3 state wins."""
         key = "flip.txt"
         s3.put_object(Bucket=bucket, Key=key, Body=b"a")
-        async with S3Proxy(moto_endpoint, get_delay=0.1) as proxy:
+        async with Proxy(moto_endpoint) as proxy:
+            proxy.faults.add("latency", op="OBJECT", seconds=0.1)
             settings = make_settings(bucket, mirror, s3={"endpoint_url": proxy.url})
             async with run_daemon(settings) as d:
                 names = ["ObjectCreated:Put" if i % 2 == 0 else "ObjectRemoved:Delete" for i in range(30)]
@@ -184,7 +185,7 @@ class TestCoalescing:
                 await d.idle()
         assert not (mirror / key).exists()
         assert proxy.max_active[key] == 1
-        assert proxy.gets(key) + proxy.heads(key) <= 4, proxy.counts
+        assert len(proxy.requests("GET", key)) + proxy.count("HEAD", key) <= 4, proxy.requests(key=key)
 
 
 class TestEventsAreHints:
@@ -204,7 +205,7 @@ class TestEventsAreHints:
         self, s3: Any, bucket: str, mirror: Path, make_settings: Any, moto_endpoint: str
     ) -> None:
         """A remove whose sequencer is newer (lower-case hex, longer) deletes with no HEAD."""
-        async with S3Proxy(moto_endpoint) as proxy, run_daemon(
+        async with Proxy(moto_endpoint) as proxy, run_daemon(
             make_settings(bucket, mirror, s3={"endpoint_url": proxy.url})
         ) as d:
             await self._seeded(s3, bucket, d, "k.txt")
@@ -214,7 +215,7 @@ class TestEventsAreHints:
                                               sequencer=self.SEQ.lower()[:-1] + "e6")))
             await d.idle()
         assert not (mirror / "k.txt").exists()
-        assert proxy.heads("k.txt") == 0
+        assert proxy.count("HEAD", "k.txt") == 0
 
     async def test_unproven_remove_asks_s3_and_keeps_live_file(
         self, s3: Any, bucket: str, mirror: Path, make_settings: Any, moto_endpoint: str
@@ -226,7 +227,7 @@ class TestEventsAreHints:
             "older.txt": "0055aed6dcd90281e4",  # older, lower-case
             "none.txt": None,  # no sequencer at all
         }
-        async with S3Proxy(moto_endpoint) as proxy, run_daemon(
+        async with Proxy(moto_endpoint) as proxy, run_daemon(
             make_settings(bucket, mirror, s3={"endpoint_url": proxy.url})
         ) as d:
             for key in cases:
@@ -236,7 +237,7 @@ class TestEventsAreHints:
             await d.idle()
         for key in cases:
             assert (mirror / key).read_bytes() == b"live", key
-            assert proxy.heads(key) == 1, key
+            assert proxy.count("HEAD", key) == 1, key
 
     async def test_remove_between_two_puts_of_same_bytes(
         self, s3: Any, bucket: str, mirror: Path, make_settings: Any

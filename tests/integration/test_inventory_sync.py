@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.countproxy import counting_proxy
 from support.inventorykit import Obj, build_report, upload
+from support.proxy import Proxy
 from support.s3kit import body_for, seed, tree
 
 KEYS = ["plain.txt", "dir with space/a b.txt", "c++/x+y.txt", "ünï/ключ.txt", "deep/1/2/3.bin"] + [
@@ -64,18 +64,19 @@ class TestInventorySync:
     ) -> None:
         objects = seed(s3, bucket, {k: body_for(k, 100 + i) for i, k in enumerate(KEYS)})
         location = report_of(s3, bucket, report_bucket)
-        with counting_proxy(moto_endpoint) as (url, rec):
-            args = ["--bucket", bucket, "--endpoint-url", url, "--dest", str(mirror), "--inventory", location]
+        with Proxy(moto_endpoint) as proxy:
+            args = ["--bucket", bucket, "--endpoint-url", proxy.url, "--dest", str(mirror)]
+            args += ["--inventory", location]
             first = cli("sync", *args)
             assert first.returncode == 0, first.stderr
             assert tree(mirror) == objects
-            assert rec.lists(bucket) == 0
-            assert rec.lists(report_bucket) >= 1
-            assert rec.count("GET", bucket) == len(objects)
+            assert len(proxy.requests("LIST", bucket=bucket)) == 0
+            assert len(proxy.requests("LIST", bucket=report_bucket)) >= 1
+            assert len(proxy.requests("GET", bucket=bucket)) == len(objects)
             again = cli("sync", *args)
         assert again.returncode == 0, again.stderr
-        assert rec.lists(bucket) == 0
-        assert rec.count("GET", bucket) == len(objects)  # the no-change pass fetched nothing
+        assert len(proxy.requests("LIST", bucket=bucket)) == 0
+        assert len(proxy.requests("GET", bucket=bucket)) == len(objects)  # the no-change pass fetched nothing
 
     def test_corrupt_report_fails_and_deletes_nothing(
         self, s3: Any, bucket: str, report_bucket: str, mirror: Path, cli: Any
@@ -107,13 +108,13 @@ class TestInventorySync:
         time.sleep(1.1)  # LastModified has whole seconds: the re-creation must postdate the report
         s3.delete_object(Bucket=bucket, Key="brief.txt")
         seed(s3, bucket, {"again.txt": b"new"})  # ... re-created after the report
-        with counting_proxy(moto_endpoint) as (url, rec):
+        with Proxy(moto_endpoint) as proxy:
             res = cli(
                 "sync",
                 "--bucket",
                 bucket,
                 "--endpoint-url",
-                url,
+                proxy.url,
                 "--dest",
                 str(mirror),
                 "--inventory",
@@ -127,8 +128,8 @@ class TestInventorySync:
         assert got["again.txt"] in (b"old", b"new")  # absent from the report, HEAD 200: kept
         assert "brief.txt" not in got  # in the report, 404 on GET: a skip, not a failure
         assert got["keep.txt"] == b"keep" and got["k2"] == b"k2"
-        assert rec.lists(bucket) == 0
-        assert rec.count("HEAD", bucket) >= 2  # each delete candidate was confirmed with S3
+        assert len(proxy.requests("LIST", bucket=bucket)) == 0
+        assert len(proxy.requests("HEAD", bucket=bucket)) >= 2  # each delete candidate was confirmed with S3
 
     async def test_stats_name_the_source_and_report(
         self, s3: Any, bucket: str, report_bucket: str, mirror: Path, make_settings: Any
@@ -175,14 +176,14 @@ class TestShards:
     ) -> None:
         objects = seed(s3, bucket, {k: body_for(k, 50) for k in KEYS})
         extra = ["--inventory", report_of(s3, bucket, report_bucket)] if with_inventory else []
-        with counting_proxy(moto_endpoint) as (url, rec):
+        with Proxy(moto_endpoint) as proxy:
             for k in (0, 1):
                 res = cli(
                     "sync",
                     "--bucket",
                     bucket,
                     "--endpoint-url",
-                    url,
+                    proxy.url,
                     "--dest",
                     str(mirror),
                     "--shard",
@@ -191,7 +192,7 @@ class TestShards:
                 )
                 assert res.returncode == 0, res.stderr
             assert tree(mirror) == objects
-            got = [s.key for s in rec.seen if s.method == "GET" and s.bucket == bucket and s.key]
+            got = [s.key for s in proxy.seen if s.method == "GET" and s.bucket == bucket and s.key]
             assert sorted(got) == sorted(objects)  # each object fetched once, by one shard
             for k in (0, 1):  # a --delete pass of either shard leaves the other's files alone
                 res = cli(
@@ -199,7 +200,7 @@ class TestShards:
                     "--bucket",
                     bucket,
                     "--endpoint-url",
-                    url,
+                    proxy.url,
                     "--dest",
                     str(mirror),
                     "--shard",

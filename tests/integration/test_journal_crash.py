@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from support.eventkit import S3Proxy, free_port, s3_event, s3_record
+from support.eventkit import free_port, s3_event, s3_record
+from support.proxy import Proxy
 from support.s3kit import clean_environ, tree
 from support.wait import wait_for
 
@@ -80,7 +81,8 @@ class TestSigkillAfter202:
         for k, v in objects.items():
             s3.put_object(Bucket=bucket, Key=k, Body=v)
         port = free_port()
-        async with S3Proxy(moto_endpoint, get_delay=60.0) as proxy, aiohttp.ClientSession() as http:
+        async with Proxy(moto_endpoint) as proxy, aiohttp.ClientSession() as http:
+            delay = proxy.faults.add("latency", op="OBJECT", seconds=60.0)
             config = tmp_path / "s3sync.toml"
             config.write_text(
                 f'[s3]\nbucket = "{bucket}"\nendpoint_url = "{proxy.url}"\n'
@@ -103,7 +105,7 @@ class TestSigkillAfter202:
                 db.close()
             assert journaled == sorted(objects)
 
-            proxy.get_delay = 0.0
+            delay.seconds = 0.0
             await daemon.start(http)
             await wait_for(lambda: tree(mirror) == objects, within=30, what="replayed files")
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from support.eventkit import (
-    S3Proxy,
     boto,
     free_port,
     run_daemon,
@@ -24,6 +23,7 @@ from support.eventkit import (
     s3_record,
     sns_envelope,
 )
+from support.proxy import Proxy
 from support.s3kit import tree
 from support.wait import wait_for
 
@@ -173,7 +173,8 @@ class TestBackpressure:
         """journal_high_water=1 and a slow S3: the second message waits in SQS until the first is applied."""
         for k in ("one.txt", "two.txt"):
             s3.put_object(Bucket=bucket, Key=k, Body=k.encode())
-        async with S3Proxy(moto_endpoint, get_delay=1.5) as proxy:
+        async with Proxy(moto_endpoint) as proxy:
+            proxy.faults.add("latency", op="OBJECT", seconds=1.5)
             settings = make_settings(
                 bucket, mirror, s3={"endpoint_url": proxy.url}, sync={"journal_high_water": 1},
                 sqs=_sqs_settings(queue, moto_endpoint),

@@ -18,7 +18,8 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
-from support.eventkit import S3Proxy, run_daemon
+from support.eventkit import run_daemon
+from support.proxy import Proxy
 from support.s3kit import tree
 from support.wait import wait_for
 
@@ -38,7 +39,8 @@ class TestWaitForAKey:
     async def test_returns_when_the_file_is_durable_without_any_event(
         self, s3: Any, bucket: str, mirror: Path, make_settings: Any, moto_endpoint: str
     ) -> None:
-        async with S3Proxy(moto_endpoint, get_delay=0.3) as proxy:
+        async with Proxy(moto_endpoint) as proxy:
+            proxy.faults.add("latency", op="OBJECT", seconds=0.3)
             settings = make_settings(bucket, mirror, s3={"endpoint_url": proxy.url})
             async with run_daemon(settings) as d:
                 s3.put_object(Bucket=bucket, Key="out/report.csv", Body=b"v1")
@@ -57,13 +59,13 @@ class TestWaitForAKey:
                 # many waiters on one key (a new version, quotes left off): one GET between them
                 s3.put_object(Bucket=bucket, Key="out/report.csv", Body=b"version two")
                 etag2 = _etag(s3, bucket, "out/report.csv").strip('"')
-                before = proxy.gets("out/report.csv")
+                before = len(proxy.requests("GET", "out/report.csv"))
                 answers = await asyncio.gather(
                     *(_wait(d.http, d.url, key="out/report.csv", etag=etag2) for _ in range(25))
                 )
                 assert {a[0] for a in answers} == {200}
                 assert {a[1]["etag"] for a in answers} == {etag2}
-                assert proxy.gets("out/report.csv") - before == 1
+                assert len(proxy.requests("GET", "out/report.csv")) - before == 1
                 assert (mirror / "out" / "report.csv").read_bytes() == b"version two"
 
                 # neither etag nor absent: whatever S3 has now (HEAD), then fetched

@@ -1,27 +1,23 @@
-"""Helpers for the event tests: S3-shaped notifications, a live daemon app, a counting S3 proxy.
+"""Helpers for the event tests: S3-shaped notifications, a live daemon app.
 
 The app runs in-process on a real loopback port (``web.AppRunner``), so tests
-talk to it over HTTP exactly as S3, SNS or the Lambda forwarder would. The
-proxy sits between the daemon and moto: it counts requests per method and key,
-records how many operations on one key overlapped, and can delay or refuse
-GETs, which is how tests see what the daemon asked S3 without mocking it.
+talk to it over HTTP exactly as S3, SNS or the Lambda forwarder would.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import socket
-from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus, unquote
+from urllib.parse import quote_plus
 
 import aiohttp
 from aiohttp import web
+from support.proxy import Proxy
 from support.s3kit import AWS_ENV
 from support.wait import wait_for
 
@@ -206,85 +202,27 @@ async def run_daemon(settings: Any) -> AsyncIterator[Daemon]:
 # --------------------------------------------------------------------------- S3 proxy
 
 
-@dataclass
-class S3Proxy:
-    """Forwards everything to moto; counts and optionally slows down or refuses object GETs."""
+class S3Proxy(Proxy):
+    """Kept for test_freshness.py; remove when it moves to :class:`support.proxy.Proxy`.
 
-    upstream: str
-    get_delay: float = 0.0
-    refuse: bool = False
-    # when set: object GETs/HEADs wait for it (a test holds a download open as long as it needs)
-    gate: asyncio.Event | None = None
-    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
-    active: Counter[str] = field(default_factory=Counter)
-    max_active: Counter[str] = field(default_factory=Counter)
-    url: str = ""
-    _runner: web.AppRunner | None = None
-    _session: aiohttp.ClientSession | None = None
+    The old counting proxy's surface on the one proxy: ``get_delay`` is a latency
+    rule on object GETs and HEADs, ``gets(key)`` counts GETs of a key.
+    """
 
-    def key_of(self, path: str) -> str:
-        """``/bucket/some/key`` → ``some/key`` (path-style addressing)."""
-        parts = path.lstrip("/").split("/", 1)
-        return unquote(parts[1]) if len(parts) == 2 else ""
+    def __init__(self, upstream: str, get_delay: float = 0.0) -> None:
+        super().__init__(upstream)
+        self._delay = self.faults.add("latency", op="OBJECT", seconds=get_delay)
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        key = self.key_of(request.path)
-        self.counts[request.method, key] += 1
-        is_object = bool(key) and request.method in ("GET", "HEAD")
-        if is_object:
-            self.active[key] += 1
-            self.max_active[key] = max(self.max_active[key], self.active[key])
-        try:
-            if self.refuse and is_object:
-                # What an overloaded or unreachable S3 looks like to the daemon.
-                return web.Response(status=503, body=b"<Error><Code>SlowDown</Code></Error>")
-            if is_object and self.gate is not None:
-                await self.gate.wait()
-            if is_object and self.get_delay:
-                await asyncio.sleep(self.get_delay)
-            assert self._session is not None
-            drop_in = ("host", "content-length")
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in drop_in}
-            body = await request.read()
-            async with self._session.request(
-                request.method,
-                self.upstream + request.raw_path,
-                headers=headers,
-                data=body or None,
-                allow_redirects=False,
-                auto_decompress=False,
-            ) as up:
-                data = await up.read()
-                drop_out = ("transfer-encoding", "content-length", "connection", "server", "date")
-                out_headers = {k: v for k, v in up.headers.items() if k.lower() not in drop_out}
-                return web.Response(status=up.status, body=data, headers=out_headers)
-        finally:
-            if is_object:
-                self.active[key] -= 1
+    @property
+    def get_delay(self) -> float:
+        return self._delay.seconds
+
+    @get_delay.setter
+    def get_delay(self, seconds: float) -> None:
+        self._delay.seconds = seconds
 
     def gets(self, key: str) -> int:
-        return self.counts["GET", key]
-
-    def heads(self, key: str) -> int:
-        return self.counts["HEAD", key]
-
-    async def __aenter__(self) -> S3Proxy:
-        self._session = aiohttp.ClientSession(auto_decompress=False)
-        app = web.Application(client_max_size=1024**3)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        # short: requests held by get_delay must not hold up the test's teardown
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
+        return len(self.requests("GET", key))
 
 
 @contextlib.asynccontextmanager
