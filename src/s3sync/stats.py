@@ -4,6 +4,12 @@ Nothing increments a prometheus-client metric directly: components update
 :class:`SyncStats`, and :class:`StatsCollector` turns a snapshot into metric
 families on each scrape (rclone's accounting/stats.go does the same). So
 ``/api/v1/stats`` and ``/metrics`` can never disagree.
+
+Two kinds of thing live here, held side by side: :class:`SyncStats` counts (what
+only grows, and the load gauges the pool samples), :class:`Health` says what the
+process is in and why (the last error, S3 and the directory, the delete guard,
+failing writes, where the reconcile timeline stands, the hooks' backlog): values
+that are set and cleared, which health, the status page and ``s3sync status`` read.
 """
 
 from __future__ import annotations
@@ -66,8 +72,60 @@ def _iso(ts: float | None) -> str | None:
 
 
 @dataclass
+class Health:
+    """What the process is in and why: set and cleared, never counted (see the module docstring)."""
+
+    last_error: str | None = None
+    last_error_at: float | None = None
+    # the latest skips and failures, for the status page
+    recent_problems: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
+    s3_reachable: bool | None = None
+    s3_error: str | None = None
+    directory_writable: bool | None = None
+    # the delete guard's refusal while reconciles keep tripping it (health: degraded); cleared by
+    # the next pass whose deletes the guard lets through
+    delete_guard: str | None = None
+    # keys whose last write into the mirror failed (disk full, permissions) -> message; a key
+    # leaves when it is next written or deleted. Health reports "degraded" while any remain.
+    local_io_failed: dict[str, str] = field(default_factory=dict)
+    reconcile_running: bool = False
+    last_reconcile_at: float | None = None
+    last_reconcile_success_at: float | None = None
+    last_reconcile_duration: float | None = None
+    next_reconcile_at: float | None = None
+    last_reconcile_source: str | None = None  # "listing" | "inventory"
+    inventory_report: Any = None  # sync.reconcile.inventory_pass.ReportInfo of the last inventory-driven pass
+    hooks_enabled: bool = False
+    hook_pending: int = 0  # changes in the outbox not yet acknowledged by the hooks
+    hook_last_error: str | None = None
+    hook_last_success_at: float | None = None
+
+    def problem(self, kind: str, reason: str, message: str) -> None:
+        """A skip that leaves a hole, or a failure: the last error, and one of the latest problems."""
+        self.last_error = message
+        self.last_error_at = time.time()
+        self.recent_problems.append(
+            {"at": _iso(self.last_error_at), "kind": kind, "reason": reason, "message": message}
+        )
+
+    def note_local_io(self, key: str, message: str) -> None:
+        self.local_io_failed.pop(key, None)
+        self.local_io_failed[key] = message
+        while len(self.local_io_failed) > 1000:  # bounded: the oldest entries go first
+            del self.local_io_failed[next(iter(self.local_io_failed))]
+
+    @property
+    def local_io_error(self) -> str | None:
+        """The most recent local write failure still unresolved, if any."""
+        if not self.local_io_failed:
+            return None
+        key = next(reversed(self.local_io_failed))
+        return f"{key}: {self.local_io_failed[key]}"
+
+
+@dataclass
 class SyncStats:
-    """Counters and gauges of one daemon (or one CLI run)."""
+    """Counters and gauges of one daemon (or one CLI run); its state is :attr:`health`."""
 
     started_at: float = field(default_factory=time.time)
     synced: Counter[str] = field(default_factory=Counter)  # by source
@@ -86,39 +144,17 @@ class SyncStats:
     in_flight: int = 0
     coalesced: int = 0
     journal_pending: int = 0
-    last_reconcile_at: float | None = None
-    last_reconcile_success_at: float | None = None
-    last_reconcile_duration: float | None = None
-    next_reconcile_at: float | None = None
-    last_reconcile_source: str | None = None  # "listing" | "inventory"
-    inventory_report: Any = None  # sync.reconcile.inventory_pass.ReportInfo of the last inventory-driven pass
     other_shard: int = 0  # changes for keys another shard (--shard K/N) owns: ignored, counted
-    reconcile_running: bool = False
-    last_error: str | None = None
-    last_error_at: float | None = None
-    # the delete guard's refusal while reconciles keep tripping it (health: degraded); cleared by
-    # the next pass whose deletes the guard lets through
-    delete_guard: str | None = None
-    s3_reachable: bool | None = None
-    s3_error: str | None = None
-    directory_writable: bool | None = None
     bwlimit: int = 0  # --bwlimit / sync.bwlimit in bytes per second; 0 = no limit
-    # keys whose last write into the mirror failed (disk full, permissions) -> message; a key
-    # leaves when it is next written or deleted. Health reports "degraded" while any remain.
-    local_io_failed: dict[str, str] = field(default_factory=dict)
     transfer_seconds: Histogram = field(default_factory=Histogram)
     event_to_file_seconds: Histogram = field(default_factory=Histogram)
     freshness: Watermarks = field(default_factory=Watermarks)
-    # what the status page shows: the latest applied changes, the latest skips and failures,
-    # and files/bytes per THROUGHPUT_STEP-second step over the last minutes
+    # what the status page shows: the latest applied changes, and files/bytes per
+    # THROUGHPUT_STEP-second step over the last minutes (the latest problems: health)
     recent_changes: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
-    recent_problems: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
     throughput: deque[list[float]] = field(default_factory=lambda: deque(maxlen=THROUGHPUT_STEPS))
-    hooks_enabled: bool = False
     hook_calls: Counter[str] = field(default_factory=Counter)  # by outcome
-    hook_pending: int = 0  # changes in the outbox not yet acknowledged by the hooks
-    hook_last_error: str | None = None
-    hook_last_success_at: float | None = None
+    health: Health = field(default_factory=Health)
 
     def __post_init__(self) -> None:
         # Known label values start at 0 so every series exists from the first scrape.
@@ -134,42 +170,60 @@ class SyncStats:
         for outcome in ("success", "failed", "timeout"):
             self.hook_calls[outcome] += 0
 
-    def note_local_io(self, key: str, message: str) -> None:
-        self.local_io_failed.pop(key, None)
-        self.local_io_failed[key] = message
-        while len(self.local_io_failed) > 1000:  # bounded: the oldest entries go first
-            del self.local_io_failed[next(iter(self.local_io_failed))]
+    # -- kept for callers that have not moved to .health yet; each goes when its caller does --
+    @property
+    def last_error(self) -> str | None:  # kept for tests (faults, local_safety)
+        return self.health.last_error
 
     @property
-    def local_io_error(self) -> str | None:
-        """The most recent local write failure still unresolved, if any."""
-        if not self.local_io_failed:
-            return None
-        key = next(reversed(self.local_io_failed))
-        return f"{key}: {self.local_io_failed[key]}"
+    def s3_reachable(self) -> bool | None:  # kept for tests/unit/test_engine.py
+        return self.health.s3_reachable
+
+    @property
+    def recent_problems(self) -> deque[dict[str, Any]]:  # kept for tests/faults/test_model.py
+        return self.health.recent_problems
+
+    @property
+    def hooks_enabled(self) -> bool:  # kept for sync/hooks.py
+        return self.health.hooks_enabled
+
+    @hooks_enabled.setter
+    def hooks_enabled(self, value: bool) -> None:
+        self.health.hooks_enabled = value
+
+    @property
+    def hook_pending(self) -> int:  # kept for sync/hooks.py
+        return self.health.hook_pending
+
+    @hook_pending.setter
+    def hook_pending(self, value: int) -> None:
+        self.health.hook_pending = value
+
+    @property
+    def hook_last_error(self) -> str | None:  # kept for sync/hooks.py
+        return self.health.hook_last_error
+
+    @hook_last_error.setter
+    def hook_last_error(self, value: str | None) -> None:
+        self.health.hook_last_error = value
+
+    @property
+    def hook_last_success_at(self) -> float | None:  # kept for sync/hooks.py
+        return self.health.hook_last_success_at
+
+    @hook_last_success_at.setter
+    def hook_last_success_at(self, value: float | None) -> None:
+        self.health.hook_last_success_at = value
 
     def skip(self, reason: str, key: str, message: str) -> None:
-        """Count a skipped key; the reasons that leave a hole in the mirror also set ``last_error``."""
+        """Count a skipped key; the reasons that leave a hole in the mirror are also a health problem."""
         self.skipped[reason] += 1
         if reason in VISIBLE_SKIPS:
-            self.last_error = f"{key!r} skipped ({reason}): {message}"
-            self.last_error_at = time.time()
-            self.recent_problems.append(
-                {
-                    "at": _iso(self.last_error_at),
-                    "kind": "skipped",
-                    "reason": reason,
-                    "message": self.last_error,
-                }
-            )
+            self.health.problem("skipped", reason, f"{key!r} skipped ({reason}): {message}")
 
     def error(self, reason: str, message: str) -> None:
         self.failed[reason] += 1
-        self.last_error = message
-        self.last_error_at = time.time()
-        self.recent_problems.append(
-            {"at": _iso(self.last_error_at), "kind": "failed", "reason": reason, "message": message}
-        )
+        self.health.problem("failed", reason, message)
 
     def applied(self, key: str, op: str, source: str, size: int | None, nbytes: int) -> None:
         """One change took effect in the mirror (the status page's latest changes and rate)."""
@@ -196,9 +250,10 @@ class SyncStats:
         return out
 
     def snapshot(self) -> dict[str, Any]:
-        """The JSON shape of ``GET /api/v1/stats``."""
+        """The JSON shape of ``GET /api/v1/stats`` (counters and health, in one document)."""
         lat = self.event_to_file_seconds
         tr = self.transfer_seconds
+        h = self.health
         return {
             "files_synced": sum(self.synced.values()),
             "files_deleted": sum(self.deleted.values()),
@@ -221,26 +276,26 @@ class SyncStats:
             "failed_by_reason": {k: v for k, v in self.failed.items() if v},
             "skipped_by_reason": {k: v for k, v in self.skipped.items() if v},
             "synced_by_source": {k: v for k, v in self.synced.items() if v},
-            "last_reconcile": _iso(self.last_reconcile_at),
-            "last_successful_reconcile": _iso(self.last_reconcile_success_at),
-            "last_reconcile_duration_seconds": self.last_reconcile_duration,
-            "next_reconcile": _iso(self.next_reconcile_at),
-            "last_reconcile_source": self.last_reconcile_source,
+            "last_reconcile": _iso(h.last_reconcile_at),
+            "last_successful_reconcile": _iso(h.last_reconcile_success_at),
+            "last_reconcile_duration_seconds": h.last_reconcile_duration,
+            "next_reconcile": _iso(h.next_reconcile_at),
+            "last_reconcile_source": h.last_reconcile_source,
             "inventory_report": None
-            if self.inventory_report is None
+            if h.inventory_report is None
             else {
-                "location": self.inventory_report.location,
-                "manifest": self.inventory_report.manifest_key,
-                "date": self.inventory_report.report,
-                "created": _iso(self.inventory_report.created),
+                "location": h.inventory_report.location,
+                "manifest": h.inventory_report.manifest_key,
+                "date": h.inventory_report.report,
+                "created": _iso(h.inventory_report.created),
             },
             "changes_other_shard": self.other_shard,
-            "reconcile_running": self.reconcile_running,
-            "last_error": self.last_error,
-            "last_error_at": _iso(self.last_error_at),
-            "s3_reachable": self.s3_reachable,
-            "local_io_error": self.local_io_error,
-            "local_io_failures": len(self.local_io_failed),
+            "reconcile_running": h.reconcile_running,
+            "last_error": h.last_error,
+            "last_error_at": _iso(h.last_error_at),
+            "s3_reachable": h.s3_reachable,
+            "local_io_error": h.local_io_error,
+            "local_io_failures": len(h.local_io_failed),
             "event_latency_seconds": {
                 "count": lat.n,
                 "p50": lat.quantile(0.5),
@@ -249,14 +304,14 @@ class SyncStats:
             "transfer_seconds": {"count": tr.n, "p50": tr.quantile(0.5), "p99": tr.quantile(0.99)},
             "freshness": self.freshness.snapshot(),
             "hooks": {
-                "enabled": self.hooks_enabled,
-                "pending": self.hook_pending,
+                "enabled": h.hooks_enabled,
+                "pending": h.hook_pending,
                 "calls": dict(self.hook_calls),
-                "last_error": self.hook_last_error,
-                "last_success": _iso(self.hook_last_success_at),
+                "last_error": h.hook_last_error,
+                "last_success": _iso(h.hook_last_success_at),
             },
             "recent_changes": list(self.recent_changes),
-            "recent_problems": list(self.recent_problems),
+            "recent_problems": list(h.recent_problems),
             "throughput": self.rates(),
             "uptime_seconds": round(time.time() - self.started_at, 3),
         }

@@ -30,6 +30,7 @@ class StatsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats
+        health = s.health
 
         def counter(name: str, doc: str, label: str | None, data: Any) -> Metric:
             fam = CounterMetricFamily(name, doc, labels=[label] if label else None)
@@ -84,7 +85,7 @@ class StatsCollector(Collector):
         )
         yield counter("s3sync_hook_calls", "Change hook calls by outcome.", "outcome", s.hook_calls)
         yield gauge(
-            "s3sync_hook_pending", "Applied changes the hooks have not acknowledged yet.", s.hook_pending
+            "s3sync_hook_pending", "Applied changes the hooks have not acknowledged yet.", health.hook_pending
         )
         yield gauge("s3sync_queue_depth", "Changes waiting for a worker.", s.queue_depth)
         yield gauge("s3sync_transfers_in_flight", "Operations running now.", s.in_flight)
@@ -92,23 +93,25 @@ class StatsCollector(Collector):
         yield gauge(
             "s3sync_last_reconcile_success_timestamp_seconds",
             "Unix time of the last reconcile that finished without errors.",
-            s.last_reconcile_success_at or 0,
+            health.last_reconcile_success_at or 0,
         )
         yield gauge(
             "s3sync_inventory_report_created_timestamp_seconds",
             "creationTimestamp of the S3 Inventory report the last inventory-driven pass read (0 = none).",
-            s.inventory_report.created if s.inventory_report is not None else 0,
+            health.inventory_report.created if health.inventory_report is not None else 0,
         )
         yield gauge(
             "s3sync_last_reconcile_duration_seconds",
             "Duration of the last reconcile.",
-            s.last_reconcile_duration,
+            health.last_reconcile_duration,
         )
-        yield gauge("s3sync_s3_reachable", "1 when the last S3 check succeeded.", 1 if s.s3_reachable else 0)
+        yield gauge(
+            "s3sync_s3_reachable", "1 when the last S3 check succeeded.", 1 if health.s3_reachable else 0
+        )
         yield gauge(
             "s3sync_directory_writable",
             "1 when the mirror directory is writable.",
-            1 if s.directory_writable else 0,
+            1 if health.directory_writable else 0,
         )
         yield gauge(
             "s3sync_bwlimit_bytes_per_second",

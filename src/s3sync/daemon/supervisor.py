@@ -221,7 +221,7 @@ class Supervisor:
         if self._health is not None and now - self._health_at < HEALTH_CACHE_SECONDS:
             return self._health
         writable = await asyncio.to_thread(self.mirror.is_writable)
-        self.stats.directory_writable = writable
+        self.stats.health.directory_writable = writable
         reason: str | None = None
         s3_ok = False
         if self._engine is None:
@@ -232,11 +232,11 @@ class Supervisor:
             reason = f"download directory {self.mirror.root} is not writable" + (
                 f"; {reason}" if reason else ""
             )
-        disk_error = self.stats.local_io_error if writable else None
+        disk_error = self.stats.health.local_io_error if writable else None
         if disk_error:
             # e.g. disk full: the directory is writable in principle, but the last write failed
             reason = f"writing into the mirror failed: {disk_error}" + (f"; {reason}" if reason else "")
-        guard = self.stats.delete_guard
+        guard = self.stats.health.delete_guard
         if guard:
             # reconciles keep failing on the delete guard until an operator decides
             reason = f"reconcile refused to delete: {guard}" + (f"; {reason}" if reason else "")

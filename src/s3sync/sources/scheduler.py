@@ -41,7 +41,7 @@ class Scheduler:
         first = True
         while True:
             if not (first and self.run_at_start):
-                self.engine.stats.next_reconcile_at = time.time() + self.interval
+                self.engine.stats.health.next_reconcile_at = time.time() + self.interval
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.interval)
                 except TimeoutError:

@@ -125,7 +125,7 @@ class Applier:
             code = err.code if not isinstance(err, FatalError) else "fatal"
             self.stats.error(code, f"{change.key}: {err}")
             if isinstance(err, LocalIOError):
-                self.stats.note_local_io(change.key, str(err))
+                self.stats.health.note_local_io(change.key, str(err))
             blog.error(
                 "operation failed",
                 error=str(err),
@@ -139,7 +139,9 @@ class Applier:
                 str(err),
                 error=code,
             )
-        self.stats.local_io_failed.pop(change.key, None)  # written, deleted or skipped: no longer failing
+        self.stats.health.local_io_failed.pop(
+            change.key, None
+        )  # written, deleted or skipped: no longer failing
         duration = time.monotonic() - started
         if result.status == "success":
             if result.operation == "download":

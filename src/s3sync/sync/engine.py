@@ -75,7 +75,9 @@ class Engine:
         # S3's errors arrive classified; what a retried download raises besides is the mirror's OSError
         self.retry = retry or RetryPolicy(attempts=sync.retry_attempts + 1, classify=classify_local)
         self.applier = Applier(sync, bucket, state, mirror, stats, retry=self.retry, prefix=prefix)
-        # told about every applied change before it is reported applied (the hooks' outbox)
+        # told about every change before it is applied, and every applied change before it is
+        # reported applied (the hooks' outbox: a provisional row, then the change's document)
+        self.on_applying: Callable[[Work], Awaitable[None]] | None = None
         self.on_applied: Callable[[Work, OpResult], Awaitable[None]] | None = None
         self.waiters = KeyWaiters(self.held, self.submit)
         self.pool = TransferPool(
@@ -91,8 +93,16 @@ class Engine:
 
     async def _apply(self, work: Work) -> OpResult:
         """The apply rules, then what follows an applied change: outbox, status page, waiters."""
-        result = await self.applier.apply(work)
         change = work.change
+        if self.on_applying is not None:
+            try:
+                await self.on_applying(work)
+            except Exception as exc:  # e.g. the state disk is full: nothing applied, so retried
+                why = f"not recorded for the hooks: {exc}"
+                self.stats.error("local_io", f"{change.key}: {why}")
+                log.error("recording a change before applying it failed", key=change.key, error=str(exc))
+                return OpResult(change.key, "none", "failed", why, error="local_io")
+        result = await self.applier.apply(work)
         if self.on_applied is not None:
             try:
                 await self.on_applied(work, result)
@@ -198,9 +208,9 @@ class Engine:
         try:
             await self.bucket.check()
         except S3SyncError as err:  # s3/ raises its errors classified
-            self.stats.s3_reachable, self.stats.s3_error = False, str(err)
+            self.stats.health.s3_reachable, self.stats.health.s3_error = False, str(err)
             return False, str(err)
-        self.stats.s3_reachable, self.stats.s3_error = True, None
+        self.stats.health.s3_reachable, self.stats.health.s3_error = True, None
         return True, None
 
 
@@ -246,8 +256,8 @@ async def open_engine(
         raise FatalError(
             f"sync.local_dir: cannot create {str(settings.sync.local_dir)!r}: {exc.strerror}"
         ) from exc
-    stats.directory_writable = mirror.is_writable()
-    if not stats.directory_writable:
+    stats.health.directory_writable = mirror.is_writable()
+    if not stats.health.directory_writable:
         raise FatalError(f"sync.local_dir: {str(mirror.root)!r} is not writable")
     try:
         probe = mirror.probe_case()  # keys that differ only by case must not flip-flop on exFAT/SMB

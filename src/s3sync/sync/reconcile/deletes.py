@@ -103,15 +103,15 @@ def guard(
 ) -> bool:
     """Decide the pass's deletes as a whole: True when they may go ahead.
 
-    A refusal fails the pass and stays on ``stats.delete_guard`` (health says ``degraded``
+    A refusal fails the pass and stays on ``stats.health.delete_guard`` (health says ``degraded``
     with it) until a later pass gets past the guard.
     """
     refused = refusal(plan, max_delete=max_delete, allow_empty_source=allow_empty_source)
     if refused is None:
-        stats.delete_guard = None
+        stats.health.delete_guard = None
         return True
     refuse(report, stats, refused, plan.victims)
-    stats.delete_guard = refused[1]
+    stats.health.delete_guard = refused[1]
     return False
 
 

@@ -132,7 +132,7 @@ class InventoryPass:
         async with open_report(self.source, scope, accept) as reader:
             manifest = await reader.load_manifest()
             self.report = ReportInfo.of(self.source.location, manifest)
-            self.stats.inventory_report = self.report
+            self.stats.health.inventory_report = self.report
             log.info("reconcile from inventory", report=manifest.key, created=manifest.created_iso)
             async for meta in reader.objects():
                 yield meta

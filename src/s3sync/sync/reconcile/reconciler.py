@@ -132,8 +132,8 @@ class Reconciler:
         """One full pass (one at a time): plan by sorted merge, download, then (maybe) delete."""
         opts = opts or PassOptions()
         async with self._lock:
-            self.stats.reconcile_running = True
-            self.stats.last_reconcile_at = time.time()
+            self.stats.health.reconcile_running = True
+            self.stats.health.last_reconcile_at = time.time()
             try:
                 report = await self._reconcile(opts)
             except S3SyncError as exc:
@@ -143,13 +143,13 @@ class Reconciler:
                 report.errors.append({"key": "", "error": exc.code, "message": str(exc)})
                 self.stats.error(exc.code, f"reconcile: {exc}")
             finally:
-                self.stats.reconcile_running = False
+                self.stats.health.reconcile_running = False
             report.finish()
-            self.stats.last_reconcile_duration = report.seconds
+            self.stats.health.last_reconcile_duration = report.seconds
             outcome = "success" if report.ok else ("aborted" if report.aborted else "failed")
             self.stats.reconcile_runs[outcome] += 1
             if report.ok and not opts.dry_run:
-                self.stats.last_reconcile_success_at = time.time()
+                self.stats.health.last_reconcile_success_at = time.time()
             log.info("reconcile finished", **report.as_json() | {"errors": len(report.errors)})
             return report
 
@@ -165,7 +165,7 @@ class Reconciler:
         reports = self.reports if opts.version_at is None else None  # the inventory side, or a listing
         inv = InventoryPass(reports, sync.multipart_threshold_mb, self.state, self.stats) if reports else None
         p = _Pass(opts, SyncReport(dry_run=opts.dry_run), scope, filt, case_policy(self.mirror), inv)
-        self.stats.last_reconcile_source = "inventory" if inv is not None else "listing"
+        self.stats.health.last_reconcile_source = "inventory" if inv is not None else "listing"
         if inv is not None:
             listing = inv.listing(scope, partial(self._in_scope, p))
         elif opts.version_at is None:
