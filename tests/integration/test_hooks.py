@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 from support.eventkit import free_port, run_daemon, s3_event, s3_record
+from support.proxy import Proxy
 from support.s3kit import tree, wait_for
 from test_journal_crash import Serve
 
@@ -234,6 +235,59 @@ class TestHookAfterSigkill:
             assert sorted(c["key"] for c in changes) == sorted(objects)  # each once: from the outbox
             assert {c["key"]: c["size"] for c in changes} == {k: len(v) for k, v in objects.items()}
             assert await daemon.kill(signal.SIGTERM) == 0
+
+
+class TestHookReconcileChangeAfterSigkill:
+    async def test_killed_between_the_rename_and_the_outbox_commit_it_is_still_reported(
+        self, s3: Any, bucket: str, mirror: Path, tmp_path: Path, moto_endpoint: str
+    ) -> None:
+        """A pass's change is in no journal, so nothing would replay it. The daemon is killed
+        (SIGKILL) after the file was renamed into place and before the change's outbox
+        commit — held back by a write lock the test takes on the state database while the
+        GET is held at the proxy. The restarted daemon reports it anyway: from the
+        provisional outbox row committed before the apply began."""
+        s3.put_object(Bucket=bucket, Key="r.txt", Body=b"reconciled")
+        etag = _etag(s3, bucket, "r.txt")
+        state_db = mirror / ".s3sync" / "state.db"
+        port = free_port()
+        config = tmp_path / "s3sync.toml"
+        with Proxy(moto_endpoint) as proxy:
+            gate = proxy.faults.hold("GET", key_re=r"^r\.txt$")
+            config.write_text(
+                f'[s3]\nbucket = "{bucket}"\nendpoint_url = "{proxy.url}"\n'
+                f"[sync]\nlocal_dir = {json.dumps(str(mirror))}\nperiodic = false\n"
+                f"[api]\nport = {port}\n"
+                f"[hooks]\ncommand = {json.dumps(_hook(tmp_path))}\nbatch_ms = 20\n"
+                '[log]\nformat = "json"\n'
+            )
+            async with aiohttp.ClientSession() as http:
+                daemon = Serve(config, port, tmp_path / "serve.log")
+                await daemon.start(http)
+                async with http.post(f"{daemon.url}/api/v1/sync?background=true") as resp:
+                    assert resp.status == 202, await resp.text()
+                await wait_for(lambda: proxy.count("GET", "r.txt") >= 1, within=30, what="the GET held")
+                lock = sqlite3.connect(state_db, isolation_level=None, timeout=30)
+                lock.execute("BEGIN IMMEDIATE")  # the daemon's next commit waits behind the test
+                try:
+                    gate.set()
+                    await wait_for(
+                        lambda: (mirror / "r.txt").exists(), within=30, what="file renamed into place"
+                    )
+                    assert await daemon.kill(signal.SIGKILL) == -signal.SIGKILL
+                finally:
+                    lock.execute("ROLLBACK")
+                    lock.close()
+                assert (mirror / "r.txt").read_bytes() == b"reconciled"
+                assert _calls(tmp_path) == []
+                await daemon.start(http)
+                await wait_for(
+                    lambda: len(_changes(_calls(tmp_path))) >= 1, within=30, what="reported after restart"
+                )
+                assert await daemon.kill(signal.SIGTERM) == 0
+        changes = _changes(_calls(tmp_path))
+        assert [(c["key"], c["path"], c["op"], c["etag"], c["size"]) for c in changes] == [
+            ("r.txt", "r.txt", "upsert", etag, 10)
+        ]
 
 
 class TestHookIgnoringItsInput:

@@ -34,6 +34,16 @@ from typing import Any
 
 from s3sync.state.store import StateStore, connect_writer
 
+#: A document with this field set is provisional: a change being applied (not delivered yet).
+PROVISIONAL = "provisional"
+
+_Write = tuple[list[dict[str, Any]], list[tuple[int, dict[str, Any] | None]], "asyncio.Future[list[int]]"]
+
+
+def _dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, separators=(",", ":"))
+
+
 _SCHEMA = "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL)"
 
 
@@ -45,7 +55,7 @@ class Outbox:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3sync-outbox")
         self._conn: sqlite3.Connection | None = None
         self._store: StateStore | None = None  # whose thread and connection write the appends
-        self._waiting: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
+        self._waiting: list[_Write] = []
         self._busy = False
         self._task: asyncio.Task[None] | None = None
 
@@ -53,19 +63,20 @@ class Outbox:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     # -- lifecycle -----------------------------------------------------------
-    async def open(self, store: StateStore) -> int:
-        """Open (creating the table); returns how many changes wait from an earlier run.
-
-        ``store`` (open) writes the appends; it must stay open while changes are applied.
-        """
+    async def open(self, store: StateStore) -> None:
+        """Open (creating the table). ``store`` (open) writes the appends; it must stay
+        open while changes are applied."""
         self._store = store
-        return int(await self._run(self._open_sync))
+        await self._run(self._open_sync)
 
-    def _open_sync(self) -> int:
+    def _open_sync(self) -> None:
         conn = connect_writer(self.path, busy_ms=10000)
         conn.execute(_SCHEMA)
         self._conn = conn
-        return int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    async def count(self) -> int:
+        """How many changes wait (at start-up: from an earlier run)."""
+        return int(await self._run(lambda: self.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]))
 
     async def close(self) -> None:
         if self._task is not None:
@@ -88,50 +99,91 @@ class Outbox:
         return self._store
 
     # -- writing ---------------------------------------------------------------
-    async def add(self, docs: list[dict[str, Any]]) -> None:
-        """Commit ``docs`` (in order); returns once they are durable."""
-        if not docs:
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((docs, fut))
+    async def add(self, docs: list[dict[str, Any]]) -> list[int]:
+        """Commit ``docs`` (in order); returns their row ids once they are durable."""
+        return await self._write(docs, [])
+
+    async def settle(self, row_id: int, doc: dict[str, Any] | None) -> None:
+        """Make a provisional row final with ``doc``, or drop it (None); durable on return."""
+        await self._write([], [(row_id, doc)])
+
+    async def _write(
+        self, docs: list[dict[str, Any]], settles: list[tuple[int, dict[str, Any] | None]]
+    ) -> list[int]:
+        if not docs and not settles:
+            return []
+        fut: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((docs, settles, fut))
         if not self._busy:
             self._busy = True  # its own task: a cancelled caller must not strand the others
             self._task = asyncio.ensure_future(self._drain())
-        await asyncio.shield(fut)
+        return await asyncio.shield(fut)
 
     async def _drain(self) -> None:
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
-                rows = [(json.dumps(d, separators=(",", ":")),) for docs, _ in batch for d in docs]
+                rows = [(_dumps(d),) for docs, _, _ in batch for d in docs]
+                updates = [(_dumps(d), i) for _, s, _ in batch for i, d in s if d is not None]
+                drops = [(i,) for _, s, _ in batch for i, d in s if d is None]
                 try:
-                    await self.store.on_writer(functools.partial(self._insert_sync, rows=rows))
+                    last = await self.store.on_writer(
+                        functools.partial(self._write_sync, rows=rows, updates=updates, drops=drops)
+                    )
                 except Exception as exc:
-                    for _, fut in batch:
+                    for _, _, fut in batch:
                         if not fut.done():
                             fut.set_exception(exc)
                     continue
-                for _, fut in batch:
+                next_id = last - len(rows) + 1  # one transaction, one writer: consecutive ids
+                for docs, _, fut in batch:
                     if not fut.done():
-                        fut.set_result(None)
+                        fut.set_result(list(range(next_id, next_id + len(docs))))
+                    next_id += len(docs)
         finally:
             self._busy = False
 
     @staticmethod
-    def _insert_sync(conn: sqlite3.Connection, rows: list[tuple[str]]) -> None:
+    def _write_sync(
+        conn: sqlite3.Connection,
+        rows: list[tuple[str]],
+        updates: list[tuple[str, int]],
+        drops: list[tuple[int]],
+    ) -> int:
+        """One transaction; the id of the last row inserted (0 when none)."""
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany("INSERT INTO outbox (doc) VALUES (?)", rows)
+            if updates:
+                conn.executemany("UPDATE outbox SET doc = ? WHERE id = ?", updates)
+            if drops:
+                conn.executemany("DELETE FROM outbox WHERE id = ?", drops)
+            last = 0
+            if rows:
+                conn.executemany("INSERT INTO outbox (doc) VALUES (?)", rows)
+                last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        return last
 
     # -- reading and acknowledging ----------------------------------------------
     async def peek(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
-        """The oldest ``limit`` unacknowledged changes, in the order they were added."""
+        """The oldest ``limit`` unacknowledged changes, in the order they were added.
+
+        Provisional rows are passed over: their change is still being applied, and no
+        later change of the same key can be in the outbox before it settles (one
+        writer per key), so per-key order holds.
+        """
         rows = await self._run(self._peek_sync, limit)
-        return [(int(i), json.loads(doc)) for i, doc in rows]
+        docs = ((int(i), json.loads(doc)) for i, doc in rows)
+        return [(i, d) for i, d in docs if not d.get(PROVISIONAL)]
+
+    async def provisional(self) -> list[tuple[int, dict[str, Any]]]:
+        """Every provisional row: at start-up, the changes a crash caught being applied."""
+        rows = await self._run(lambda: list(self.conn.execute("SELECT id, doc FROM outbox ORDER BY id")))
+        docs = ((int(i), json.loads(doc)) for i, doc in rows)
+        return [(i, d) for i, d in docs if d.get(PROVISIONAL)]
 
     def _peek_sync(self, limit: int) -> list[tuple[int, str]]:
         return list(self.conn.execute("SELECT id, doc FROM outbox ORDER BY id LIMIT ?", (limit,)))
@@ -155,4 +207,4 @@ class Outbox:
         return {int(r[0]) for r in rows}
 
 
-__all__ = ["Outbox"]
+__all__ = ["PROVISIONAL", "Outbox"]

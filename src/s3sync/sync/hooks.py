@@ -42,9 +42,9 @@ import aiohttp
 import structlog
 
 from s3sync.config import Settings
-from s3sync.errors import ConfigError
+from s3sync.errors import ConfigError, S3SyncError
 from s3sync.retry import Backoff
-from s3sync.state.outbox import Outbox
+from s3sync.state.outbox import PROVISIONAL, Outbox
 from s3sync.stats import SyncStats
 from s3sync.sync.engine import Engine
 from s3sync.sync.queue import Work
@@ -127,6 +127,7 @@ class Hooks:
         self.outbox = Outbox(settings.sync.resolved_state_path)
         self.engine: Engine | None = None
         self._replayed: set[int] = set()
+        self._provisional: dict[str, int] = {}  # key → its provisional outbox row, while being applied
         self._secret: bytes | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -145,9 +146,16 @@ class Hooks:
 
     async def attach(self, engine: Engine) -> None:
         """Open the outbox, hook into ``engine`` (before it takes intake), start delivering."""
-        self.stats.hook_pending = await self.outbox.open(engine.state)
+        await self.outbox.open(engine.state)
+        resolved = await self.resolve(engine)
+        if resolved:
+            log.info(
+                "changes a crash caught being applied are reported as the mirror holds them", count=resolved
+            )
+        self.stats.hook_pending = await self.outbox.count()
         self._replayed = await self.outbox.journal_ids()  # the rows the journal replay will apply
         self.engine = engine
+        engine.on_applying = self.before
         engine.on_applied = self.record
         self._task = asyncio.create_task(self._deliver_loop(), name="hooks")
         if self.stats.hook_pending:
@@ -164,12 +172,51 @@ class Hooks:
         await self.outbox.close()
 
     # -- record ----------------------------------------------------------------
+    async def before(self, work: Work) -> None:
+        """The engine's ``on_applying``: a change no journal holds gets a provisional outbox row
+        first, committed before the apply can write or remove anything (see :meth:`resolve`)."""
+        if work.journal_ids:
+            return  # the journal holds it: a crash replays it, and the replay records it
+        change = work.change
+        meta = change.meta
+        doc = {
+            "key": change.key,
+            "etag": meta.etag if meta is not None else change.etag,  # what the listing said
+            "size": meta.size if meta is not None else change.size,
+            "source": change.source.value,
+            PROVISIONAL: True,
+        }
+        (self._provisional[change.key],) = await self.outbox.add([doc])  # one writer per key
+
     async def record(self, work: Work, result: OpResult) -> None:
+        """The engine's ``on_applied``: commit the change's document before it is reported."""
+        provisional = self._provisional.pop(work.change.key, None)
+        doc = await self._document(work, result)
+        if doc is None:
+            if provisional is not None:
+                await self.outbox.settle(provisional, None)  # nothing happened: nothing to tell
+            return
+        try:
+            if provisional is not None:
+                await self.outbox.settle(provisional, doc)
+            else:
+                await self.outbox.add([doc])
+        except Exception:
+            # not recorded: the journaled change is retried, and its "unchanged" outcome is owed
+            # (a provisional row stays, and is resolved at the next start)
+            self._replayed.update(work.journal_ids)
+            raise
+        self._replayed.difference_update(work.journal_ids)  # owed no more
+        self.stats.hook_pending += 1
+        self._wake.set()
+
+    async def _document(self, work: Work, result: OpResult) -> dict[str, Any] | None:
+        """What to tell about an applied change; None when there is nothing to tell."""
         op = {"download": "upsert", "delete": "remove"}.get(result.operation)
         if op is None or result.status not in ("success", "unchanged"):
-            return
+            return None
         if result.status == "unchanged" and not self._replayed.intersection(work.journal_ids):
-            return  # nothing changed, and no crash can have hidden an earlier change
+            return None  # nothing changed, and no crash can have hidden an earlier change
         assert self.engine is not None
         key, etag, size = result.key, None, None
         if result.status == "unchanged":  # a replayed change: report what the mirror holds now
@@ -178,7 +225,7 @@ class Hooks:
             row = await self.engine.state.get(key)
             if row is not None:
                 etag, size = row.etag, row.size
-        doc = {
+        return {
             "key": key,
             "path": "/".join(self.engine.mirror.mapper.parts(key)),
             "op": op,
@@ -186,15 +233,38 @@ class Hooks:
             "size": size,
             "source": work.change.source.value,
         }
-        try:
-            await self.outbox.add([doc])
-        except Exception:
-            # not recorded: the journaled change is retried, and its "unchanged" outcome is owed
-            self._replayed.update(work.journal_ids)
-            raise
-        self._replayed.difference_update(work.journal_ids)  # owed no more
-        self.stats.hook_pending += 1
-        self._wake.set()
+
+    async def resolve(self, engine: Engine) -> int:
+        """Settle the provisional rows a crash left: how many were reported.
+
+        Such a change was being applied when the process died — before, during or
+        after its rename or removal, nobody knows. So each is reported as what the
+        mirror holds for its key now (present: an upsert, with the recorded ETag or,
+        when the file has the listed size, the listed one; absent: a remove). A
+        receiver may so hear of a change that had not happened yet (its key's
+        current state, told once more), never miss one that had.
+        """
+        told = 0
+        for row_id, doc in await self.outbox.provisional():
+            key = doc["key"]
+            try:
+                path = "/".join(engine.mirror.mapper.parts(key))
+                held = await engine.held(key)
+            except S3SyncError:  # an unsafe key: never written, nothing to tell
+                await self.outbox.settle(row_id, None)
+                continue
+            etag = held.etag if held.etag is not None or held.size != doc.get("size") else doc.get("etag")
+            final = {
+                "key": key,
+                "path": path,
+                "op": "upsert" if held.present else "remove",
+                "etag": etag if held.present else None,
+                "size": held.size if held.present else None,
+                "source": doc.get("source"),
+            }
+            await self.outbox.settle(row_id, final)
+            told += 1
+        return told
 
     # -- deliver ---------------------------------------------------------------
     async def _deliver_loop(self) -> None:
