@@ -65,3 +65,45 @@ def test_import_structlog_is_a_no_op_once_structlog_is_loaded() -> None:
     import_structlog()
     assert sys.modules.get("rich", "absent") is before.get("rich", "absent")
     assert sys.modules["structlog"] is before["structlog"]
+
+
+_COUNT_EARLY_COLLECTIONS = (
+    "import gc, runpy, sys\n"
+    "early = [0]\n"  # collections before start-up ended (nothing frozen yet)
+    "gc.callbacks.append(lambda phase, info: early.__setitem__(0, early[0] + (\n"
+    "    phase == 'start' and gc.get_freeze_count() == 0)))\n"
+)
+
+
+def _early_collections_of_the_program() -> list[str]:
+    out = _run(
+        "-c",
+        _COUNT_EARLY_COLLECTIONS
+        + "sys.argv = ['s3sync', 'status', '--url', 'http://127.0.0.1:9']\n"  # refused at once: exit 1
+        "try:\n"
+        "    runpy.run_module('s3sync', run_name='__main__', alter_sys=True)\n"
+        "except SystemExit as exc:\n"
+        "    print(exc.code, early[0], gc.isenabled(), gc.get_freeze_count() > 0)\n",
+    )
+    return out.stdout.split() or [out.stderr]
+
+
+def _early_collections_of_an_importer() -> list[str]:
+    code = "import s3sync.cli\nprint(early[0], gc.isenabled(), gc.get_freeze_count())\n"
+    out = _run("-c", _COUNT_EARLY_COLLECTIONS + code)
+    return out.stdout.split() or [out.stderr]
+
+
+def test_the_program_pauses_the_collector_while_it_imports_an_importer_does_not() -> None:
+    """As the program (``python -m s3sync``) the imports run without the collector, which is back on
+    (and the start-up's objects frozen) when the command runs; a process that merely imports
+    :mod:`s3sync.cli` (a test, another program) keeps its collector and freezes nothing.
+
+    The program still collects a few times before :mod:`s3sync.cli.bootstrap` runs (the
+    interpreter's and runpy's own imports); an importer collects all the way through.
+    """
+    code, program_early, enabled, frozen = _early_collections_of_the_program()
+    importer_early, importer_enabled, importer_frozen = _early_collections_of_an_importer()
+    assert (code, enabled, frozen) == ("1", "True", "True")
+    assert (importer_enabled, importer_frozen) == ("True", "0")
+    assert int(program_early) * 5 < int(importer_early), (program_early, importer_early)

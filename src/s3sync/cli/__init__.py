@@ -19,6 +19,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+from s3sync.cli import bootstrap  # first: its start-up steps run before the other imports
 from s3sync.cli.commands import cmd_sync, cmd_verify
 from s3sync.cli.common import EXIT_FAIL, EXIT_USAGE, fail
 from s3sync.cli.parser import UsageError, build_parser
@@ -36,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "--json" in argv:  # the README's promise holds for a bad flag too: one JSON object
             print(json.dumps({"error": "usage", "message": exc.message}))
         return EXIT_USAGE
+    bootstrap.end_startup()
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "sync": cmd_sync,
         "verify": cmd_verify,

@@ -3,16 +3,57 @@
 Lives apart from ``cli`` so that ``demo`` can use it without importing the
 command line's private names (and without an import cycle between the two).
 ``s3sync.cli`` imports this module before any other of its own, so
-:func:`import_structlog` runs before anything else of ours imports structlog.
+:func:`pause_gc` and :func:`import_structlog` run before the bulk of the imports.
 """
 
 from __future__ import annotations
 
-import asyncio
+import gc
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
+
+_gc_paused = False
+
+
+def _is_the_program() -> bool:
+    """True in the ``s3sync`` program (the console script or ``python -m s3sync``), not in an importer."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name == "s3sync.__main__":
+        return True
+    return os.path.basename(getattr(main, "__file__", None) or "") == "s3sync"
+
+
+def pause_gc() -> None:
+    """No cyclic garbage collection while the program imports its modules; see :func:`end_startup`.
+
+    Imports build tens of thousands of long-lived objects (classes, dataclasses'
+    generated methods, pydantic schemas) and almost no garbage, yet each 700 new
+    container objects start a collection that walks them all again: about 100
+    collections in a one-shot ``sync``'s start-up, 30-60 ms of its ~0.3 s of CPU
+    (the no-change ``sync`` of 20 objects measured 0.86 x the CPU with the pause,
+    15 interleaved pairs). Only when this process is the ``s3sync`` program: a test
+    or a program that imports :mod:`s3sync.cli` keeps its collector as it was.
+    """
+    global _gc_paused
+    if gc.isenabled() and _is_the_program():
+        gc.disable()
+        _gc_paused = True
+
+
+def end_startup() -> None:
+    """Imports done: freeze what they built (never walked again) and let the collector run.
+
+    :func:`s3sync.cli.main` calls it once the arguments are parsed, before the
+    command runs; a second call does nothing.
+    """
+    global _gc_paused
+    if _gc_paused:
+        _gc_paused = False
+        gc.freeze()
+        gc.enable()
 
 
 def import_structlog() -> None:
@@ -43,6 +84,7 @@ def import_structlog() -> None:
             del sys.modules["rich"]
 
 
+pause_gc()
 import_structlog()
 
 from s3sync.config import Settings  # noqa: E402  (after structlog: nothing may load it first)
@@ -66,9 +108,12 @@ def configure_logs(settings: Settings, quiet: bool = False) -> None:
 
 def run_loop(coro_fn: Callable[[], Any]) -> Any:
     """Run ``coro_fn()`` to completion on uvloop (measurably less per-request CPU) where available."""
+    end_startup()  # a no-op after main(); here for a loop started without it (the demo's callers)
     try:
         import uvloop
 
         return uvloop.run(coro_fn())
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        import asyncio
+
         return asyncio.run(coro_fn())
