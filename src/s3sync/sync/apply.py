@@ -139,9 +139,8 @@ class Applier:
                 str(err),
                 error=code,
             )
-        self.stats.health.local_io_failed.pop(
-            change.key, None
-        )  # written, deleted or skipped: no longer failing
+        # written, deleted or skipped: no longer failing
+        self.stats.health.local_io_failed.pop(change.key, None)
         duration = time.monotonic() - started
         if result.status == "success":
             if result.operation == "download":
