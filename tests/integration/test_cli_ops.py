@@ -7,7 +7,6 @@ a real `serve` process, or a tiny stand-in S3 where moto cannot emulate AWS (wro
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import re
@@ -23,7 +22,8 @@ from typing import Any
 
 import pytest
 from support.daemon import Daemon, write_config
-from support.s3kit import AWS_ENV, CliResult, CliRunner, clean_environ, seed, serve_http
+from support.rawserver import RawServer, ServerConn, response
+from support.s3kit import AWS_ENV, CliResult, CliRunner, clean_environ, seed
 
 ESC = "\x1b"
 
@@ -211,46 +211,40 @@ class TestProgressBar:
 # --------------------------------------------------------------------------- misconfigurations
 
 
-class _RegionalS3(http.server.BaseHTTPRequestHandler):
+REGION = "eu-west-1"
+
+
+async def _regional_s3(conn: ServerConn) -> None:
     """Behaves like AWS for a bucket in eu-west-1: requests signed for another region get
     400 AuthorizationHeaderMalformed (with the Region field and x-amz-bucket-region header)."""
-
-    region = "eu-west-1"
-
-    def _reply(self) -> None:
-        m = re.search(r"Credential=[^/]+/\d+/([^/]+)/s3/", self.headers.get("Authorization", ""))
-        signed_for = m.group(1) if m else ""
-        if signed_for != self.region:
-            body = (
-                "<?xml version='1.0' encoding='UTF-8'?><Error><Code>AuthorizationHeaderMalformed</Code>"
-                f"<Message>The authorization header is malformed; the region '{signed_for}' is wrong; "
-                f"expecting '{self.region}'</Message><Region>{self.region}</Region></Error>"
-            ).encode()
-            status = 400
-        elif self.command == "HEAD":
-            body, status = b"", 200
-        else:
-            body = (b"<?xml version='1.0' encoding='UTF-8'?><ListBucketResult><Name>euro</Name>"
-                    b"<KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>")
-            status = 200
-        self.send_response(status)
-        self.send_header("x-amz-bucket-region", self.region)
-        self.send_header("Content-Type", "application/xml")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    do_GET = do_HEAD = _reply
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+    req = await conn.read_request()
+    if req is None:
+        return
+    method = req.split(b" ", 1)[0]
+    m = re.search(rb"Credential=[^/]+/\d+/([^/]+)/s3/", req)
+    signed_for = m.group(1).decode() if m else ""
+    if signed_for != REGION:
+        body = (
+            "<?xml version='1.0' encoding='UTF-8'?><Error><Code>AuthorizationHeaderMalformed</Code>"
+            f"<Message>The authorization header is malformed; the region '{signed_for}' is wrong; "
+            f"expecting '{REGION}'</Message><Region>{REGION}</Region></Error>"
+        ).encode()
+        status = 400
+    elif method == b"HEAD":
+        body, status = b"", 200
+    else:
+        body = (b"<?xml version='1.0' encoding='UTF-8'?><ListBucketResult><Name>euro</Name>"
+                b"<KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>")
+        status = 200
+    headers = [("x-amz-bucket-region", REGION), ("Content-Type", "application/xml"), ("Connection", "close")]
+    answer = response(status, body, headers)
+    await conn.send(answer[: len(answer) - len(body)] if method == b"HEAD" else answer)
 
 
 @pytest.fixture
 def regional_s3() -> Iterator[str]:
-    with serve_http(_RegionalS3) as url:
-        yield url
+    with RawServer(_regional_s3) as server:
+        yield server.url
 
 
 class TestMisconfigurations:

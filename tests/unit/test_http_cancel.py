@@ -14,7 +14,7 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-from support.stubhttp import DEADLINE, Envs, ServerConn, get, ok
+from support.rawserver import DEADLINE, Envs, ServerConn, get, ok
 from support.wait import wait_for
 
 LIMIT = 3

@@ -1,6 +1,6 @@
 """The lean path's response parsing, seen through the pool: framing, broken or silent answers, hostile bytes.
 
-Raw-socket servers on 127.0.0.1 (``support.stubhttp``) send exactly the bytes a
+Raw-socket servers on 127.0.0.1 (``support.rawserver``) send exactly the bytes a
 test gives them; the assertions are on what ``HttpPool.request`` returns or
 raises and on whether the connection is reused, so they hold for fasthttp's
 own parser and for the httptools one replacing it.
@@ -16,13 +16,13 @@ from collections.abc import AsyncIterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.stubhttp import (
+from support.rawserver import (
     DEADLINE,
     LAST_CHUNK,
     Envs,
+    RawServer,
     ServerConn,
-    StubServer,
-    chunked,
+    chunked_ext,
     echo_path,
     get,
     head,
@@ -94,7 +94,7 @@ class TestBrokenResponses:
 
         async def script(conn: ServerConn) -> None:
             await conn.read_request()
-            await conn.send(chunked([b"abc", b"def"])[:-5])
+            await conn.send(chunked_ext([b"abc", b"def"])[:-5])
 
         _, pool = await env(script)
         with pytest.raises(HttpError):
@@ -243,7 +243,7 @@ class TestFraming:
 
         async def script(conn: ServerConn) -> None:
             await conn.read_request()
-            await conn.send(chunked([b"hello ", b"world"], trailer="x-amz-checksum-crc32: AAAAAA==\r\n"))
+            await conn.send(chunked_ext([b"hello ", b"world"], trailer="x-amz-checksum-crc32: AAAAAA==\r\n"))
             await serve_echo(conn)
 
         server, pool = await env(script)
@@ -351,7 +351,7 @@ class TestHostileInput:
 
         The terminating ``0\r\n\r\n`` goes in one write here; cutting *it* is the test below.
         """
-        raw = chunked([p for p in pieces if p])
+        raw = chunked_ext([p for p in pieces if p])
         body, end = raw[: -len(LAST_CHUNK)], raw[-len(LAST_CHUNK) :]
         first, second, conns = asyncio.run(serve_pieces([*splits(body, cuts), end], ok(b"next")))
         assert first == b"".join(pieces)
@@ -361,7 +361,7 @@ class TestHostileInput:
     @pytest.mark.parametrize("trailer", ["", "x-amz-checksum-crc32: AAAAAA==\r\n"], ids=["plain", "trailer"])
     def test_terminal_chunk_split_anywhere(self, trailer: str) -> None:
         """A cut anywhere inside ``0\r\n[trailers]\r\n`` (a TCP or TLS record boundary) still frames."""
-        raw = chunked([b"abc"], trailer=trailer)
+        raw = chunked_ext([b"abc"], trailer=trailer)
         start = len(raw) - len(LAST_CHUNK) - len(trailer)
         for cut in range(start + 1, len(raw)):
             first, second, conns = asyncio.run(serve_pieces([raw[:cut], raw[cut:]], ok(b"next")))
@@ -378,7 +378,7 @@ class TestHostileInput:
                 for p in splits(junk, cuts):
                     await conn.send(p)
 
-            server = await StubServer(script).start()
+            server = await RawServer(script).start()
             pool = HttpPool("127.0.0.1", server.port, read_timeout=0.3)
             try:
                 async with asyncio.timeout(DEADLINE):

@@ -60,7 +60,7 @@ async def exchange(port: int, requests: list[tuple[bytes, bool]], read_size: int
 
 
 def script(*answers: Answer) -> RawServer:
-    return RawServer(lambda n, head: answers[n])
+    return RawServer.answering(lambda n, head: answers[n])
 
 
 class TestFraming:

@@ -1,6 +1,6 @@
 """The lean path's keep-alive HTTP pool: reuse, pipelining, limits, cancellation, timeouts, close.
 
-Every test talks to a real asyncio server on 127.0.0.1 (``support.stubhttp``) that
+Every test talks to a real asyncio server on 127.0.0.1 (``support.rawserver``) that
 writes exactly the bytes the test scripts and records what arrived on which
 connection; only the pool's public surface is used, so the tests survive a
 change of parser underneath.
@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from support.stubhttp import (
+from support.rawserver import (
     DEADLINE,
     Envs,
     ServerConn,

@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from support.stubhttp import DEADLINE, Envs, ServerConn, echo_path, get, head, ok, serve_echo
+from support.rawserver import DEADLINE, Envs, ServerConn, echo_path, get, head, ok, serve_echo
 
 from s3sync.s3.http import BODY_STALL_SECONDS, HttpPool
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
 import os
 import signal
 import socket
@@ -15,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.s3kit import serve_http
+from support.rawserver import RawServer, ServerConn, response
 
 from s3sync.daemon.systemd import Notifier, watchdog_loop
 
@@ -185,31 +184,23 @@ class TestWatchdogLoop:
         assert pings >= 3
 
 
-class _Unavailable(http.server.BaseHTTPRequestHandler):
+async def _unavailable(conn: ServerConn) -> None:
     """A stand-in S3 that answers every request at once with 503 (S3 down: serve keeps retrying)."""
-
-    def _reply(self) -> None:
-        body = (
-            b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code>'
-            b"<Message>Please reduce your request rate.</Message></Error>"
-        )
-        self.send_response(503)
-        self.send_header("Content-Type", "application/xml")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    do_GET = do_HEAD = do_PUT = do_POST = _reply
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+    req = await conn.read_request()
+    if req is None:
+        return
+    body = (
+        b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code>'
+        b"<Message>Please reduce your request rate.</Message></Error>"
+    )
+    answer = response(503, body, [("Content-Type", "application/xml"), ("Connection", "close")])
+    await conn.send(answer[: len(answer) - len(body)] if req.startswith(b"HEAD ") else answer)
 
 
 @pytest.fixture
 def fake_s3() -> Iterator[str]:
-    with serve_http(_Unavailable) as url:
-        yield url
+    with RawServer(_unavailable) as server:
+        yield server.url
 
 
 class TestServeUnderSystemd:
