@@ -68,19 +68,25 @@ class TestJournal:
     async def test_transient_failure_is_requeued_until_it_succeeds(self, state: StateStore) -> None:
         """A retryable failure keeps the row and tries again later; the success settles it."""
         calls = 0
+        retry_may_finish = asyncio.Event()  # the retry holds until the journal has been looked at
 
         async def apply(work: Work) -> OpResult:
             nonlocal calls
             calls += 1
-            return failed(work, "retryable") if calls == 1 else ok(work)
+            if calls == 1:
+                return failed(work, "retryable")
+            await retry_may_finish.wait()
+            return ok(work)
 
         stats = SyncStats()
         pool = TransferPool(apply, state, stats, concurrency=1, drain_timeout=5)
         pool.start()
         await pool.intake([upsert("k")])
-        await wait_for(lambda: calls == 1, within=20)
-        assert await journal_keys(state) == ["k"]  # failed, still owed
-        await wait_for(lambda: calls == 2, within=10, what="the requeued retry")
+        await wait_for(lambda: calls >= 1, within=20)
+        assert await journal_keys(state) == ["k"]  # failed, still owed (the retry cannot settle it yet)
+        await wait_for(lambda: calls == 2, within=20, what="the requeued retry")
+        assert await journal_keys(state) == ["k"]  # in flight again, still owed
+        retry_may_finish.set()
         await wait_for(lambda: pool.queue.in_flight == 0, within=20)
         assert await journal_keys(state) == [] and stats.journal_pending == 0
         await pool.stop()
