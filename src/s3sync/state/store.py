@@ -88,6 +88,7 @@ class StateStore:
         self._pending: dict[str, StateRow | None] = {}
         self._committing: list[dict[str, StateRow | None]] = []  # batches being written, oldest first
         self._journal_done: list[int] = []  # settled journal ids, removed with the next batch
+        self._riders: list[tuple[str, list[tuple[Any, ...]]]] = []  # see ride()
         self._lock = threading.Lock()
         self._flush_turn = asyncio.Lock()  # one flush at a time: batches commit in the order taken
         self._flusher: asyncio.Task[None] | None = None
@@ -146,6 +147,14 @@ class StateStore:
         """
         return await self._run(lambda: fn(self.conn))
 
+    def ride(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Queue ``executemany(sql, rows)`` for the next batch's transaction, before its
+        journal removals: a journal row settled after this call is never removed on disk
+        before these rows are (the hooks' outbox documents of journaled changes: no
+        commit, no thread hop of their own). Queued again, like the batch, if it fails."""
+        with self._lock:
+            self._riders.append((sql, rows))
+
     # -- object rows -------------------------------------------------------
     def record(self, row: StateRow) -> None:
         """Queue a row write; flushed in batches (see module docstring)."""
@@ -192,13 +201,14 @@ class StateStore:
         """
         async with self._flush_turn:
             with self._lock:
-                if not self._pending and not self._journal_done:
+                if not self._pending and not self._journal_done and not self._riders:
                     return
                 batch, self._pending = self._pending, {}
                 done, self._journal_done = self._journal_done, []
+                riders, self._riders = self._riders, []
                 self._committing.append(batch)
             try:
-                await self._run(self._flush_sync, batch, done)
+                await self._run(self._flush_sync, batch, done, riders)
             except BaseException:
                 with self._lock:  # put the batch back under newer writes (all still queued)
                     for k, v in batch.items():
@@ -209,7 +219,12 @@ class StateStore:
                 with self._lock:
                     self._committing = [b for b in self._committing if b is not batch]
 
-    def _flush_sync(self, batch: dict[str, StateRow | None], journal_done: list[int] | None = None) -> None:
+    def _flush_sync(
+        self,
+        batch: dict[str, StateRow | None],
+        journal_done: list[int] | None = None,
+        riders: list[tuple[str, list[tuple[Any, ...]]]] | None = None,
+    ) -> None:
         conn = self.conn
         now = time.time()
         upserts = [
@@ -224,11 +239,17 @@ class StateStore:
                 conn.executemany("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?)", upserts)
             if deletes:
                 conn.executemany("DELETE FROM objects WHERE key = ?", deletes)
+            for sql, rows in riders or ():
+                conn.executemany(sql, rows)
             if journal_done:
                 journal.remove(conn, [(i,) for i in journal_done])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
+            if riders:  # put back here, where it is known they were not committed: inserts are not
+                # idempotent, and a flush whose caller was cancelled still runs to its end
+                with self._lock:
+                    self._riders[:0] = riders
             raise
 
     def _pending_row(self, key: str) -> tuple[bool, StateRow | None]:
