@@ -44,6 +44,7 @@ def _dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, separators=(",", ":"))
 
 
+_INSERT = "INSERT INTO outbox (doc) VALUES (?)"
 _SCHEMA = "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL)"
 
 
@@ -57,6 +58,7 @@ class Outbox:
         self._store: StateStore | None = None  # whose thread and connection write the appends
         self._waiting: list[_Write] = []
         self._busy = False
+        self._riding = False  # rows queued with ride() since the last immediate write
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self, fn: Any, *args: Any) -> Any:
@@ -103,6 +105,13 @@ class Outbox:
         """Commit ``docs`` (in order); returns their row ids once they are durable."""
         return await self._write(docs, [])
 
+    def ride(self, docs: list[dict[str, Any]]) -> None:
+        """Queue ``docs`` for the state store's next batch, committed in the transaction that
+        removes the journal rows settled after this call (so for a journaled change, never
+        after its journal row is gone): no commit and no thread hop of their own."""
+        self.store.ride(_INSERT, [(_dumps(d),) for d in docs])
+        self._riding = True
+
     async def settle(self, row_id: int, doc: dict[str, Any] | None) -> None:
         """Make a provisional row final with ``doc``, or drop it (None); durable on return."""
         await self._write([], [(row_id, doc)])
@@ -127,6 +136,13 @@ class Outbox:
                 updates = [(_dumps(d), i) for _, s, _ in batch for i, d in s if d is not None]
                 drops = [(i,) for _, s, _ in batch for i, d in s if d is None]
                 try:
+                    if self._riding:  # rows riding the store's batch were applied first: per-key order
+                        self._riding = False
+                        try:
+                            await self.store.flush()
+                        except Exception:
+                            self._riding = True
+                            raise
                     last = await self.store.on_writer(
                         functools.partial(self._write_sync, rows=rows, updates=updates, drops=drops)
                     )
@@ -159,7 +175,7 @@ class Outbox:
                 conn.executemany("DELETE FROM outbox WHERE id = ?", drops)
             last = 0
             if rows:
-                conn.executemany("INSERT INTO outbox (doc) VALUES (?)", rows)
+                conn.executemany(_INSERT, rows)
                 last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
             conn.execute("COMMIT")
         except BaseException:

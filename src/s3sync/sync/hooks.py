@@ -54,6 +54,11 @@ from s3sync.watermarks import iso
 log = structlog.get_logger(__name__)
 
 
+#: How often delivery looks for recorded changes still riding the state store's next batch
+#: (committed within its FLUSH_SECONDS).
+RIDE_POLL_SECONDS = 0.05
+
+
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:
     """The ``X-S3Sync-Signature`` value, as ``lambda_forwarder.handler.sign`` makes it."""
     return "sha256=" + hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
@@ -199,6 +204,10 @@ class Hooks:
         try:
             if provisional is not None:
                 await self.outbox.settle(provisional, doc)
+            elif work.journal_ids:
+                # committed with the store's next batch, in the transaction that removes its
+                # journal row: until then a crash replays the change, and the replay records it
+                self.outbox.ride([doc])
             else:
                 await self.outbox.add([doc])
         except Exception:
@@ -276,6 +285,9 @@ class Hooks:
                 if not batch:
                     batch, done = await self.outbox.peek(self.cfg.max_batch), set()
                     if not batch:
+                        if self.stats.hook_pending:  # riding the store's next batch: look again soon
+                            await asyncio.sleep(max(self.cfg.batch_ms / 1000, RIDE_POLL_SECONDS))
+                            continue
                         self._wake.clear()
                         await self._wake.wait()
                         await asyncio.sleep(self.cfg.batch_ms / 1000)  # gather a batch
