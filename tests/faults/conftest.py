@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from faultproxy import FaultProxy
-from kit import Daemon, free_port
+from support.daemon import Daemon, daemon_env
 from support.proxy import Proxy
-from support.s3kit import AWS_ENV, clean_environ
+from support.s3kit import AWS_ENV
 
 
 @pytest.fixture
@@ -73,21 +73,7 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         port: int | None = None,
         **settings: Any,
     ) -> Daemon:
-        env = clean_environ()
-        env.update(
-            {
-                "S3SYNC_S3__BUCKET": bucket,
-                "S3SYNC_S3__ENDPOINT_URL": endpoint,
-                "S3SYNC_S3__CONNECT_TIMEOUT_SECONDS": "3",
-                "S3SYNC_SYNC__LOCAL_DIR": str(local_dir),
-                "S3SYNC_SYNC__PERIODIC": "false",
-                "S3SYNC_SYNC__FSYNC": "false",
-                "S3SYNC_API__PORT": str(port or free_port()),
-                "S3SYNC_LOG__FORMAT": "json",
-            }
-        )
-        for name, value in settings.items():
-            env[f"S3SYNC_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        env = daemon_env(bucket=bucket, endpoint=endpoint, local_dir=local_dir, port=port, **settings)
         d = Daemon(env, tmp_path / f"daemon-{len(made)}.log")
         made.append(d)
         if start:
@@ -107,12 +93,7 @@ def fuzz_daemon(s3: Any, moto_endpoint: str, tmp_path_factory: pytest.TempPathFa
     for key in ("a.txt", "dir/b.txt", "space name.txt", "unicode-é.txt"):
         s3.put_object(Bucket=name, Key=key, Body=b"x" * 100)
     root = tmp_path_factory.mktemp("fuzz")
-    env = clean_environ() | AWS_ENV
-    env.update({
-        "S3SYNC_S3__BUCKET": name, "S3SYNC_S3__ENDPOINT_URL": moto_endpoint,
-        "S3SYNC_SYNC__LOCAL_DIR": str(root / "mirror"), "S3SYNC_SYNC__PERIODIC": "false",
-        "S3SYNC_SYNC__FSYNC": "false", "S3SYNC_API__PORT": str(free_port()), "S3SYNC_LOG__FORMAT": "json",
-    })  # fmt: skip
+    env = daemon_env(bucket=name, endpoint=moto_endpoint, local_dir=root / "mirror")
     d = Daemon(env, root / "daemon.log").start()
     assert d.post("/api/v1/sync").status == 200
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kit import s3_event
+from support.eventkit import s3_record
 from support.proxy import Proxy
 from support.s3kit import temp_files, tree
 from support.wait import wait_for
@@ -87,12 +87,12 @@ async def test_chaos_converges(
                 s3.delete_object(Bucket=bucket, Key=key)
                 live.discard(key)
                 tally["deletes"] += 1
-                rec = s3_event(bucket, key, "ObjectRemoved:Delete")
+                rec = s3_record(bucket, "ObjectRemoved:Delete", key)
             else:
                 s3.put_object(Bucket=bucket, Key=key, Body=rng.randbytes(rng.choice(SIZES)))
                 live.add(key)
                 tally["puts"] += 1
-                rec = s3_event(bucket, key, "ObjectCreated:Put")
+                rec = s3_record(bucket, "ObjectCreated:Put", key)
             if rng.random() < 0.25:
                 tally["events_lost"] += 1
                 continue

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kit import notification
+from support.eventkit import notification
 from support.proxy import Proxy
 from support.s3kit import body_for, seed, temp_files, tree
 from support.wait import poll

@@ -15,7 +15,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kit import Daemon
+from support.daemon import Daemon
 
 EXAMPLES = int(os.environ.get("S3SYNC_FUZZ_EXAMPLES", "25"))
 # What "conforms" means here. Not positive_data_acceptance: the notification body is documented

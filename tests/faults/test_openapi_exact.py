@@ -17,8 +17,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
-from kit import Daemon
 from schemathesis import GenerationMode
+from support.daemon import Daemon
 
 # a long poll answers when its condition holds or its timeout passes: exercised by its own tests
 LONG_POLLS = frozenset({"/api/v1/wait"})

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kit import notification
+from support.eventkit import notification
 from support.proxy import Proxy
 from support.s3kit import body_for, seed, tree
 from support.wait import wait_for

@@ -32,7 +32,7 @@ def serve(tmp_path: Path, moto_endpoint: str, bucket: str) -> Iterator[Any]:
         cfg = write_config(tmp_path / f"serve{n}.toml", bucket, moto_endpoint, tmp_path / f"m{n}", log_file)
         env = clean_environ()
         env.update({f"S3SYNC_API__{k.upper()}": v for k, v in api.items()})
-        d = Daemon(cfg, log_file, env)
+        d = Daemon.from_config(cfg, log_file, env)
         made.append(d)
         u = urlsplit(d.url)
         assert u.hostname is not None and u.port is not None

@@ -35,7 +35,7 @@ def daemon(moto_endpoint: str, s3: Any, bucket: str, mirror: Path, tmp_path: Pat
     log_file = tmp_path / "logs" / "s3sync.log"
     cfg = write_config(tmp_path / "serve.toml", bucket, moto_endpoint, mirror, log_file,
                        token="s3cr3t-token", level="DEBUG")
-    d = Daemon(cfg, log_file, clean_environ())
+    d = Daemon.from_config(cfg, log_file, clean_environ())
     try:
         yield d
     finally:

@@ -29,7 +29,7 @@ EVENT = json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCr
 def daemon(tmp_path: Path, bucket: str, moto_endpoint: str, mirror: Path) -> Iterator[Daemon]:
     log_file = tmp_path / "daemon.log"
     cfg = write_config(tmp_path / "c.toml", bucket, moto_endpoint, mirror, log_file)
-    d = Daemon(cfg, log_file, clean_environ())
+    d = Daemon.from_config(cfg, log_file, clean_environ())
     try:
         yield d
     finally:

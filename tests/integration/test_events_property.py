@@ -44,7 +44,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.eventkit import boto, run_daemon, s3_event, s3_record, sns_envelope
+from support.daemon import run_daemon
+from support.eventkit import boto, s3_event, s3_record, sns_envelope
 from support.s3kit import AWS_ENV, tree
 
 EXAMPLES = int(os.environ.get("S3SYNC_PROPERTY_EXAMPLES", "15"))

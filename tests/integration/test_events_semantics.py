@@ -13,15 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.eventkit import (
-    eventbridge,
-    request_recorder,
-    run_daemon,
-    s3_event,
-    s3_record,
-    s3_test_event,
-    sns_envelope,
-)
+from support.daemon import run_daemon
+from support.eventkit import eventbridge, request_recorder, s3_event, s3_record, s3_test_event, sns_envelope
 from support.proxy import Proxy
 from support.s3kit import body_for, tree
 from support.wait import wait_for

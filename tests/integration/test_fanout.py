@@ -13,7 +13,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from support.eventkit import boto, run_daemon
+from support.daemon import run_daemon
+from support.eventkit import boto
 from support.s3kit import body_for, tree
 from support.wait import wait_for
 

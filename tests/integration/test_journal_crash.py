@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from support.eventkit import free_port, s3_event, s3_record
+from support.daemon import free_port
+from support.eventkit import s3_event, s3_record
 from support.proxy import Proxy
 from support.s3kit import clean_environ, tree
 from support.wait import wait_for

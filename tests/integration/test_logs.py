@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,19 +16,9 @@ import pytest
 import structlog
 from support.daemon import Daemon, write_config
 from support.s3kit import clean_environ, seed
+from support.wait import poll
 
 TOKEN = "log-test-token-0123"
-
-
-def poll(probe: Any, within: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def post_sync(url: str, request_id: str) -> dict[str, Any]:
@@ -49,7 +38,7 @@ def daemon(moto_endpoint: str, s3: Any, bucket: str, mirror: Path, tmp_path: Pat
     log_file = tmp_path / "log" / "s3sync.log"
     cfg = write_config(tmp_path / "cfg.toml", bucket, moto_endpoint, mirror, log_file,
                        token=TOKEN, level="DEBUG")
-    d = Daemon(cfg, log_file, clean_environ())
+    d = Daemon.from_config(cfg, log_file, clean_environ())
     try:
         yield d
     finally:
@@ -70,10 +59,11 @@ class TestDaemonLogs:
             return daemon.lines()
 
         lines = poll(lambda: [ln for ln in fields() if ln.get("request_id") == "req-abc-123"
-                              and "duration" in ln], what="a request line with request_id")
+                              and "duration" in ln], within=30, what="a request line with request_id")
         assert lines[0]["level"] in ("debug", "info")
         applied = poll(lambda: [ln for ln in fields() if ln.get("key") == "three.txt"
-                                and "operation" in ln and "duration" in ln], what="a transfer line")
+                                and "operation" in ln and "duration" in ln],
+                       within=30, what="a transfer line")
         assert applied[0]["operation"] in ("upsert", "download", "create")
         assert isinstance(applied[0]["duration"], (int, float))
         for ln in fields():
@@ -93,7 +83,7 @@ class TestDaemonLogs:
             post_sync(daemon.url, f"after-hup-{n}")
             return daemon.log_file.exists() and "after-hup-" in daemon.log_file.read_text()
 
-        poll(reopened, what="log lines in the reopened file")
+        poll(reopened, within=30, what="log lines in the reopened file")
         assert daemon.proc.poll() is None
         last = f'"after-hup-{n}"'
         assert last in daemon.log_file.read_text() and last not in rotated.read_text()

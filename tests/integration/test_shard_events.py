@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.eventkit import boto, run_daemon, s3_event, s3_record
+from support.daemon import run_daemon
+from support.eventkit import boto, s3_event, s3_record
 from support.s3kit import seed, tree
 from support.wait import wait_for
 

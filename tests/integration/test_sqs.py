@@ -15,14 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.eventkit import (
-    boto,
-    free_port,
-    run_daemon,
-    s3_event,
-    s3_record,
-    sns_envelope,
-)
+from support.daemon import free_port, run_daemon
+from support.eventkit import boto, s3_event, s3_record, sns_envelope
 from support.proxy import Proxy
 from support.s3kit import tree
 from support.wait import wait_for

@@ -24,7 +24,8 @@ from typing import Any
 
 import aiohttp
 from support.browser import BROWSER, needs_browser
-from support.eventkit import run_daemon, s3_event, s3_record
+from support.daemon import run_daemon
+from support.eventkit import s3_event, s3_record
 from support.wait import wait_for
 
 TOKEN = "page-token-0123456789"

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from support.eventkit import run_daemon
+from support.daemon import run_daemon
 from support.s3kit import clean_environ, seed
 
 TOKEN = "summary-token"

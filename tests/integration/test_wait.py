@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
-from support.eventkit import run_daemon
+from support.daemon import run_daemon
 from support.proxy import Proxy
 from support.s3kit import tree
 from support.wait import wait_for

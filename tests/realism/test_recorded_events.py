@@ -25,7 +25,8 @@ from urllib.parse import quote_plus, unquote_plus
 
 import pytest
 from support.awstruth import event, event_names, untyped
-from support.eventkit import boto, run_daemon
+from support.daemon import run_daemon
+from support.eventkit import boto
 from support.proxy import Proxy
 from support.s3kit import tree
 from support.wait import wait_for
