@@ -251,7 +251,7 @@ def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
 class Disk:
     """A small ext4 filesystem on a loop device (root only): freeze it (writes block) or fill it (ENOSPC)."""
 
-    def __init__(self, image: Path, mnt: Path, size: int = 96 * MiB) -> None:
+    def __init__(self, image: Path, mnt: Path, size: int = 128 * MiB) -> None:
         self.image, self.mnt, self.size = image, mnt, size
         self.filler = mnt / "filler"
         self.why_not = self._mount()
