@@ -34,6 +34,7 @@ from s3sync.model import Change
 from s3sync.state import journal
 
 T = TypeVar("T")
+_Riders = list[tuple[str, list[tuple[Any, ...]]]]  # (sql, rows) committed with the next batch
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -88,7 +89,7 @@ class StateStore:
         self._pending: dict[str, StateRow | None] = {}
         self._committing: list[dict[str, StateRow | None]] = []  # batches being written, oldest first
         self._journal_done: list[int] = []  # settled journal ids, removed with the next batch
-        self._riders: list[tuple[str, list[tuple[Any, ...]]]] = []  # see ride()
+        self._riders: _Riders = []  # see ride()
         self._lock = threading.Lock()
         self._flush_turn = asyncio.Lock()  # one flush at a time: batches commit in the order taken
         self._flusher: asyncio.Task[None] | None = None
@@ -138,20 +139,13 @@ class StateStore:
         return self._conn
 
     async def on_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` on the store's thread with its writing connection.
-
-        For another table of this database written on the hot path (the hooks'
-        outbox): a second writing connection would contend for SQLite's one write
-        lock, and a loser sleeps in the busy handler (1 ms, 2 ms, 5 ms ...) —
-        milliseconds added to the journal commits that events wait for.
-        """
+        """Run ``fn(conn)`` on the store's thread and connection (the hooks' outbox writes): a second
+        writer would contend for SQLite's write lock, its loser sleeping in the busy handler (1, 2, 5 ms)."""
         return await self._run(lambda: fn(self.conn))
 
     def ride(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        """Queue ``executemany(sql, rows)`` for the next batch's transaction, before its
-        journal removals: a journal row settled after this call is never removed on disk
-        before these rows are (the hooks' outbox documents of journaled changes: no
-        commit, no thread hop of their own). Queued again, like the batch, if it fails."""
+        """``executemany(sql, rows)`` in the next batch's transaction, before its journal removals (the
+        outbox rows of journaled changes: no commit of their own). Re-queued if that commit fails."""
         with self._lock:
             self._riders.append((sql, rows))
 
@@ -219,12 +213,7 @@ class StateStore:
                 with self._lock:
                     self._committing = [b for b in self._committing if b is not batch]
 
-    def _flush_sync(
-        self,
-        batch: dict[str, StateRow | None],
-        journal_done: list[int] | None = None,
-        riders: list[tuple[str, list[tuple[Any, ...]]]] | None = None,
-    ) -> None:
+    def _flush_sync(self, batch: dict[str, StateRow | None], done: list[int], riders: _Riders) -> None:
         conn = self.conn
         now = time.time()
         upserts = [
@@ -239,15 +228,14 @@ class StateStore:
                 conn.executemany("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?)", upserts)
             if deletes:
                 conn.executemany("DELETE FROM objects WHERE key = ?", deletes)
-            for sql, rows in riders or ():
+            for sql, rows in riders:
                 conn.executemany(sql, rows)
-            if journal_done:
-                journal.remove(conn, [(i,) for i in journal_done])
+            if done:
+                journal.remove(conn, [(i,) for i in done])
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
-            if riders:  # put back here, where it is known they were not committed: inserts are not
-                # idempotent, and a flush whose caller was cancelled still runs to its end
+            if riders:  # here, where they surely were not committed (a cancelled flush() runs on)
                 with self._lock:
                     self._riders[:0] = riders
             raise
