@@ -14,61 +14,30 @@ import asyncio
 import json
 import signal
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from support.daemon import free_port
+from support.daemon import Daemon, free_port
 from support.eventkit import s3_event, s3_record
 from support.proxy import Proxy
 from support.s3kit import clean_environ, tree
 from support.wait import wait_for
 
 
-class Serve:
-    """One ``s3sync serve`` subprocess and the URL of its API."""
+async def notify(http: aiohttp.ClientSession, url: str, payload: Any) -> dict[str, Any]:
+    """POST until accepted (503 while the engine is still opening)."""
 
-    def __init__(self, config: Path, port: int, log: Path) -> None:
-        self.config, self.url, self.log = config, f"http://127.0.0.1:{port}", log
-        self.proc: asyncio.subprocess.Process | None = None
+    async def post() -> dict[str, Any] | None:
+        async with http.post(f"{url}/api/v1/s3-notification", json=payload) as resp:
+            if resp.status == 503:
+                return None
+            assert resp.status == 202, await resp.text()
+            data: dict[str, Any] = await resp.json()
+            return data
 
-    async def start(self, http: aiohttp.ClientSession) -> None:
-        with self.log.open("ab") as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "s3sync", "serve", "--config", str(self.config),
-                env=clean_environ(), stdout=out, stderr=asyncio.subprocess.STDOUT,
-            )
-
-        async def ready() -> bool:
-            assert self.proc is not None
-            assert self.proc.returncode is None, self.log.read_text()[-3000:]
-            try:
-                async with http.get(f"{self.url}/api/v1/stats") as resp:
-                    return resp.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await wait_for(ready, within=30, what="daemon listening")
-
-    async def notify(self, http: aiohttp.ClientSession, payload: Any) -> dict[str, Any]:
-        """POST until accepted (503 while the engine is still opening)."""
-
-        async def post() -> dict[str, Any] | None:
-            async with http.post(f"{self.url}/api/v1/s3-notification", json=payload) as resp:
-                if resp.status == 503:
-                    return None
-                assert resp.status == 202, await resp.text()
-                data: dict[str, Any] = await resp.json()
-                return data
-
-        result: dict[str, Any] = await wait_for(post, within=30, what="202 from the daemon")
-        return result
-
-    async def kill(self, sig: int) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        return await asyncio.wait_for(self.proc.wait(), 30)
+    result: dict[str, Any] = await wait_for(post, within=30, what="202 from the daemon")
+    return result
 
 
 class TestSigkillAfter202:
@@ -91,11 +60,11 @@ class TestSigkillAfter202:
                 f"[api]\nport = {port}\n"
                 '[log]\nformat = "json"\n'
             )
-            daemon = Serve(config, port, tmp_path / "serve.log")
-            await daemon.start(http)
+            daemon = Daemon(clean_environ(), tmp_path / "serve.log", config=config, port=port)
+            await asyncio.to_thread(daemon.start)
             event = s3_event(*(s3_record(bucket, "ObjectCreated:Put", k) for k in objects))
-            ack = await daemon.notify(http, event)
-            assert await daemon.kill(signal.SIGKILL) == -signal.SIGKILL
+            ack = await notify(http, daemon.url, event)
+            assert await asyncio.to_thread(daemon.kill) == -signal.SIGKILL
             assert ack == {"accepted": 3, "ignored": 0}
             assert tree(mirror) == {}  # the GETs were being held: nothing was transferred
 
@@ -107,7 +76,7 @@ class TestSigkillAfter202:
             assert journaled == sorted(objects)
 
             delay.seconds = 0.0
-            await daemon.start(http)
+            await asyncio.to_thread(daemon.start)
             await wait_for(lambda: tree(mirror) == objects, within=30, what="replayed files")
 
             async def drained() -> bool:
@@ -116,4 +85,4 @@ class TestSigkillAfter202:
                 return bool(st["journal_pending"] == 0 and st["queue_depth"] == 0 and st["in_flight"] == 0)
 
             await wait_for(drained, what="journal drained")
-            assert await daemon.kill(signal.SIGTERM) == 0
+            assert await asyncio.to_thread(daemon.terminate, 30) == 0

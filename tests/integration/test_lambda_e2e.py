@@ -11,17 +11,17 @@ daemon runs on the test's event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
 import aiohttp
 import pytest
-from aiohttp import web
+from support.daemon import App, run_daemon
 from support.s3kit import seed
 from support.wait import wait_for
 
@@ -31,47 +31,21 @@ SECRET = "lambda-e2e-secret-7c1d"
 TOKEN = "lambda-e2e-token-93ab"
 
 
-@dataclass
-class Daemon:
-    """The real app listening on 127.0.0.1:<port>."""
-
-    url: str
-    runner: web.AppRunner
-
-    async def stats(self) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        url = self.url + "/api/v1/stats"
-        async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as r:
-            assert r.status == 200
-            data: dict[str, Any] = await r.json()
-            return data
-
-    async def stop(self) -> None:
-        await self.runner.cleanup()
-
-
 @pytest.fixture
 async def start_daemon(
     make_settings: Any, bucket: str, mirror: Path
-) -> AsyncIterator[Callable[..., Awaitable[Daemon]]]:
+) -> AsyncIterator[Callable[..., Awaitable[App]]]:
     """``await start_daemon(**api_keys)`` → the daemon app, token and notification secret set."""
-    from s3sync.daemon.app import create_app
+    async with contextlib.AsyncExitStack() as stack:
 
-    runners: list[web.AppRunner] = []
+        async def _start(**api_keys: Any) -> App:
+            api = {"token": TOKEN, "notification_secret": SECRET} | api_keys
+            bearer = {"Authorization": f"Bearer {TOKEN}"}
+            return await stack.enter_async_context(
+                run_daemon(make_settings(bucket, mirror, api=api), headers=bearer)
+            )
 
-    async def _start(**api_keys: Any) -> Daemon:
-        api = {"token": TOKEN, "notification_secret": SECRET} | api_keys
-        runner = web.AppRunner(create_app(make_settings(bucket, mirror, api=api)))
-        await runner.setup()
-        runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        return Daemon(f"http://127.0.0.1:{port}", runner)
-
-    yield _start
-    for runner in runners:
-        await runner.cleanup()
+        yield _start
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +89,7 @@ class TestDelivery:
     """Forwarded events are verified by the daemon and end up as files in the mirror."""
 
     async def test_signed_event_is_mirrored(
-        self, start_daemon: Callable[..., Awaitable[Daemon]], s3: Any, bucket: str, mirror: Path,
+        self, start_daemon: Callable[..., Awaitable[App]], s3: Any, bucket: str, mirror: Path,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """HMAC mode: the daemon accepts the signature and downloads the objects, spaces and all."""
@@ -134,7 +108,7 @@ class TestDelivery:
         assert (await daemon.stats())["auth_failures"] == 0
 
     async def test_bearer_mode(
-        self, start_daemon: Callable[..., Awaitable[Daemon]], s3: Any, bucket: str, mirror: Path,
+        self, start_daemon: Callable[..., Awaitable[App]], s3: Any, bucket: str, mirror: Path,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """API_TOKEN instead of a secret: the daemon's bearer check lets it in."""
@@ -150,7 +124,7 @@ class TestFailures:
     """What the forwarder does with each way the real daemon can say no."""
 
     async def test_daemon_down_retries_then_raises(
-        self, start_daemon: Callable[..., Awaitable[Daemon]], bucket: str, monkeypatch: pytest.MonkeyPatch
+        self, start_daemon: Callable[..., Awaitable[App]], bucket: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A daemon that stopped listening: every attempt is made, then the invocation fails for Lambda."""
         daemon = await start_daemon()
@@ -175,7 +149,7 @@ class TestFailures:
         assert info.value.attempts == 4  # RETRY_ATTEMPTS defaults to 3
 
     async def test_bad_secret_is_not_retried(
-        self, start_daemon: Callable[..., Awaitable[Daemon]], bucket: str, mirror: Path,
+        self, start_daemon: Callable[..., Awaitable[App]], bucket: str, mirror: Path,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """A 401 from the daemon is final: one attempt, the daemon's reason in the error, nothing mirrored."""
@@ -193,7 +167,7 @@ class TestFailures:
         assert not (mirror / "k").exists()
 
     async def test_brute_force_block_is_retried_after_retry_after(
-        self, start_daemon: Callable[..., Awaitable[Daemon]], bucket: str, monkeypatch: pytest.MonkeyPatch
+        self, start_daemon: Callable[..., Awaitable[App]], bucket: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A forwarder sharing an address with a blocked client gets 429 + Retry-After: it retries (its
         wait capped by RETRY_MAX_SECONDS) and then fails the invocation, so Lambda retries later."""
@@ -214,7 +188,7 @@ class TestSqsBatch:
     """An SQS batch reports exactly the records that were not delivered."""
 
     async def test_one_malformed_record(
-        self, start_daemon: Callable[..., Awaitable[Daemon]], s3: Any, bucket: str, mirror: Path,
+        self, start_daemon: Callable[..., Awaitable[App]], s3: Any, bucket: str, mirror: Path,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """A record whose body is not an event fails alone; the others are delivered and mirrored."""
@@ -235,7 +209,7 @@ class TestSqsBatch:
             await wait_for(lambda k=key: (mirror / k).is_file(), what=f"{key} mirrored")
 
     async def test_one_record_the_daemon_refuses(
-        self, start_daemon: Callable[..., Awaitable[Daemon]], s3: Any, bucket: str, mirror: Path,
+        self, start_daemon: Callable[..., Awaitable[App]], s3: Any, bucket: str, mirror: Path,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """A record over the daemon's body limit (413) fails alone; the batch goes on."""

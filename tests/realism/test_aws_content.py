@@ -1,4 +1,4 @@
-"""s3sync against AWS's content behaviour (through :class:`Proxy`), on both GET paths.
+"""s3sync against AWS's content behaviour (through the proxy's AWS behaviour), on both GET paths.
 
 Every test runs a real engine (``open_engine``) on the lean path and on the
 aioboto3 path (``fast_get`` true / false) and asserts on the mirror *and* on

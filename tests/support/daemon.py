@@ -119,9 +119,9 @@ class Daemon:
     """A real ``python -m s3sync serve`` subprocess; its stdout and stderr go to ``log_path``.
 
     Configured by ``env`` (see :func:`daemon_env`) and optionally a config file.
-    When ``env`` names the port, :meth:`start` waits for ``/ping``; otherwise (port
-    0 in the config) it reads the URL from the ``listening`` line of ``log_file``,
-    the JSON log the config names.
+    When the port is known (``port``, or ``env`` names it), :meth:`start` waits for
+    ``/ping``; otherwise (port 0 in the config) it reads the URL from the
+    ``listening`` line of ``log_file``, the JSON log the config names.
     """
 
     def __init__(
@@ -131,12 +131,13 @@ class Daemon:
         *,
         config: Path | None = None,
         log_file: Path | None = None,
+        port: int | None = None,
     ) -> None:
         self.env = dict(env)
         self.log_path = log_path
         self.config = config
         self.log_file = log_file
-        port = self.env.get("S3SYNC_API__PORT")
+        port = port or self.env.get("S3SYNC_API__PORT")
         self.url = f"http://127.0.0.1:{port}" if port else ""
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -209,11 +210,11 @@ class Daemon:
         data: dict[str, Any] = r.json()
         return data
 
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no drain — a crash."""
+    def kill(self) -> int:
+        """SIGKILL: no cleanup, no drain — a crash. The exit code (``-SIGKILL``)."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
+        return self.proc.wait(10)
 
     def terminate(self, timeout: float = 60) -> int:
         """SIGTERM and the exit code (the drain's outcome)."""
@@ -256,6 +257,14 @@ class App:
     http: aiohttp.ClientSession
     app: web.Application
     mirror: Path
+    runner: web.AppRunner
+    stopped: bool = False
+
+    async def stop(self) -> None:
+        """Stop listening and shut the app down (gracefully); :func:`run_daemon` does it at the end."""
+        if not self.stopped:
+            self.stopped = True
+            await self.runner.cleanup()
 
     async def notify(self, payload: Any, *, status: int = 202) -> dict[str, Any]:
         async with self.http.post(f"{self.url}/api/v1/s3-notification", json=payload) as resp:
@@ -296,8 +305,11 @@ class App:
 
 
 @contextlib.asynccontextmanager
-async def run_daemon(settings: Any) -> AsyncIterator[App]:
-    """Start ``create_app(settings)`` on a free loopback port; stop it (gracefully) afterwards."""
+async def run_daemon(settings: Any, *, headers: Mapping[str, str] | None = None) -> AsyncIterator[App]:
+    """Start ``create_app(settings)`` on a free loopback port; stop it (gracefully) afterwards.
+
+    ``headers`` go with every request of the app's session (a bearer token, say).
+    """
     from s3sync.daemon.app import create_app
 
     app = create_app(settings)
@@ -306,8 +318,9 @@ async def run_daemon(settings: Any) -> AsyncIterator[App]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=headers) as session:
+        handle = App(f"http://127.0.0.1:{port}", session, app, Path(settings.sync.local_dir), runner)
         try:
-            yield App(f"http://127.0.0.1:{port}", session, app, Path(settings.sync.local_dir))
+            yield handle
         finally:
-            await runner.cleanup()
+            await handle.stop()
