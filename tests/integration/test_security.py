@@ -16,21 +16,18 @@ import hmac
 import http.client
 import ipaddress
 import json
-import signal
-import socket
 import ssl
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from support.daemon import Daemon, free_port
 from support.s3kit import clean_environ, seed
 from support.wait import wait_for
 from yarl import URL
@@ -83,12 +80,6 @@ async def error_of(resp: Any, *statuses: int) -> dict[str, Any]:
     data = json.loads(text)
     assert set(data) >= {"error", "message"}, data
     return dict(data)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -150,24 +141,26 @@ def fetch(url: str, *, method: str = "GET", body: bytes | None = None, headers: 
         return Reply(e.code, dict(e.headers.items()), e.read())
 
 
-@dataclass
-class Serve:
-    """A real ``python -m s3sync serve``; its stdout+stderr go to ``output``."""
+class Serve(Daemon):
+    """A real ``python -m s3sync serve`` whose replies to :meth:`request` are kept (no secret in one)."""
 
-    proc: subprocess.Popen[bytes]
-    base: str
-    output: Path
-    replies: list[Reply] = field(default_factory=list)
+    def __init__(self, env: dict[str, str], output: Path, context: ssl.SSLContext | None) -> None:
+        super().__init__(env, output, context=context)
+        self.replies: list[Reply] = []
+
+    @property
+    def base(self) -> str:
+        return self.url
+
+    @property
+    def output(self) -> Path:
+        """stdout and stderr."""
+        return self.log_path
 
     def request(self, path: str, **kw: Any) -> Reply:
         reply = fetch(self.base + path, **kw)
         self.replies.append(reply)
         return reply
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(30)
 
 
 @pytest.fixture
@@ -183,30 +176,14 @@ def serve(moto_endpoint: str, tmp_path: Path) -> Iterator[Callable[..., Serve]]:
             "S3SYNC_SYNC__LOCAL_DIR": str(mirror), "S3SYNC_SYNC__PERIODIC": "false",
             "S3SYNC_API__HOST": "127.0.0.1", "S3SYNC_API__PORT": str(port),
         } | (env or {})
-        output = tmp_path / f"serve-{port}.out"
-        with output.open("wb") as fh:
-            proc = subprocess.Popen([sys.executable, "-m", "s3sync", "serve"], env=full, stdout=fh,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        srv = Serve(proc, f"{'https' if context else 'http'}://127.0.0.1:{port}", output)
+        srv = Serve(full, tmp_path / f"serve-{port}.out", context)
         started.append(srv)
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"serve exited {proc.returncode}:\n{output.read_text()}")
-            try:
-                if fetch(srv.base + "/ping", context=context).status == 200:
-                    return srv
-            except (OSError, http.client.HTTPException):
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"serve never answered /ping:\n{output.read_text()}")
-            time.sleep(0.05)
+        srv.start()
+        return srv
 
     yield _start
     for srv in started:
-        if srv.proc.poll() is None:
-            srv.proc.kill()
-            srv.proc.wait(10)
+        srv.close()
 
 
 @pytest.fixture

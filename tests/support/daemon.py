@@ -16,12 +16,14 @@ import contextlib
 import json
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any
 
@@ -100,13 +102,20 @@ class Http:
         return json.loads(self.body)
 
 
-def http(method: str, url: str, body: bytes | None = None, timeout: float = 10.0) -> Http:
+def http(
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    timeout: float = 10.0,
+    *,
+    context: ssl.SSLContext | None = None,
+) -> Http:
     """One request with the stdlib (no keep-alive surprises); never raises on 4xx/5xx."""
     req = urllib.request.Request(url, data=body, method=method)
     if body is not None:
         req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
             return Http(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read())
     except urllib.error.HTTPError as e:
         return Http(e.code, {k.lower(): v for k, v in e.headers.items()}, e.read())
@@ -132,13 +141,15 @@ class Daemon:
         config: Path | None = None,
         log_file: Path | None = None,
         port: int | None = None,
+        context: ssl.SSLContext | None = None,
     ) -> None:
         self.env = dict(env)
         self.log_path = log_path
         self.config = config
         self.log_file = log_file
+        self.context = context  # the API serves TLS: the client context that trusts its certificate
         port = port or self.env.get("S3SYNC_API__PORT")
-        self.url = f"http://127.0.0.1:{port}" if port else ""
+        self.url = f"{'https' if context else 'http'}://127.0.0.1:{port}" if port else ""
         self.proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -170,8 +181,8 @@ class Daemon:
     def _pinged(self) -> bool:
         self._alive()
         try:
-            return http("GET", self.url + "/ping", timeout=2).status == 200
-        except OSError:
+            return http("GET", self.url + "/ping", timeout=2, context=self.context).status == 200
+        except (OSError, HTTPException):
             return False
 
     def _listening(self) -> str | None:
