@@ -1,31 +1,24 @@
-"""Helpers for the event tests: S3-shaped notifications, a live daemon app.
+"""S3-shaped events for tests: notification records, SNS envelopes, EventBridge events, test events.
 
-The app runs in-process on a real loopback port (``web.AppRunner``), so tests
-talk to it over HTTP exactly as S3, SNS or the Lambda forwarder would.
+What S3, SNS and EventBridge send, built the way they build it (keys
+form-encoded), so a test posts them to a daemon (:mod:`support.daemon`) or puts
+them on an SQS queue exactly as AWS would.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
-import aiohttp
-from aiohttp import web
+# kept for test_hooks.py, test_freshness.py; remove when they import them from support.daemon
+from support.daemon import free_port as free_port
+from support.daemon import run_daemon as run_daemon
 from support.proxy import Proxy
+from support.rawserver import RawServer, ServerConn, ok
 from support.s3kit import AWS_ENV
-from support.wait import wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def boto(service: str, endpoint: str) -> Any:
@@ -82,6 +75,11 @@ def s3_event(*records: dict[str, Any]) -> dict[str, Any]:
     return {"Records": list(records)}
 
 
+def notification(bucket: str, *keys: str, name: str = "ObjectCreated:Put") -> dict[str, Any]:
+    """One notification carrying a ``name`` record for each of ``keys``."""
+    return s3_event(*(s3_record(bucket, name, k) for k in keys))
+
+
 def sns_envelope(message: dict[str, Any]) -> dict[str, Any]:
     """An SNS Notification wrapping ``message`` (what an HTTPS subscription or SQS receives)."""
     return {
@@ -131,74 +129,6 @@ def s3_test_event(bucket: str) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------- the daemon
-
-
-@dataclass
-class Daemon:
-    """A running in-process app and an HTTP session to talk to it."""
-
-    url: str
-    http: aiohttp.ClientSession
-    app: web.Application
-    mirror: Path
-
-    async def notify(self, payload: Any, *, status: int = 202) -> dict[str, Any]:
-        async with self.http.post(f"{self.url}/api/v1/s3-notification", json=payload) as resp:
-            text = await resp.text()
-            assert resp.status == status, (resp.status, text)
-            data: dict[str, Any] = json.loads(text)
-            return data
-
-    async def stats(self) -> dict[str, Any]:
-        async with self.http.get(f"{self.url}/api/v1/stats") as resp:
-            assert resp.status == 200, await resp.text()
-            data: dict[str, Any] = await resp.json()
-            return data
-
-    async def idle(self, *, within: float = 20.0) -> dict[str, Any]:
-        """Wait until every accepted change has been applied (queue, workers and journal empty)."""
-
-        async def probe() -> dict[str, Any] | None:
-            st = await self.stats()
-            done = st["queue_depth"] == 0 and st["in_flight"] == 0 and st["journal_pending"] == 0
-            return st if done else None
-
-        result: dict[str, Any] = await wait_for(probe, within=within, what="daemon idle")
-        return result
-
-    async def reconcile(self, *, delete: bool = True) -> dict[str, Any]:
-        q = "?delete=true" if delete else ""
-        async with self.http.post(f"{self.url}/api/v1/sync{q}") as resp:
-            assert resp.status == 200, await resp.text()
-            data: dict[str, Any] = await resp.json()
-            return data
-
-    @property
-    def services(self) -> Any:
-        from s3sync.api import keys as K
-
-        return self.app[K.SERVICES]
-
-
-@contextlib.asynccontextmanager
-async def run_daemon(settings: Any) -> AsyncIterator[Daemon]:
-    """Start ``create_app(settings)`` on a free loopback port; stop it (gracefully) afterwards."""
-    from s3sync.daemon.app import create_app
-
-    app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    async with aiohttp.ClientSession() as http:
-        try:
-            yield Daemon(f"http://127.0.0.1:{port}", http, app, Path(settings.sync.local_dir))
-        finally:
-            await runner.cleanup()
-
-
 # --------------------------------------------------------------------------- S3 proxy
 
 
@@ -227,20 +157,13 @@ class S3Proxy(Proxy):
 
 @contextlib.asynccontextmanager
 async def request_recorder() -> AsyncIterator[tuple[str, list[str]]]:
-    """A loopback HTTP server that records every request path it receives."""
+    """A loopback HTTP server (a :class:`~support.rawserver.RawServer`) that records every request target."""
     seen: list[str] = []
 
-    async def handler(request: web.Request) -> web.Response:
-        seen.append(request.path_qs)
-        return web.Response(text="ok")
+    async def record(conn: ServerConn) -> None:
+        while (req := await conn.read_request()) is not None:
+            seen.append(req.split(b" ", 2)[1].decode("latin-1"))
+            await conn.send(ok(b"ok", "Content-Type: text/plain; charset=utf-8"))
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", seen
-    finally:
-        await runner.cleanup()
+    async with RawServer(record) as server:
+        yield server.url, seen
