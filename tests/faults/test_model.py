@@ -138,8 +138,8 @@ class CoreMachine(RuleBasedStateMachine):
         self.settings: Any = None
 
     # -- plumbing ------------------------------------------------------------
-    def run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(asyncio.wait_for(coro, QUIET_WITHIN))
+    def run(self, coro: Any, within: float = QUIET_WITHIN) -> Any:
+        return self.loop.run_until_complete(asyncio.wait_for(coro, within))
 
     def _settings(self, fast_get: bool, workers: int) -> Any:
         from s3sync.config import load_settings
@@ -536,7 +536,8 @@ class CoreMachine(RuleBasedStateMachine):
         try:
             if self.engine is None:
                 return
-            got, skipped = self.run(self._finish())
+            # two quiescence waits and a pass: room for _quiet to say what never settled
+            got, skipped = self.run(self._finish(), within=3 * QUIET_WITHIN)
             self.run(self._close())
             self.s3.close()  # the test's own connections, before the audit
             problems = check_mirror(got, self.keys, skipped, temp_files(self.mirror))
