@@ -33,7 +33,6 @@ import itertools
 import json
 import os
 import threading
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -47,6 +46,7 @@ from hypothesis import strategies as st
 from support.daemon import run_daemon
 from support.eventkit import boto, s3_event, s3_record, sns_envelope
 from support.s3kit import AWS_ENV, tree
+from support.wait import poll
 
 EXAMPLES = int(os.environ.get("S3SYNC_PROPERTY_EXAMPLES", "15"))
 KEYS = ["a.txt", "dir/with space.txt", "plus+sign.bin", "ünï/çødé ✓.txt"]
@@ -209,20 +209,25 @@ def _deliver(w: World, deliveries: list[tuple[dict[str, Any], str]]) -> None:
 
 def _wait_idle(w: World, within: float = 30.0) -> None:
     """SQS drained (so everything is journaled), then queue, workers and journal empty."""
-    deadline = time.monotonic() + within
-    while True:
+    last: dict[str, Any] = {}
+
+    def idle() -> bool:
         attrs = w.sqs.get_queue_attributes(
             QueueUrl=w.queue_url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
-        in_sqs = sum(int(v) for v in attrs.values())
+        last["sqs"] = in_sqs = sum(int(v) for v in attrs.values())
         _, stats = w.daemon.request("GET", "/api/v1/stats")
-        if in_sqs == 0 and all(stats[k] == 0 for k in ("queue_depth", "in_flight", "journal_pending")):
-            return
-        if time.monotonic() > deadline:
-            stacks = w.daemon.task_stacks()
-            raise AssertionError(f"not idle after {within}s: sqs={in_sqs} stats={stats}\n{stacks}")
-        time.sleep(0.05)
+        last["stats"] = stats
+        return in_sqs == 0 and all(stats[k] == 0 for k in ("queue_depth", "in_flight", "journal_pending"))
+
+    try:
+        poll(idle, within=within, what="SQS drained and the daemon idle")
+    except AssertionError:
+        stacks = w.daemon.task_stacks()
+        raise AssertionError(
+            f"not idle after {within}s: sqs={last.get('sqs')} stats={last.get('stats')}\n{stacks}"
+        ) from None
 
 
 class TestMirrorConverges:

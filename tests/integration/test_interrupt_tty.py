@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from support.s3kit import clean_environ, temp_files, tree
+from support.wait import poll
 
 SIZE = 6 * 1024 * 1024  # under the multipart threshold: one streamed GET and one temp file
 RATE = "256K"  # ~24 s for the whole object: far longer than any stop may take
@@ -82,10 +83,14 @@ class PtyRun:
 
 def _wait_for_download(run: PtyRun, mirror: Path, within: float = 60) -> None:
     """Until the small object is in place: the big one is then mid-download (~24 s to go)."""
-    deadline = time.monotonic() + within
-    while not (mirror / "small.txt").exists():
+
+    def started() -> bool:
+        if (mirror / "small.txt").exists():
+            return True
         assert run.wait(0.1) is None, f"exited early:\n{run.tail}"
-        assert time.monotonic() < deadline, f"no download started:\n{run.tail}"
+        return False
+
+    poll(started, within=within, interval=0, what="a download to start")
     run.pump(0.5)
 
 
@@ -159,10 +164,14 @@ def test_bar_moves_during_one_big_download(
     args = ["sync", "--bucket", bucket, "--endpoint-url", moto_endpoint, "--dest", str(mirror)]
     run = PtyRun([*args, "--bwlimit", RATE], tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while not re.search(rb"[1-9][0-9.]* MB/s \(1 in flight\)", run.output):
+
+        def moving() -> bool:
+            if re.search(rb"[1-9][0-9.]* MB/s \(1 in flight\)", run.output):
+                return True
             assert run.wait(0.1) is None, f"finished without showing the download move:\n{run.tail}"
-            assert time.monotonic() < deadline, run.tail
+            return False
+
+        poll(moving, within=60, interval=0, what="the bar to show the download moving")
         assert b"/?" not in run.output.split(b"in flight")[-2][-200:], run.tail
         os.write(run.fd, b"\x03")
         assert run.wait(10) == 130, run.tail
