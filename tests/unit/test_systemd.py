@@ -6,15 +6,15 @@ import asyncio
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.daemon import Daemon
 from support.rawserver import RawServer, ServerConn, response
+from support.wait import poll
 
 from s3sync.daemon.systemd import Notifier, watchdog_loop
 
@@ -221,24 +221,25 @@ class TestServeUnderSystemd:
             "AWS_ACCESS_KEY_ID": "test",
             "AWS_SECRET_ACCESS_KEY": "test",
         }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "s3sync", "serve"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
+        daemon = Daemon(env, tmp_path / "serve.out").start(wait=False)  # READY is what this test waits for
+        proc = daemon.proc
+        assert proc is not None
         seen: list[dict[str, str]] = []
 
         def wait_for(field: str) -> None:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                assert proc.poll() is None, proc.communicate()[0].decode(errors="replace")
+            def arrived() -> bool:
+                assert proc.poll() is None, daemon.log()
                 try:
                     msg = fs_systemd.recv(timeout=1)
                 except TimeoutError:
-                    continue
+                    return False
                 seen.append(msg)
-                if field in msg:
-                    return
-            pytest.fail(f"no {field} from s3sync serve; got {seen}")
+                return field in msg
+
+            try:
+                poll(arrived, within=60, interval=0, what=f"{field} from s3sync serve")
+            except AssertionError as exc:
+                pytest.fail(f"{exc}; got {seen}")
 
         try:
             wait_for("READY")
@@ -253,8 +254,4 @@ class TestServeUnderSystemd:
             wait_for("STOPPING")
             assert proc.wait(timeout=60) == 0
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            assert proc.stdout is not None
-            proc.stdout.close()
+            daemon.close()
