@@ -7,7 +7,6 @@ and "missing" (not Linux, an old libc) has one meaning: :func:`function` returns
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 import sys
@@ -18,8 +17,11 @@ from typing import Any
 def _libc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
+    # dlopen(NULL): the symbols the interpreter already has, libc among them. Not
+    # ctypes.util.find_library("c"), which runs `ldconfig -p` in a child process on
+    # every start (a fork and an exec in each one-shot `sync`).
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
 
