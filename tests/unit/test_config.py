@@ -149,6 +149,85 @@ class TestEnvironment:
         assert "sync.bogus" in msg and "unknown setting" in msg
 
     @pytest.mark.parametrize(
+        ("environ", "dotted", "expected"),
+        [
+            # a whole section as JSON; its keys match case-insensitively; nested names win over it
+            ({"S3SYNC_S3": '{"bucket": "json-bucket", "REGION": "eu-west-1"}'}, "s3.region", "eu-west-1"),
+            (
+                {"S3SYNC_S3": '{"bucket": "json-bucket", "prefix": "a"}', "S3SYNC_S3__PREFIX": "b"},
+                "s3.prefix",
+                "b",
+            ),
+            ({"S3SYNC_SYNC": '{"Include": "a,b"}'}, "sync.include", ("a", "b")),
+            ({"S3SYNC_Sync__Delete": "true"}, "sync.delete", True),
+            # a list-valued key without the glob parsing is JSON
+            ({"S3SYNC_HOOKS__COMMAND": '["/bin/echo", "x"]'}, "hooks.command", ("/bin/echo", "x")),
+            ({"S3SYNC_SYNC__SHARD": "1/4"}, "sync.shard.spec", "1/4"),
+            ({"S3SYNC_SYNC__MAX_DELETE": "10%"}, "sync.max_delete", "10%"),
+            ({"S3SYNC_SQS__WAIT_TIME_SECONDS": "5"}, "sqs.wait_time_seconds", 5),
+            # a name that is no section is not ours to refuse
+            ({"S3SYNC_BOGUS": "1"}, "s3.bucket", ""),
+            # a key set as a value is not also a table
+            ({"S3SYNC_SYNC__INCLUDE": "a", "S3SYNC_SYNC__INCLUDE__X": "b"}, "sync.include", ("a",)),
+        ],
+    )
+    def test_environment_shapes(self, environ: dict[str, str], dotted: str, expected: Any) -> None:
+        """What pydantic-settings' env source did, kept when the loader became the project's own."""
+        value: Any = load_settings(environ=environ)
+        for name in dotted.split("."):
+            value = getattr(value, name)
+        assert value == expected
+
+    @pytest.mark.parametrize(
+        ("environ", "message"),
+        [
+            ({"S3SYNC_S3": "not json"}, 'error parsing value for field "s3" from source "EnvSettingsSource"'),
+            ({"S3SYNC_S3": ""}, 'error parsing value for field "s3" from source "EnvSettingsSource"'),
+            (
+                {"S3SYNC_HOOKS__COMMAND": "echo"},
+                'error parsing value for field "hooks" from source "EnvSettingsSource"',
+            ),
+            ({"S3SYNC_HOOKS__COMMAND": ""}, "hooks.command: Input should be a valid tuple (got '')"),
+            (
+                {"S3SYNC_LOG": "1"},
+                "log: Input should be a valid dictionary or instance of LogSettings (got 1)",
+            ),
+            ({"S3SYNC_S3__BUCKET__X": "1"}, "s3.bucket: Input should be a valid string"),
+            ({"S3SYNC_SYNC__INCLUDE__X": "a"}, "sync.include: Input should be a valid tuple"),
+        ],
+    )
+    def test_environment_errors(self, environ: dict[str, str], message: str) -> None:
+        assert _error(environ=environ) == f"invalid configuration: {message}"
+
+    def test_sources_merge_per_key(self, tmp_path: Path) -> None:
+        """File < JSON section in the environment < flags, key by key; AWS_ENDPOINT_URL lowest."""
+        path = _write(tmp_path, '[S3]\nbucket = "file-bucket"\nregion = "eu-west-2"\n')
+        s = load_settings(
+            path,
+            overrides={"s3": {"bucket": "flag-bucket"}},
+            environ={
+                "S3SYNC_S3": '{"bucket": "env-bucket", "prefix": "jp"}',
+                "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+            },
+        )
+        assert (s.s3.bucket, s.s3.prefix, s.s3.region, s.s3.endpoint_url) == (
+            "flag-bucket",
+            "jp",
+            "eu-west-2",
+            "http://127.0.0.1:9",
+        )
+
+    def test_file_tables_match_case_insensitively_keys_do_not(self, tmp_path: Path) -> None:
+        assert (
+            load_settings(
+                _write(tmp_path, '[s3]\nbucket = "xx"\n[S3]\nbucket = "yy"\n'), environ={}
+            ).s3.bucket
+            == "xx"
+        )
+        msg = _error(config_file=_write(tmp_path, '[s3]\nBUCKET = "xx"\n'), environ={})
+        assert msg == "invalid configuration: s3.BUCKET: unknown setting (got 'xx')"
+
+    @pytest.mark.parametrize(
         ("env", "s3", "sqs"),
         [
             ({"AWS_ENDPOINT_URL": "http://127.0.0.1:9000"}, "http://127.0.0.1:9000", "http://127.0.0.1:9000"),
