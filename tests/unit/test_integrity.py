@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import zlib
+from typing import Any
 
 import pytest
 from botocore import httpchecksum
@@ -27,6 +29,7 @@ from s3sync.sync.transfer.integrity import (
     checksum_from_headers,
     checksum_hasher,
     choose,
+    crc_spans,
     equal_parts,
     etag_is_content_md5,
     multipart_etag_hasher,
@@ -119,6 +122,51 @@ class TestCheckValues:
     def test_unknown_algorithm_is_refused(self) -> None:
         with pytest.raises(ValueError, match="unknown checksum"):
             checksum_hasher("MD4")
+
+
+class TestCrcSpans:
+    """A full-object CRC from parts hashed apart, in any order, combined in offset order (no second read)."""
+
+    @given(
+        st.binary(max_size=300),
+        st.lists(st.integers(min_value=0, max_value=300), max_size=6),
+        st.randoms(use_true_random=False),
+    )
+    def test_spans_in_any_order_give_the_whole(self, data: bytes, cuts: list[int], rnd: Any) -> None:
+        """However the body is cut into spans and in whatever order they are fed, the result is the body's."""
+        bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+        pieces = list(itertools.pairwise(bounds))
+        rnd.shuffle(pieces)
+        for algorithm in ("CRC64NVME", "CRC32C", "CRC32"):
+            whole = checksum_hasher(algorithm)
+            spans = crc_spans(whole, len(data))
+            assert spans is not None, algorithm
+            for lo, hi in pieces:
+                span = spans.span(lo)
+                span.update(memoryview(data)[lo:hi])
+            spans.join()
+            assert whole.result() == _feed(algorithm, data, []), algorithm
+
+    @pytest.mark.parametrize("algorithm", ["SHA1", "SHA256"])
+    def test_digests_are_not_combinable(self, algorithm: str) -> None:
+        """A digest has no combine function: it is hashed in order, never by spans."""
+        assert crc_spans(checksum_hasher(algorithm), 10) is None
+        assert crc_spans(multipart_etag_hasher(5), 10) is None
+        assert crc_spans(None, 10) is None
+
+    def test_spans_that_do_not_tile_the_body_are_refused(self) -> None:
+        """A gap or a short cover is a bug of the caller, never passed off as the body's CRC."""
+        spans = crc_spans(checksum_hasher("CRC64NVME"), 10)
+        assert spans is not None
+        spans.span(0).update(b"abcd")
+        spans.span(5).update(b"fghij")
+        with pytest.raises(ValueError, match="starts at 5, not 4"):
+            spans.join()
+        short = crc_spans(checksum_hasher("CRC32"), 10)
+        assert short is not None
+        short.span(0).update(b"abcd")
+        with pytest.raises(ValueError, match="cover 4 bytes of 10"):
+            short.join()
 
 
 class TestParted:

@@ -19,7 +19,10 @@ then lets the body reach its final name:
   range's offset, while a :class:`RegionHasher` follows the contiguous written
   frontier and hashes it back from the page cache in a worker thread (hashlib
   releases the GIL), so verification overlaps the network instead of adding a
-  second pass.
+  second pass. A full-object CRC needs no read-back at all: each part's writer
+  hashes the part's own bytes as it writes them and the parts' CRCs are combined
+  in offset order (:class:`~s3sync.sync.transfer.integrity.CrcSpans`); only bytes
+  a killed attempt left on disk are read from the temp.
 
 Every thread that touches a temp goes through :meth:`TempFile.run
 <s3sync.local.temps.TempFile.run>` and is waited for
@@ -44,7 +47,7 @@ from s3sync.model import ObjectMeta
 from s3sync.s3.bucket import UNKNOWN_SIZE, Body, Bucket
 from s3sync.s3.meta import rclone_mtime
 from s3sync.sync.transfer.config import TransferConfig
-from s3sync.sync.transfer.integrity import Hasher
+from s3sync.sync.transfer.integrity import CrcSpan, CrcSpans, Hasher, crc_spans
 from s3sync.sync.transfer.resume import Resumer, settled
 from s3sync.sync.transfer.throttle import Throttle, throttle_result
 from s3sync.sync.transfer.verifier import BodyCheck
@@ -195,17 +198,24 @@ class Receiver:
         frontier: list[int],
         checker: BodyCheck,
     ) -> float | None:
-        """The ranges' GETs, each written at its offset; a :class:`RegionHasher` follows the frontier."""
+        """The ranges' GETs, each written at its offset; the body is hashed while they land.
+
+        A full-object CRC is taken by each part's writer (see :func:`_join_spans`);
+        anything hashed in order (MD5, SHA, a parted check) by a :class:`RegionHasher`
+        that follows the contiguous written frontier.
+        """
         size = meta.size
         seen_mtime: list[float | None] = [None]
         writeback = LaggedWriteback(temp.fd)  # only ever called by the writers, inside temp.use()
         turn = threading.Lock()  # the parts' writers take turns (see _pwritev_all)
-        hasher = RegionHasher(checker.hasher) if checker.hasher is not None else None
+        spans = crc_spans(checker.hasher, size)  # a full-object CRC: each part hashes its own bytes
+        hasher = RegionHasher(checker.hasher) if checker.hasher is not None and spans is None else None
         sem = asyncio.Semaphore(self.config.part_concurrency)
         progress = asyncio.Event()
 
         async def part(idx: int, lo: int, hi: int) -> None:
             async with sem:
+                crc = spans.span(lo) if spans is not None else None
                 ans = await self.get(key, if_match=meta.etag, byte_range=(lo, hi), version_id=meta.version_id)
                 seen_mtime[0] = seen_mtime[0] or ans.mtime
                 try:
@@ -221,13 +231,13 @@ class Receiver:
                         batch.append(chunk)
                         pending += len(chunk)
                         if pending >= WRITE_BATCH:  # a cancelled part still waits for it
-                            await settled(temp.run, _pwritev_all, batch, off, writeback, turn)
+                            await settled(temp.run, _pwritev_all, batch, off, writeback, turn, crc)
                             off += pending
                             batch, pending = [], 0
                             frontier[idx] = off
                             progress.set()
                     if batch:
-                        await settled(temp.run, _pwritev_all, batch, off, writeback, turn)
+                        await settled(temp.run, _pwritev_all, batch, off, writeback, turn, crc)
                         off += pending
                     frontier[idx] = off
                     progress.set()
@@ -250,7 +260,24 @@ class Receiver:
         if hasher is not None and size:
             jobs.append(follow())
         await _gather_cancel_on_error(jobs)
+        if spans is not None:
+            await _join_spans(spans, temp, ranges, size)
         return seen_mtime[0]
+
+
+async def _join_spans(spans: CrcSpans, temp: TempFile, ranges: Sequence[tuple[int, int]], size: int) -> None:
+    """Complete a full-object CRC from the parts' own CRCs; only a resumed temp's old bytes are read back.
+
+    The fetched ranges hashed themselves as they were written; what an earlier attempt
+    left on disk (the gaps between ``ranges``) is hashed from the temp, then all are
+    combined in offset order.
+    """
+    pos = 0
+    for lo, hi in [*ranges, (size, size)]:
+        if pos < lo:
+            await settled(temp.run, RegionHasher(spans.span(pos), start=pos).feed, lo)
+        pos = hi + 1
+    spans.join()
 
 
 def _whole(key: str, got: int, expected: int) -> None:
@@ -294,9 +321,9 @@ class RegionHasher:
     windows: 4-12 MB more) and saved no measurable time.
     """
 
-    def __init__(self, hasher: Hasher) -> None:
+    def __init__(self, hasher: Hasher, *, start: int = 0) -> None:
         self.hasher = hasher
-        self.done = 0
+        self.done = start  # where in the file the hasher starts
         self._buf = bytearray(WINDOW)
 
     def feed(self, fd: int, upto: int) -> None:
@@ -321,14 +348,22 @@ def _pwritev_all(
     offset: int,
     writeback: LaggedWriteback | None = None,
     turn: threading.Lock | None = None,
+    crc: CrcSpan | None = None,
 ) -> None:
     """Write ``chunks`` back to back at ``offset`` (one pwritev, retried on a short write).
 
     Called through :meth:`TempFile.run`, so ``fd`` stays open until this returns.
     Dirty pages never pile up (``writeback``): no pwrite throttling mid-download, a short final fsync.
+    ``crc`` (a ranged part's span of a full-object CRC) takes the chunks here, in the
+    writer's thread and before its turn: the CRC releases the GIL, so it runs beside
+    the event loop and the other parts' writes, with no thread or hand-over of its own
+    and no second read of the bytes.
     """
     views = [memoryview(c) for c in chunks if c]
     total = sum(len(v) for v in views)
+    if crc is not None:
+        for view in views:
+            crc.update(view)
     if turn is None:
         _pwritev_locked(fd, views, offset)
     else:
