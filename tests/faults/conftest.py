@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultproxy import FaultProxy
 from support.daemon import Daemon, daemon_env
 from support.proxy import Proxy
 from support.s3kit import AWS_ENV
@@ -21,12 +20,8 @@ from support.s3kit import AWS_ENV
 
 @pytest.fixture
 def proxy(moto_endpoint: str) -> Iterator[Proxy]:
-    """A fresh proxy in front of this worker's moto server, no fault rules yet.
-
-    It is a :class:`faultproxy.FaultProxy` (a :class:`Proxy` that also answers the
-    old ``add``/``clear``), kept for test_unequal_parts.py; remove when it moves.
-    """
-    with FaultProxy(moto_endpoint) as p:
+    """A fresh proxy in front of this worker's moto server, no fault rules yet (``proxy.faults``)."""
+    with Proxy(moto_endpoint) as p:
         yield p
 
 

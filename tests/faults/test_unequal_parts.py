@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultproxy import FaultProxy
-from support.core import core, idle, until
+from support.core import core, idle
+from support.proxy import Proxy
+from support.wait import wait_for
 
 from s3sync.model import Change, ChangeKind, ChangeSource
 
@@ -63,7 +64,7 @@ async def test_multipart_etag_verified_with_one_head_unless_parts_differ(
     bucket: str,
     mirror: Path,
     proxied_settings: Any,
-    proxy: FaultProxy,
+    proxy: Proxy,
 ) -> None:
     """Equal parts: one GET per range and one HEAD (part 1). Unequal: 1 + 4 HEADs, still one download."""
     body, etag = upload_parts(s3, bucket, "big.bin", layout)
@@ -79,7 +80,7 @@ async def test_multipart_etag_verified_with_one_head_unless_parts_differ(
     async with core(settings) as engine:
         await engine.start()
         assert await engine.intake([event("big.bin")]) == 1
-        await until(lambda: idle(engine), within=60, what="the download settles")
+        await wait_for(lambda: idle(engine), within=60, what="the download settles")
         assert engine.stats.retries == 0, engine.stats.last_error
         assert engine.stats.failed["integrity"] == 0
     assert (mirror / "big.bin").read_bytes() == body
@@ -94,16 +95,16 @@ async def test_multipart_etag_verified_with_one_head_unless_parts_differ(
 
 @PATHS
 async def test_a_mismatch_that_repeats_is_permanent_and_counted(
-    fast_get: bool, s3: Any, bucket: str, mirror: Path, proxied_settings: Any, proxy: FaultProxy
+    fast_get: bool, s3: Any, bucket: str, mirror: Path, proxied_settings: Any, proxy: Proxy
 ) -> None:
     """Every GET's bytes flipped: two attempts, then a counted integrity failure; the journal row settles."""
     s3.put_object(Bucket=bucket, Key="bad.bin", Body=b"v" * 100_000)
-    proxy.add("corrupt", op="GET", key_re="bad.bin", after_bytes=10)
+    proxy.faults.add("corrupt", op="GET", key_re="bad.bin", after_bytes=10)
     settings = proxied_settings(bucket, mirror, s3={"fast_get": fast_get}, sync={"retry_attempts": 5})
     async with core(settings) as engine:
         await engine.start()
         await engine.intake([event("bad.bin")])
-        await until(lambda: idle(engine), within=60, what="the journal row settles (not requeued)")
+        await wait_for(lambda: idle(engine), within=60, what="the journal row settles (not requeued)")
         assert engine.stats.failed["integrity"] == 1
         assert proxy.faults["corrupt"] == 2  # the first download and one fresh one, no more
         assert not (mirror / "bad.bin").exists()
@@ -112,11 +113,11 @@ async def test_a_mismatch_that_repeats_is_permanent_and_counted(
 
 @PATHS
 async def test_damaged_unequal_parts_fail_after_the_real_layout(
-    fast_get: bool, s3: Any, bucket: str, mirror: Path, proxied_settings: Any, proxy: FaultProxy
+    fast_get: bool, s3: Any, bucket: str, mirror: Path, proxied_settings: Any, proxy: Proxy
 ) -> None:
     """The real layout does not excuse damaged bytes: hashed again from disk, they fail twice, then stop."""
     upload_parts(s3, bucket, "big.bin", LAYOUT)
-    proxy.add("corrupt", op="GET", key_re="big.bin", after_bytes=10)
+    proxy.faults.add("corrupt", op="GET", key_re="big.bin", after_bytes=10)
     settings = proxied_settings(
         bucket,
         mirror,
@@ -126,7 +127,7 @@ async def test_damaged_unequal_parts_fail_after_the_real_layout(
     async with core(settings) as engine:
         await engine.start()
         await engine.intake([event("big.bin")])
-        await until(lambda: idle(engine), within=60, what="the journal row settles (not requeued)")
+        await wait_for(lambda: idle(engine), within=60, what="the journal row settles (not requeued)")
         assert engine.stats.failed["integrity"] == 1
         assert proxy.faults["corrupt"] == 2  # the first download and one fresh one, no more
         # each download: part 1's HEAD, then, the equal-parts guess missing, the other parts'

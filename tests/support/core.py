@@ -9,17 +9,16 @@ chooses) and then call ``engine.start()``. Unwinds like ``sync.engine.open_engin
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-
-from support.wait import wait_for
 
 from s3sync.local.mirror import Mirror
 from s3sync.s3.bucket import Bucket
 from s3sync.state.store import StateStore
 from s3sync.stats import SyncStats
 from s3sync.sync.engine import Engine
+from s3sync.sync.reconcile.inventory_pass import ReportSource
 
 
 @asynccontextmanager
@@ -38,18 +37,16 @@ async def core(
     await state.open()
     try:
         async with Bucket(settings.s3, fast_get=settings.s3.fast_get, timeout=30) as bucket:
-            engine = Engine(settings, bucket, state, mirror, stats)
+            reports = ReportSource.of(settings.inventory, settings.s3, settings.sync.download_timeout_seconds)
+            engine = Engine(
+                settings.sync, bucket, state, mirror, stats, prefix=settings.s3.prefix, reports=reports
+            )
             try:
                 yield engine
             finally:
                 await engine.stop(drain_timeout=drain_timeout)
     finally:
         await state.close()
-
-
-async def until(check: Callable[[], Any], within: float = 20, what: str = "condition") -> None:
-    """Kept for tests/faults/test_unequal_parts.py; remove when it moves to :func:`support.wait.wait_for`."""
-    await wait_for(check, within=within, what=what)
 
 
 async def idle(engine: Engine) -> bool:

@@ -48,7 +48,7 @@ class Engine:
 
     def __init__(
         self,
-        sync: SyncSettings | Settings,
+        sync: SyncSettings,
         bucket: Bucket,
         state: StateStore,
         mirror: Mirror,
@@ -58,10 +58,6 @@ class Engine:
         reports: ReportSource | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
-        if isinstance(sync, Settings):  # kept for tests/support/core.py; remove when it passes .sync
-            prefix = sync.s3.prefix
-            reports = ReportSource.of(sync.inventory, sync.s3, sync.sync.download_timeout_seconds)
-            sync = sync.sync
         self.sync = sync
         self.prefix = prefix  # [s3] prefix: the part of the bucket this mirror holds
         self.bucket = bucket
