@@ -172,12 +172,8 @@ class SyncStats:
 
     # -- kept for callers that have not moved to .health yet; each goes when its caller does --
     @property
-    def last_error(self) -> str | None:  # kept for tests (faults, local_safety)
+    def last_error(self) -> str | None:  # kept for tests/faults/test_model.py
         return self.health.last_error
-
-    @property
-    def s3_reachable(self) -> bool | None:  # kept for tests/unit/test_engine.py
-        return self.health.s3_reachable
 
     @property
     def recent_problems(self) -> deque[dict[str, Any]]:  # kept for tests/faults/test_model.py

@@ -81,7 +81,7 @@ async def test_multipart_etag_verified_with_one_head_unless_parts_differ(
         await engine.start()
         assert await engine.intake([event("big.bin")]) == 1
         await wait_for(lambda: idle(engine), within=60, what="the download settles")
-        assert engine.stats.retries == 0, engine.stats.last_error
+        assert engine.stats.retries == 0, engine.stats.health.last_error
         assert engine.stats.failed["integrity"] == 0
     assert (mirror / "big.bin").read_bytes() == body
     # an event says nothing of the object: one whole GET first (its answer describes the object,
@@ -108,7 +108,7 @@ async def test_a_mismatch_that_repeats_is_permanent_and_counted(
         assert engine.stats.failed["integrity"] == 1
         assert proxy.faults["corrupt"] == 2  # the first download and one fresh one, no more
         assert not (mirror / "bad.bin").exists()
-        assert "bad.bin" in (engine.stats.last_error or "")
+        assert "bad.bin" in (engine.stats.health.last_error or "")
 
 
 @PATHS

@@ -62,7 +62,7 @@ class TestSymlinks:
         assert skipped == {"sub/x": "symlink", "sub/new/y": "symlink"}
         assert report.failed == 0 and report.ok  # skips never fail the pass
         assert stats.skipped["symlink"] == 2
-        assert stats.last_error is not None and "symlink" in stats.last_error
+        assert stats.health.last_error is not None and "symlink" in stats.health.last_error
         assert (mirror / "sub").is_symlink()
 
     async def test_deletes_and_sweep_never_reach_outside(
@@ -223,7 +223,7 @@ class TestCasePolicy:
             ("readme.md", "case_conflict"),
         ]
         assert report.ok and stats.skipped["case_conflict"] == 2
-        assert "case_conflict" in (stats.last_error or "")
+        assert "case_conflict" in (stats.health.last_error or "")
 
     async def test_error_mode_fails_the_key(
         self, s3: Any, bucket: str, mirror: Path, make_settings: Any

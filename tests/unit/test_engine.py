@@ -64,11 +64,11 @@ class TestEngine:
     ) -> None:
         async with core(settings_for(make_settings, bucket, mirror, fast_get)) as engine:
             assert await engine.check_s3() == (True, None)
-            assert engine.stats.s3_reachable is True
+            assert engine.stats.health.s3_reachable is True
         s3.delete_bucket(Bucket=bucket)
         async with core(settings_for(make_settings, bucket, mirror, fast_get)) as engine:
             ok, why = await engine.check_s3()
-            assert not ok and why and engine.stats.s3_reachable is False
+            assert not ok and why and engine.stats.health.s3_reachable is False
 
 
 @PATHS
