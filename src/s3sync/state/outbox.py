@@ -37,6 +37,7 @@ from s3sync.state.store import StateStore, connect_writer
 #: A document with this field set is provisional: a change being applied (not delivered yet).
 PROVISIONAL = "provisional"
 
+_PROVISIONAL_MARK = f'"{PROVISIONAL}":true'  # as _dumps writes it
 _Write = tuple[list[dict[str, Any]], list[tuple[int, dict[str, Any] | None]], "asyncio.Future[list[int]]"]
 
 
@@ -184,16 +185,17 @@ class Outbox:
         return last
 
     # -- reading and acknowledging ----------------------------------------------
-    async def peek(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
-        """The oldest ``limit`` unacknowledged changes, in the order they were added.
+    async def peek(self, limit: int) -> list[tuple[int, str]]:
+        """The oldest ``limit`` unacknowledged changes (their JSON text), in the order added.
 
-        Provisional rows are passed over: their change is still being applied, and no
-        later change of the same key can be in the outbox before it settles (one
-        writer per key), so per-key order holds.
+        Text, not parsed: delivery splices it into the batch document as it is (no
+        parse and re-encode per change). Provisional rows are passed over: their
+        change is still being applied, and no later change of the same key can be in
+        the outbox before it settles (one writer per key), so per-key order holds.
+        Their mark is found in the text — a key's own quotes are escaped in it.
         """
         rows = await self._run(self._peek_sync, limit)
-        docs = ((int(i), json.loads(doc)) for i, doc in rows)
-        return [(i, d) for i, d in docs if not d.get(PROVISIONAL)]
+        return [(int(i), doc) for i, doc in rows if _PROVISIONAL_MARK not in doc]
 
     async def provisional(self) -> list[tuple[int, dict[str, Any]]]:
         """Every provisional row: at start-up, the changes a crash caught being applied."""

@@ -278,7 +278,7 @@ class Hooks:
     # -- deliver ---------------------------------------------------------------
     async def _deliver_loop(self) -> None:
         backoff = Backoff(base=0.5, cap=60.0)
-        batch: list[tuple[int, dict[str, Any]]] = []  # the head of the outbox, kept until acknowledged
+        batch: list[tuple[int, str]] = []  # the head of the outbox (JSON text), kept until acknowledged
         done: set[str] = set()  # the targets that acknowledged ``batch``
         while True:
             try:
@@ -308,16 +308,17 @@ class Hooks:
             if not full:  # the next batch gathers too: one call per batch_ms under a steady stream
                 await asyncio.sleep(self.cfg.batch_ms / 1000)
 
-    async def _call_all(self, changes: list[dict[str, Any]], done: set[str]) -> bool:
+    async def _call_all(self, changes: list[str], done: set[str]) -> bool:
+        """One batch (its changes as the outbox holds their JSON) to every target not yet done."""
         fresh = self.stats.freshness
-        body = json.dumps(
+        tail = json.dumps(
             {
-                "changes": changes,
                 "events_applied_through": iso(fresh.applied_through()),
                 "reconciled_through": iso(fresh.reconciled_through),
             },
             separators=(",", ":"),
-        ).encode()
+        )
+        body = ('{"changes":[' + ",".join(changes) + "]," + tail[1:]).encode()
         targets = [t for t in ("command", "url") if getattr(self.cfg, t) and t not in done]
         for target in targets:
             try:
