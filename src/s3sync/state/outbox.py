@@ -1,25 +1,28 @@
 """The change hooks' outbox: applied changes kept in SQLite until a hook acknowledges them.
 
-At least once, never lost (docs/freshness.md, "Change hooks"): a change is added here,
-committed, and only then reported as applied — its journal row is settled, its
-waiters are woken. So a crash at any point after the commit re-delivers it from
-here at the next start, and a hook that fails for a day only grows this table.
+At least once, never lost (docs/freshness.md, "Change hooks"). The table lives in
+the state store's database file and is written three ways, all by the store's
+own thread on its writing connection (SQLite has one write lock per database; a
+second writer that finds it taken sleeps in the busy handler, 1, 2, 5 ms ... —
+and so did the journal commits events wait for, W5's p99 at 200/s 6 → 16 ms):
 
-The table lives in the state store's database file. Appends (one per applied
-change, the hot path) are written by the store's own thread on its writing
-connection (:meth:`StateStore.on_writer`): SQLite has one write lock per
-database, and a second writing connection that finds it taken sleeps in the busy
-handler (1, 2, 5 ms ...) — and so did the journal commits that events wait for,
-whenever they met an outbox commit (W5's p99 at 200/s went 6 → 16 ms). Their
-commits use ``synchronous=NORMAL`` like the store's batches: a process crash
+- :meth:`Outbox.ride` — a journaled change's document joins the store's next
+  batch, in the transaction that removes its journal row
+  (:meth:`StateStore.ride`): no commit, no thread hop of its own (~10 µs of CPU
+  a change against ~100 µs for a commit of its own, measured). Until that batch
+  commits, the journal row holds the change and a crash replays it.
+- :meth:`Outbox.add` / :meth:`Outbox.settle` — changes no journal holds (a
+  pass's, a wait's fetch) are written at once, durable on return: a provisional
+  row before the apply, made final or dropped after. Writes that arrive while a
+  commit runs go out together in the next one (group commit), and rows riding
+  the store's batch are committed first (per-key order).
+
+Commits use ``synchronous=NORMAL`` like the store's batches: a process crash
 loses nothing committed, and because the WAL is written in order, a power loss
-that keeps the store's later journal removal also keeps this earlier insert.
-
-Appends that arrive while a commit runs (or waits for the store's thread) go
-out together in the next one (group commit), so a burst of applies costs a few
-commits, not one per file. The delivery side — reading the oldest rows,
-deleting acknowledged ones, a few times a second at most — has a connection and
-a thread of its own, so a large batch read never queues in front of the sync.
+that keeps a later journal removal also keeps an earlier insert. The delivery
+side — reading the oldest rows, deleting acknowledged ones, a few times a second
+at most — has a connection and a thread of its own, so a large batch read never
+queues in front of the sync.
 """
 
 from __future__ import annotations

@@ -3,11 +3,15 @@
 Two halves around the durable :class:`~s3sync.state.outbox.Outbox`:
 
 - **record** (:meth:`Hooks.record`, the engine's ``on_applied``): after the
-  apply rules wrote or removed a file, its change is committed to the outbox
-  *before* the engine reports it applied (journal row settled, waiters woken).
-  A change replayed from the journal after a crash is recorded even when the
-  replay finds the file already written ("unchanged"): the crash may have come
-  between the rename and the outbox commit. Duplicates are allowed, losses not.
+  apply rules wrote or removed a file, its change goes to the outbox before it
+  is reported applied. A journaled change's document rides the state store's
+  next batch, in the transaction that settles its journal row; a change replayed
+  from the journal after a crash is recorded even when the replay finds the
+  file already written ("unchanged"): the crash may have come before that
+  commit. A change no journal holds got a provisional row first
+  (:meth:`Hooks.before`, ``on_applying``), made final here; one a crash left is
+  reported at the next start as the mirror holds its key (:meth:`Hooks.resolve`).
+  Duplicates are allowed, losses not.
 - **deliver** (:meth:`Hooks._deliver_loop`, its own task): batches of up to
   ``max_batch`` changes, gathered for ``batch_ms``, in outbox order (so the
   changes of one key arrive in the order they were applied), one call per
