@@ -90,10 +90,10 @@ class Settings(BaseModel):
 
     Built from every source on construction (:func:`_from_sources`), as pydantic-settings'
     ``BaseSettings`` did; ``model_validate`` validates what it is given and reads no source.
-    The sources are the project's own since importing pydantic-settings (every provider it
-    ships, python-dotenv, zoneinfo, importlib.metadata) was about a sixth of a one-shot
-    ``s3sync sync``'s start-up; they do what its sources did for these sections, checked by
-    tests/unit/test_config.py.
+    The sources are the project's own because importing pydantic-settings (every source
+    provider it ships, python-dotenv, zoneinfo) cost a one-shot ``s3sync sync`` about 0.04 CPU
+    s of its ~0.35 s start-up (docs/benchmarks.md, round 3b); they do what its sources did
+    for these sections, which tests/unit/test_config.py pins.
     """
 
     model_config = ConfigDict(
