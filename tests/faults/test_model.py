@@ -370,7 +370,7 @@ class CoreMachine(RuleBasedStateMachine):
                 target = os.path.basename(os.readlink(f"/proc/self/fd/{name}"))
             except OSError:
                 continue
-            if MARKER in target and key in target:
+            if target.startswith(f".{key}{MARKER}"):  # the step's keys are top-level names
                 return int(name)
         return None
 
