@@ -7,24 +7,28 @@ loaded; every component receives the slice it needs.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, get_origin
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import (
+    ValidationError,
+)
 from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from s3sync.config.sections import (
     ApiSettings,
     HooksSettings,
     InventorySettings,
     LogSettings,
-    NoDecode,
     S3Settings,
     SqsSettings,
     SyncSettings,
@@ -58,49 +62,52 @@ LEGACY_ENV: dict[str, tuple[str, str, Any]] = {
 }
 
 
-def _legacy_env() -> dict[str, Any]:
+class _LegacyEnvSource(PydanticBaseSettingsSource):
     """The earlier FastAPI service's environment names, mapped onto sections."""
-    env = _environ.get() or dict(os.environ)
-    out: dict[str, dict[str, Any]] = {}
-    for name, (section, key, conv) in LEGACY_ENV.items():
-        if name in env and env[name] != "":
-            try:
-                value = conv(env[name])
-            except ValueError as exc:
-                raise ConfigError(f"{name} (legacy for {section}.{key}): {exc}") from exc
-            out.setdefault(section, {})[key] = value
-    return out
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        env = _environ.get() or dict(os.environ)
+        out: dict[str, dict[str, Any]] = {}
+        for name, (section, key, conv) in LEGACY_ENV.items():
+            if name in env and env[name] != "":
+                try:
+                    value = conv(env[name])
+                except ValueError as exc:
+                    raise ConfigError(f"{name} (legacy for {section}.{key}): {exc}") from exc
+                out.setdefault(section, {})[key] = value
+        return out
 
 
-def _endpoint_env() -> dict[str, Any]:
+class _EndpointEnvSource(PydanticBaseSettingsSource):
     """Honour AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_SQS / AWS_ENDPOINT_URL like the AWS SDKs."""
-    env = _environ.get() or dict(os.environ)
-    out: dict[str, dict[str, Any]] = {}
-    s3 = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
-    sqs = env.get("AWS_ENDPOINT_URL_SQS") or env.get("AWS_ENDPOINT_URL")
-    if s3:
-        out["s3"] = {"endpoint_url": s3}
-    if sqs:
-        out["sqs"] = {"endpoint_url": sqs}
-    return out
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        env = _environ.get() or dict(os.environ)
+        out: dict[str, dict[str, Any]] = {}
+        s3 = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+        sqs = env.get("AWS_ENDPOINT_URL_SQS") or env.get("AWS_ENDPOINT_URL")
+        if s3:
+            out["s3"] = {"endpoint_url": s3}
+        if sqs:
+            out["sqs"] = {"endpoint_url": sqs}
+        return out
 
 
-class Settings(BaseModel):
-    """All of s3sync's configuration, one frozen object.
+class Settings(BaseSettings):
+    """All of s3sync's configuration, one frozen object."""
 
-    Built from every source on construction (:func:`_from_sources`), as pydantic-settings'
-    ``BaseSettings`` did; ``model_validate`` validates what it is given and reads no source.
-    The sources are the project's own because importing pydantic-settings (every source
-    provider it ships, python-dotenv, zoneinfo) cost a one-shot ``s3sync sync`` about 0.04 CPU
-    s of its ~0.35 s start-up (docs/benchmarks.md, round 3b); they do what its sources did
-    for these sections, which tests/unit/test_config.py pins.
-    """
-
-    model_config = ConfigDict(
+    model_config = SettingsConfigDict(
+        env_prefix="S3SYNC_",
+        env_nested_delimiter="__",
         extra="forbid",
         frozen=True,
-        validate_default=True,
-        arbitrary_types_allowed=True,
+        case_sensitive=False,
     )
 
     s3: S3Settings = S3Settings()
@@ -111,8 +118,25 @@ class Settings(BaseModel):
     inventory: InventorySettings = InventorySettings()
     hooks: HooksSettings = HooksSettings()
 
-    def __init__(self, **values: Any) -> None:
-        super().__init__(**_from_sources(values))
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            env_settings,
+            _LegacyEnvSource(settings_cls),
+        ]
+        path = _config_file.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        sources.append(_EndpointEnvSource(settings_cls))
+        return tuple(sources)
 
     def public_dict(self) -> dict[str, Any]:
         """The effective configuration with every secret redacted."""
@@ -136,132 +160,6 @@ def redact_url(url: str | None) -> str | None:
     host = parts.netloc.rpartition("@")[2]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:**redacted**@{host}"))
-
-
-#: ``S3SYNC_<SECTION>`` (a whole section as JSON) and ``S3SYNC_<SECTION>__<KEY>``, any case.
-_ENV_PREFIX = "s3sync_"
-_ENV_NESTED = "__"
-
-
-def _from_sources(init: dict[str, Any]) -> dict[str, Any]:
-    """Flags (``init``) > ``S3SYNC_*`` env > legacy env names > TOML file > ``AWS_ENDPOINT_URL*``.
-
-    Each source gives ``{"section": {"key": value}}``; a higher one wins key by key. The file
-    is read first, the environment then, in the order pydantic-settings used, so a
-    configuration with several faults reports the same one first.
-    """
-    path = _config_file.get()
-    file_data: dict[str, Any] | None = None
-    if path is not None:
-        import tomllib  # only when a file is given
-
-        with path.open("rb") as fh:
-            file_data = _by_section_name(tomllib.load(fh))
-    sources = [_by_section_name(init), _s3sync_env(os.environ), _legacy_env()]
-    if file_data is not None:
-        sources.append(file_data)
-    sources.append(_endpoint_env())
-    state: dict[str, Any] = {}
-    for source in sources:
-        state = _deep_merge(source, state)
-    return state
-
-
-def _by_section_name(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Top-level names match sections case-insensitively (``[S3]`` is ``[s3]``); the first wins.
-
-    Anything else is kept as given, for validation to refuse as an unknown setting.
-    """
-    out: dict[str, Any] = {}
-    rest = dict(data)
-    for name in Settings.model_fields:
-        keys = [k for k in data if k.lower() == name]
-        if keys:
-            out[name] = data[keys[0]]
-            for k in keys:
-                rest.pop(k, None)
-    out.update(rest)
-    return out
-
-
-def _s3sync_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    """``S3SYNC_<SECTION>`` (JSON) deep-merged under ``S3SYNC_<SECTION>__<KEY>``, names in any case.
-
-    A key whose type is a list is JSON unless marked :class:`NoDecode`; a value that does not
-    decode is refused naming the section, in pydantic-settings' words.
-    """
-    env = {k.lower(): v for k, v in environ.items()}
-    data: dict[str, Any] = {}
-    for name, field in Settings.model_fields.items():
-        section = field.annotation
-        assert isinstance(section, type) and issubclass(section, BaseModel)
-        value: Any = env.get(_ENV_PREFIX + name)
-        try:
-            if value is None:
-                value = _nested_env(name, section, env) or None
-            else:
-                value = json.loads(value)
-                if isinstance(value, dict):
-                    value = _deep_merge(value, _nested_env(name, section, env))
-        except ValueError as exc:
-            raise ValueError(
-                f'error parsing value for field "{name}" from source "EnvSettingsSource"'
-            ) from exc
-        if value is not None:
-            data[name] = _key_names(section, value) if isinstance(value, dict) else value
-    return data
-
-
-def _nested_env(name: str, section: type[BaseModel], env: Mapping[str, str]) -> dict[str, Any]:
-    prefix = _ENV_PREFIX + name + _ENV_NESTED
-    result: dict[str, Any] = {}
-    for env_name, env_val in env.items():
-        if not env_name.startswith(prefix):
-            continue
-        *keys, last = env_name[len(prefix) :].split(_ENV_NESTED)
-        target: Any = result
-        for key in keys:  # deeper than a key: no section has a table inside, validation refuses it
-            if isinstance(target, dict):
-                target = target.setdefault(key, {})
-        field = (
-            None if keys else next((f for k, f in section.model_fields.items() if k.lower() == last), None)
-        )
-        value: Any = env_val
-        if field is not None and env_val and _decodes_json(field):
-            value = json.loads(env_val)
-        if isinstance(target, dict):
-            target[last] = value
-    return result
-
-
-def _decodes_json(field: FieldInfo) -> bool:
-    """A list, tuple, set, mapping, model or dataclass is written as JSON, unless marked NoDecode."""
-    if NoDecode in field.metadata:
-        return False
-    ann = field.annotation
-    if get_origin(ann) in (list, tuple, set, frozenset, dict):
-        return True
-    return isinstance(ann, type) and (issubclass(ann, BaseModel) or dataclasses.is_dataclass(ann))
-
-
-def _key_names(cls: type[Any], values: dict[str, Any]) -> dict[str, Any]:
-    """Keys of a JSON object matched to ``cls``'s field names case-insensitively, into nested ones."""
-    if issubclass(cls, BaseModel):
-        fields: dict[str, Any] = {k: f.annotation for k, f in cls.model_fields.items()}
-    elif dataclasses.is_dataclass(cls):
-        fields = {f.name: f.type for f in dataclasses.fields(cls)}
-    else:
-        return values
-    out: dict[str, Any] = {}
-    for name, value in values.items():
-        key = next((k for k in fields if k.lower() == name.lower()), None)
-        if key is None:
-            out[name] = value
-            continue
-        sub = fields[key]
-        nested = isinstance(sub, type) and (issubclass(sub, BaseModel) or dataclasses.is_dataclass(sub))
-        out[key] = _key_names(sub, value) if nested and isinstance(value, dict) else value
-    return out
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,8 @@ the dotted key named (:func:`s3sync.config.format_validation_error`). Loading,
 sources and precedence live in :mod:`s3sync.config.loading`.
 """
 
+from __future__ import annotations
+
 import ipaddress
 import json
 import os
@@ -24,20 +26,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_settings import NoDecode
 
 from s3sync.config.units import parse_duration, parse_rate, parse_size
 from s3sync.errors import ConfigError
 from s3sync.model import ALL_KEYS, Shard, parse_shard
 
 _section = ConfigDict(extra="forbid", frozen=True)
-
-
-class NoDecode:
-    """Field metadata: the environment's value reaches the validators as the string it is.
-
-    Without it a list-valued key is read from ``S3SYNC_<SECTION>__<KEY>`` as JSON
-    (:func:`s3sync.config.loading._s3sync_env`), as pydantic-settings' marker of that name said.
-    """
 
 
 def _shard(v: Any) -> Shard:
@@ -171,7 +166,7 @@ class SyncSettings(BaseModel):
     shard: ShardSpec = ALL_KEYS
 
     @model_validator(mode="after")
-    def _backup_outside_mirror(self) -> "SyncSettings":
+    def _backup_outside_mirror(self) -> SyncSettings:
         """A backup inside the mirror would be swept as untracked files and deleted."""
         if self.backup_dir is not None:
             b, m = os.path.realpath(self.backup_dir), os.path.realpath(self.local_dir)
@@ -299,7 +294,7 @@ class ApiSettings(BaseModel):
         return None if v in ("", None) else v
 
     @model_validator(mode="after")
-    def _tls_pair(self) -> "ApiSettings":
+    def _tls_pair(self) -> ApiSettings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key must be set together")
         return self
