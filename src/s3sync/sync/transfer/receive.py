@@ -19,8 +19,8 @@ then lets the body reach its final name:
   range's offset, while a :class:`RegionHasher` follows the contiguous written
   frontier and hashes it back from the page cache in a worker thread (hashlib
   releases the GIL), so verification overlaps the network instead of adding a
-  second pass. A full-object CRC needs no read-back at all: each part's writer
-  hashes the part's own bytes as it writes them and the parts' CRCs are combined
+  second pass. A full-object CRC needs no read-back at all: each part hashes its
+  own bytes as they arrive, and the parts' CRCs are combined
   in offset order (:class:`~s3sync.sync.transfer.integrity.CrcSpans`); only bytes
   a killed attempt left on disk are read from the temp.
 
@@ -47,7 +47,7 @@ from s3sync.model import ObjectMeta
 from s3sync.s3.bucket import UNKNOWN_SIZE, Body, Bucket
 from s3sync.s3.meta import rclone_mtime
 from s3sync.sync.transfer.config import TransferConfig
-from s3sync.sync.transfer.integrity import CrcSpan, CrcSpans, Hasher, crc_spans
+from s3sync.sync.transfer.integrity import CrcSpans, Hasher, crc_spans
 from s3sync.sync.transfer.resume import Resumer, settled
 from s3sync.sync.transfer.throttle import Throttle, throttle_result
 from s3sync.sync.transfer.verifier import BodyCheck
@@ -200,7 +200,7 @@ class Receiver:
     ) -> float | None:
         """The ranges' GETs, each written at its offset; the body is hashed while they land.
 
-        A full-object CRC is taken by each part's writer (see :func:`_join_spans`);
+        A full-object CRC is taken by each part as its chunks arrive (see :func:`_join_spans`);
         anything hashed in order (MD5, SHA, a parted check) by a :class:`RegionHasher`
         that follows the contiguous written frontier.
         """
@@ -229,15 +229,17 @@ class Receiver:
                         if off + pending + len(chunk) > hi + 1:
                             raise RetryableError(f"{key}: server sent more than the range")
                         batch.append(chunk)
+                        if crc is not None:  # on the loop: see _join_spans
+                            crc.update(chunk)
                         pending += len(chunk)
                         if pending >= WRITE_BATCH:  # a cancelled part still waits for it
-                            await settled(temp.run, _pwritev_all, batch, off, writeback, turn, crc)
+                            await settled(temp.run, _pwritev_all, batch, off, writeback, turn)
                             off += pending
                             batch, pending = [], 0
                             frontier[idx] = off
                             progress.set()
                     if batch:
-                        await settled(temp.run, _pwritev_all, batch, off, writeback, turn, crc)
+                        await settled(temp.run, _pwritev_all, batch, off, writeback, turn)
                         off += pending
                     frontier[idx] = off
                     progress.set()
@@ -268,9 +270,14 @@ class Receiver:
 async def _join_spans(spans: CrcSpans, temp: TempFile, ranges: Sequence[tuple[int, int]], size: int) -> None:
     """Complete a full-object CRC from the parts' own CRCs; only a resumed temp's old bytes are read back.
 
-    The fetched ranges hashed themselves as they were written; what an earlier attempt
-    left on disk (the gaps between ``ranges``) is hashed from the temp, then all are
-    combined in offset order.
+    Each fetched range hashed its chunks on the event loop as they arrived, in the
+    range's own order: awscrt's CRC runs at tens of GB/s and gives up the GIL, and
+    doing it there rather than in the part's writer thread (one more GIL release
+    per chunk in a thread that then has to win the GIL back) kept the futex count
+    near what it was (25,600 against 38,900 per GiB under ``strace -f``) for the
+    same CPU (docs/benchmarks.md, round 3b). What an earlier attempt left on disk
+    (the gaps between ``ranges``) is hashed from the temp, then all are combined in
+    offset order.
     """
     pos = 0
     for lo, hi in [*ranges, (size, size)]:
@@ -348,22 +355,14 @@ def _pwritev_all(
     offset: int,
     writeback: LaggedWriteback | None = None,
     turn: threading.Lock | None = None,
-    crc: CrcSpan | None = None,
 ) -> None:
     """Write ``chunks`` back to back at ``offset`` (one pwritev, retried on a short write).
 
     Called through :meth:`TempFile.run`, so ``fd`` stays open until this returns.
     Dirty pages never pile up (``writeback``): no pwrite throttling mid-download, a short final fsync.
-    ``crc`` (a ranged part's span of a full-object CRC) takes the chunks here, in the
-    writer's thread and before its turn: the CRC releases the GIL, so it runs beside
-    the event loop and the other parts' writes, with no thread or hand-over of its own
-    and no second read of the bytes.
     """
     views = [memoryview(c) for c in chunks if c]
     total = sum(len(v) for v in views)
-    if crc is not None:
-        for view in views:
-            crc.update(view)
     if turn is None:
         _pwritev_locked(fd, views, offset)
     else:
