@@ -179,38 +179,6 @@ class SyncStats:
     def recent_problems(self) -> deque[dict[str, Any]]:  # kept for tests/faults/test_model.py
         return self.health.recent_problems
 
-    @property
-    def hooks_enabled(self) -> bool:  # kept for sync/hooks.py
-        return self.health.hooks_enabled
-
-    @hooks_enabled.setter
-    def hooks_enabled(self, value: bool) -> None:
-        self.health.hooks_enabled = value
-
-    @property
-    def hook_pending(self) -> int:  # kept for sync/hooks.py
-        return self.health.hook_pending
-
-    @hook_pending.setter
-    def hook_pending(self, value: int) -> None:
-        self.health.hook_pending = value
-
-    @property
-    def hook_last_error(self) -> str | None:  # kept for sync/hooks.py
-        return self.health.hook_last_error
-
-    @hook_last_error.setter
-    def hook_last_error(self, value: str | None) -> None:
-        self.health.hook_last_error = value
-
-    @property
-    def hook_last_success_at(self) -> float | None:  # kept for sync/hooks.py
-        return self.health.hook_last_success_at
-
-    @hook_last_success_at.setter
-    def hook_last_success_at(self, value: float | None) -> None:
-        self.health.hook_last_success_at = value
-
     def skip(self, reason: str, key: str, message: str) -> None:
         """Count a skipped key; the reasons that leave a hole in the mirror are also a health problem."""
         self.skipped[reason] += 1

@@ -63,7 +63,11 @@ class Supervisor:
         self._health: s.Health | None = None
         self.startup_error: str | None = None
         self._http: aiohttp.ClientSession | None = None
-        self.hooks = Hooks(settings, stats) if settings.hooks.enabled else None  # [hooks]: sync.hooks
+        self.hooks = (
+            Hooks(settings.hooks, settings.sync.resolved_state_path, stats)
+            if settings.hooks.enabled
+            else None
+        )  # [hooks]: sync.hooks
 
     # -- engine lifecycle ---------------------------------------------------
     def engine_ready(self) -> bool:

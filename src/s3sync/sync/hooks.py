@@ -40,12 +40,13 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import structlog
 
-from s3sync.config import Settings
+from s3sync.config.sections import HooksSettings
 from s3sync.errors import ConfigError, S3SyncError
 from s3sync.retry import Backoff
 from s3sync.state.outbox import PROVISIONAL, Outbox
@@ -130,10 +131,11 @@ def _run(command: Sequence[str], body: bytes, call: _Call) -> tuple[int | None, 
 class Hooks:
     """The outbox, the recording step and the delivery task; see the module docstring."""
 
-    def __init__(self, settings: Settings, stats: SyncStats) -> None:
-        self.cfg = settings.hooks
+    def __init__(self, cfg: HooksSettings, state_path: Path, stats: SyncStats) -> None:
+        """``cfg`` is the ``[hooks]`` section; ``state_path`` the state store the outbox lives in."""
+        self.cfg = cfg
         self.stats = stats
-        self.outbox = Outbox(settings.sync.resolved_state_path)
+        self.outbox = Outbox(state_path)
         self.engine: Engine | None = None
         self._replayed: set[int] = set()
         self._provisional: dict[str, int] = {}  # key → its provisional outbox row, while being applied
@@ -151,7 +153,7 @@ class Hooks:
                 ) from exc
             if not self._secret:
                 raise ConfigError(f"hooks.secret_file: {str(self.cfg.secret_file)!r} is empty")
-        stats.hooks_enabled = True
+        stats.health.hooks_enabled = True
 
     async def attach(self, engine: Engine) -> None:
         """Open the outbox, hook into ``engine`` (before it takes intake), start delivering."""
@@ -161,14 +163,14 @@ class Hooks:
             log.info(
                 "changes a crash caught being applied are reported as the mirror holds them", count=resolved
             )
-        self.stats.hook_pending = await self.outbox.count()
+        self.stats.health.hook_pending = await self.outbox.count()
         self._replayed = await self.outbox.journal_ids()  # the rows the journal replay will apply
         self.engine = engine
         engine.on_applying = self.before
         engine.on_applied = self.record
         self._task = asyncio.create_task(self._deliver_loop(), name="hooks")
-        if self.stats.hook_pending:
-            log.info("re-delivering changes not acknowledged before", count=self.stats.hook_pending)
+        if self.stats.health.hook_pending:
+            log.info("re-delivering changes not acknowledged before", count=self.stats.health.hook_pending)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -220,7 +222,7 @@ class Hooks:
             self._replayed.update(work.journal_ids)
             raise
         self._replayed.difference_update(work.journal_ids)  # owed no more
-        self.stats.hook_pending += 1
+        self.stats.health.hook_pending += 1
         self._wake.set()
 
     async def _document(self, work: Work, result: OpResult) -> dict[str, Any] | None:
@@ -289,7 +291,7 @@ class Hooks:
                 if not batch:
                     batch, done = await self.outbox.peek(self.cfg.max_batch), set()
                     if not batch:
-                        if self.stats.hook_pending:  # riding the store's next batch: look again soon
+                        if self.stats.health.hook_pending:  # riding the store's next batch: look again soon
                             await asyncio.sleep(max(self.cfg.batch_ms / 1000, RIDE_POLL_SECONDS))
                             continue
                         self._wake.clear()
@@ -301,13 +303,13 @@ class Hooks:
                     continue
                 await self.outbox.ack([i for i, _ in batch])
             except Exception as exc:  # the outbox itself failed (disk): keep the batch, try again later
-                self.stats.hook_last_error = f"outbox: {exc}"
+                self.stats.health.hook_last_error = f"outbox: {exc}"
                 log.error("change hook outbox failed; will retry", error=str(exc))
                 await asyncio.sleep(backoff.next_delay())
                 continue
             backoff.reset()
-            self.stats.hook_pending = max(0, self.stats.hook_pending - len(batch))
-            self.stats.hook_last_success_at = time.time()
+            self.stats.health.hook_pending = max(0, self.stats.health.hook_pending - len(batch))
+            self.stats.health.hook_last_success_at = time.time()
             full, batch = len(batch) >= self.cfg.max_batch, []
             if not full:  # the next batch gathers too: one call per batch_ms under a steady stream
                 await asyncio.sleep(self.cfg.batch_ms / 1000)
@@ -336,7 +338,7 @@ class Hooks:
                 outcome = "failed" if problem else "success"
             self.stats.hook_calls[outcome] += 1
             if problem:
-                self.stats.hook_last_error = f"{target}: {problem}"
+                self.stats.health.hook_last_error = f"{target}: {problem}"
                 log.warning(
                     "change hook failed; will retry", target=target, error=problem, changes=len(changes)
                 )
