@@ -29,14 +29,13 @@ from s3sync.sync.transfer.integrity import (
     checksum_from_headers,
     checksum_hasher,
     choose,
-    crc_spans,
     equal_parts,
     etag_is_content_md5,
     multipart_etag_hasher,
     new_hasher,
     part_layout_ok,
 )
-from s3sync.sync.transfer.verifier import BodyCheck
+from s3sync.sync.transfer.verifier import BodyCheck, crc_spans
 
 CHECK_INPUT = b"123456789"
 CHECK_VALUES = {"CRC64NVME": 0xAE8B14860A799888, "CRC32C": 0xE3069283, "CRC32": 0xCBF43926}

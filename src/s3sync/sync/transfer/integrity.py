@@ -216,50 +216,34 @@ class Hasher(Protocol):
     def result(self) -> str: ...
 
 
-class _Crc:
+_Combine = Callable[[int, int, int], int]
+
+
+class Crc:
     """A running CRC, serialised as S3 does: big-endian bytes, base64.
 
-    ``combine`` (awscrt's ``combine_crc*``), when the algorithm has one, joins two
-    CRCs of adjacent blocks without their bytes: what lets :class:`CrcSpans` hash
-    ranged parts apart, in whatever order they arrive, and still give the CRC of
-    the whole body.
+    ``combine`` (awscrt's ``combine_crc*``) joins the CRCs of two adjacent blocks
+    without their bytes: what lets ranged parts be hashed apart, in whatever order
+    they arrive (:class:`~s3sync.sync.transfer.verifier.CrcSpans`).
     """
 
     __slots__ = ("_combine", "_fn", "_value", "_width")
 
-    def __init__(
-        self,
-        fn: Callable[[bytes, int], int],
-        width: int,
-        combine: Callable[[int, int, int], int] | None = None,
-    ) -> None:
+    def __init__(self, fn: Callable[[bytes, int], int], width: int, combine: _Combine | None = None) -> None:
         self._fn, self._width, self._value, self._combine = fn, width, 0, combine
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
         self._value = self._fn(data, self._value)  # type: ignore[arg-type]  # buffer protocol
 
-    def fresh(self) -> _Crc:
+    def fresh(self) -> Crc:
         """A new CRC of the same algorithm, over nothing yet."""
-        return _Crc(self._fn, self._width, self._combine)
+        return Crc(self._fn, self._width, self._combine)
 
-    @property
-    def combinable(self) -> bool:
-        if self._combine is _combine_crc32:  # awscrt's combine functions arrived after its CRCs
-            from awscrt import checksums as crt
-
-            return hasattr(crt, "combine_crc32")
-        return self._combine is not None
-
-    def extend(self, crc: int, length: int) -> None:
-        """Continue with a block of ``length`` bytes hashed elsewhere (its CRC ``crc``), as if fed here."""
-        if self._combine is None:
-            raise ValueError("this CRC cannot be combined")
+    def extend(self, other: Crc, length: int) -> None:
+        """Continue with a block of ``length`` bytes that ``other`` hashed, as if it were fed here."""
+        assert self._combine is not None, "only a combinable CRC is extended (combinable_crc)"
         if length:
-            self._value = self._combine(self._value, crc, length)
-
-    @property
-    def value(self) -> int:
-        return self._value
+            self._value = self._combine(self._value, other._value, length)
 
     def digest(self) -> bytes:
         return self._value.to_bytes(self._width, "big")
@@ -268,68 +252,13 @@ class _Crc:
         return base64.b64encode(self.digest()).decode()
 
 
-class CrcSpan:
-    """The CRC of one span of the body (a ranged part, or a region re-read from the temp), from ``lo`` on.
+def combinable_crc(hasher: Hasher | None) -> Crc | None:
+    """``hasher`` when it is a CRC whose blocks can be hashed apart and combined (see ``CrcSpans``)."""
+    if not isinstance(hasher, Crc) or hasher._combine is None:
+        return None
+    from awscrt import checksums as crt  # its combine functions arrived after its CRCs (CRC32's here)
 
-    Fed in the span's own order; ``length`` counts what was fed.
-    """
-
-    __slots__ = ("crc", "length", "lo")
-
-    def __init__(self, crc: _Crc, lo: int) -> None:
-        self.crc, self.lo, self.length = crc, lo, 0
-
-    def update(self, data: bytes | bytearray | memoryview) -> None:
-        self.crc.update(data)
-        self.length += memoryview(data).nbytes
-
-    def result(self) -> str:
-        return self.crc.result()
-
-
-class CrcSpans:
-    """A full-object CRC from spans hashed apart, joined in offset order into ``whole`` (no second read).
-
-    Each ranged part hashes its own bytes as they arrive (:meth:`span`); :meth:`join`
-    then folds the spans' CRCs into ``whole`` with the algorithm's combine function,
-    which costs nothing next to a pass over the bytes. The spans must tile
-    ``[0, size)`` exactly: anything else is a bug in the caller, never a mismatch
-    to report as a corrupt body.
-    """
-
-    __slots__ = ("_size", "_spans", "_whole")
-
-    def __init__(self, whole: _Crc, size: int) -> None:
-        self._whole, self._size = whole, size
-        self._spans: list[CrcSpan] = []
-
-    def span(self, lo: int) -> CrcSpan:
-        """A new span starting at byte ``lo``."""
-        span = CrcSpan(self._whole.fresh(), lo)
-        self._spans.append(span)
-        return span
-
-    def join(self) -> None:
-        """Fold every span into ``whole``, in offset order; ``ValueError`` unless they tile the body."""
-        pos = 0
-        for span in sorted(self._spans, key=lambda s: s.lo):
-            if span.lo != pos:
-                raise ValueError(f"CRC spans do not tile the body: one starts at {span.lo}, not {pos}")
-            self._whole.extend(span.crc.value, span.length)
-            pos += span.length
-        if pos != self._size:
-            raise ValueError(f"CRC spans cover {pos} bytes of {self._size}")
-        self._spans.clear()
-
-
-def crc_spans(hasher: Hasher | None, size: int) -> CrcSpans | None:
-    """Spans to hash ``hasher``'s body in pieces, when it is a CRC that can be combined; else None.
-
-    A digest (MD5, SHA) or a parted check has to see the body in order: None.
-    """
-    if isinstance(hasher, _Crc) and hasher.combinable:
-        return CrcSpans(hasher, size)
-    return None
+    return hasher if hasher._combine is not _combine_crc32 or hasattr(crt, "combine_crc32") else None
 
 
 class _Digest:
@@ -362,7 +291,7 @@ def _combine_crc32(crc1: int, crc2: int, length2: int) -> int:
     return crt.combine_crc32(crc1, crc2, length2)
 
 
-def checksum_hasher(algorithm: str) -> _Crc | _Digest:
+def checksum_hasher(algorithm: str) -> Crc | _Digest:
     """A streaming hasher for one S3 algorithm; ``result()`` is S3's base64 form."""
     algorithm = algorithm.upper()
     if algorithm in ("CRC64NVME", "CRC32C"):
@@ -371,10 +300,10 @@ def checksum_hasher(algorithm: str) -> _Crc | _Digest:
         from awscrt import checksums as crt
 
         if algorithm == "CRC64NVME":
-            return _Crc(crt.crc64nvme, 8, getattr(crt, "combine_crc64nvme", None))
-        return _Crc(crt.crc32c, 4, getattr(crt, "combine_crc32c", None))
+            return Crc(crt.crc64nvme, 8, getattr(crt, "combine_crc64nvme", None))
+        return Crc(crt.crc32c, 4, getattr(crt, "combine_crc32c", None))
     if algorithm == "CRC32":
-        return _Crc(_zlib_crc32, 4, _combine_crc32)
+        return Crc(_zlib_crc32, 4, _combine_crc32)
     if algorithm in ("SHA1", "SHA256"):
         return _Digest(algorithm.lower())
     raise ValueError(f"unknown checksum algorithm {algorithm!r}")
@@ -394,8 +323,8 @@ class PartedHasher:
     def __init__(
         self,
         layout: int | Sequence[int],
-        inner: Callable[[], _Crc | _Digest],
-        outer: Callable[[], _Crc | _Digest],
+        inner: Callable[[], Crc | _Digest],
+        outer: Callable[[], Crc | _Digest],
     ) -> None:
         sizes = [layout] if isinstance(layout, int) else list(layout)
         if not sizes or any(s <= 0 for s in sizes):
@@ -470,8 +399,7 @@ def check(key: str, verification: Verification, hasher: Hasher | None) -> None:
 
 __all__ = [
     "ALGORITHMS",
-    "CrcSpan",
-    "CrcSpans",
+    "Crc",
     "Facts",
     "Hasher",
     "Method",
@@ -481,7 +409,7 @@ __all__ = [
     "checksum_from_headers",
     "checksum_hasher",
     "choose",
-    "crc_spans",
+    "combinable_crc",
     "equal_parts",
     "etag_is_content_md5",
     "is_composite",

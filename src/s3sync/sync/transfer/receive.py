@@ -21,7 +21,7 @@ then lets the body reach its final name:
   releases the GIL), so verification overlaps the network instead of adding a
   second pass. A full-object CRC needs no read-back at all: each part hashes its
   own bytes as they arrive, and the parts' CRCs are combined
-  in offset order (:class:`~s3sync.sync.transfer.integrity.CrcSpans`); only bytes
+  in offset order (:class:`~s3sync.sync.transfer.verifier.CrcSpans`); only bytes
   a killed attempt left on disk are read from the temp.
 
 Every thread that touches a temp goes through :meth:`TempFile.run
@@ -47,10 +47,10 @@ from s3sync.model import ObjectMeta
 from s3sync.s3.bucket import UNKNOWN_SIZE, Body, Bucket
 from s3sync.s3.meta import rclone_mtime
 from s3sync.sync.transfer.config import TransferConfig
-from s3sync.sync.transfer.integrity import CrcSpans, Hasher, crc_spans
+from s3sync.sync.transfer.integrity import Hasher
 from s3sync.sync.transfer.resume import Resumer, settled
 from s3sync.sync.transfer.throttle import Throttle, throttle_result
-from s3sync.sync.transfer.verifier import BodyCheck
+from s3sync.sync.transfer.verifier import BodyCheck, CrcSpans, crc_spans
 
 CHUNK = 1024 * 1024
 

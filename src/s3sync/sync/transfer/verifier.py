@@ -6,6 +6,10 @@ feeds its hasher every byte and then asks it to :meth:`~BodyCheck.verify`. Nothi
 here touches a socket or a file: the only requests are for S3's word on the part
 layout, and a second pass over the body is the receiver's (``reread``).
 
+A full-object CRC can also be fed in pieces (:class:`CrcSpans`): the ranged parts
+hash their own bytes as they arrive, in any order, and the pieces are joined in
+offset order with the algorithm's combine function, so nothing is read back.
+
 A multipart ETag or a composite checksum is recomputed part by part, so the
 part layout must be known. Parts need not be equal (UploadPartCopy and many
 uploaders make 10, 5, 10, 10, 6 MiB), but most uploaders make them equal, and
@@ -30,11 +34,13 @@ from s3sync.errors import IntegrityError
 from s3sync.model import ObjectMeta
 from s3sync.s3.bucket import Bucket
 from s3sync.sync.transfer.integrity import (
+    Crc,
     Facts,
     Hasher,
     Verification,
     check,
     choose,
+    combinable_crc,
     equal_parts,
     new_hasher,
     part_layout_ok,
@@ -129,4 +135,67 @@ class BodyCheck:
             check(key, self.verification, hasher)
 
 
-__all__ = ["BodyCheck", "Reread", "checker_for"]
+class CrcSpan:
+    """The CRC of one span of the body (a ranged part, or a region re-read from the temp), from ``lo`` on.
+
+    Fed in the span's own order; ``length`` counts what was fed.
+    """
+
+    __slots__ = ("crc", "length", "lo")
+
+    def __init__(self, crc: Crc, lo: int) -> None:
+        self.crc, self.lo, self.length = crc, lo, 0
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self.crc.update(data)
+        self.length += memoryview(data).nbytes
+
+    def result(self) -> str:
+        return self.crc.result()
+
+
+class CrcSpans:
+    """A full-object CRC from spans hashed apart, joined in offset order into ``whole`` (no second read).
+
+    Each ranged part hashes its own bytes as they arrive (:meth:`span`); :meth:`join`
+    then folds the spans' CRCs into ``whole`` with the algorithm's combine function,
+    which costs nothing next to a pass over the bytes. The spans must tile
+    ``[0, size)`` exactly: anything else is a bug in the caller, never a mismatch
+    to report as a corrupt body.
+    """
+
+    __slots__ = ("_size", "_spans", "_whole")
+
+    def __init__(self, whole: Crc, size: int) -> None:
+        self._whole, self._size = whole, size
+        self._spans: list[CrcSpan] = []
+
+    def span(self, lo: int) -> CrcSpan:
+        """A new span starting at byte ``lo``."""
+        span = CrcSpan(self._whole.fresh(), lo)
+        self._spans.append(span)
+        return span
+
+    def join(self) -> None:
+        """Fold every span into ``whole``, in offset order; ``ValueError`` unless they tile the body."""
+        pos = 0
+        for span in sorted(self._spans, key=lambda s: s.lo):
+            if span.lo != pos:
+                raise ValueError(f"CRC spans do not tile the body: one starts at {span.lo}, not {pos}")
+            self._whole.extend(span.crc, span.length)
+            pos += span.length
+        if pos != self._size:
+            raise ValueError(f"CRC spans cover {pos} bytes of {self._size}")
+        self._spans.clear()
+
+
+def crc_spans(hasher: Hasher | None, size: int) -> CrcSpans | None:
+    """Spans to hash ``hasher``'s body in pieces, when it is a CRC that can be combined; else None.
+
+    A digest (MD5, SHA) or a parted check has to see the body in order: None.
+    """
+    whole = combinable_crc(hasher)
+    return CrcSpans(whole, size) if whole is not None else None
+
+
+__all__ = ["BodyCheck", "CrcSpan", "CrcSpans", "Reread", "checker_for", "crc_spans"]
