@@ -192,6 +192,13 @@ class StateStore:
         back into the queue under any newer write. So a failed older batch can never
         land after a newer one for the same key (it never leaves the queue while a
         newer batch is in flight).
+
+        A cancelled flush does not cancel its commit: the commit runs on (shielded)
+        and settles its riders itself — committed, or put back when it fails. A
+        commit dropped while it waited for the store's thread (a reconcile stopped
+        during its flush, say) would have taken its riders with it, while its journal
+        removals went back to the queue: a journaled change settled with its outbox
+        row gone, the hook never told, in a run without a crash.
         """
         async with self._flush_turn:
             with self._lock:
@@ -201,8 +208,10 @@ class StateStore:
                 done, self._journal_done = self._journal_done, []
                 riders, self._riders = self._riders, []
                 self._committing.append(batch)
+            job = asyncio.ensure_future(self._run(self._flush_sync, batch, done, riders))
+            job.add_done_callback(_consume)
             try:
-                await self._run(self._flush_sync, batch, done, riders)
+                await asyncio.shield(job)
             except BaseException:
                 with self._lock:  # put the batch back under newer writes (all still queued)
                     for k, v in batch.items():
@@ -234,10 +243,12 @@ class StateStore:
                 journal.remove(conn, [(i,) for i in done])
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
             if riders:  # here, where they surely were not committed (a cancelled flush() runs on)
                 with self._lock:
                     self._riders[:0] = riders
+            # an error SQLite rolled back by itself (disk full, I/O) leaves nothing to roll back
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
     def _pending_row(self, key: str) -> tuple[bool, StateRow | None]:
@@ -335,6 +346,12 @@ class StateStore:
     async def journal_pending(self) -> list[tuple[int, Change]]:
         await self.flush()  # settled rows are not pending, even if their removal is still queued
         return await self._run(journal.pending, self.conn)
+
+
+def _consume(job: asyncio.Future[None]) -> None:
+    """Retrieve a flush job's outcome: its flush() may have been cancelled and gone."""
+    if not job.cancelled():
+        job.exception()
 
 
 def connect_writer(path: Path, *, busy_ms: int) -> sqlite3.Connection:
