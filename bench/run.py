@@ -574,7 +574,15 @@ class Bench:
                     for hook in order:
                         a.w5_rate = rate
                         a.w5_events = main_events if rate == main_rate else max(500, int(rate * a.w5_seconds))
-                        result = self._w5_once(hook)
+                        try:
+                            result = self._w5_once(hook)
+                        except RuntimeError as exc:  # one run lost, not the pairs already measured
+                            if not a.w5_hook:
+                                raise
+                            with_ = "with" if hook else "without"
+                            self.notes.append(f"W5 at {rate:.0f}/s {with_} the hook, pair {rep + 1}: {exc}")
+                            log(f"W5 run failed, going on: {exc}")
+                            continue
                         result["repeat"] = rep
                         if a.w5_hook:
                             result["order"] = "hook first" if order[0] else "hook second"
@@ -802,7 +810,7 @@ class Bench:
         )
         if gen.returncode != 0:
             stop.set()
-            raise RuntimeError(f"event generator failed: {gen.stderr.strip()[-300:]}")
+            raise RuntimeError(f"event generator failed (exit {gen.returncode}): {gen.stderr.strip()[-600:]}")
         out = json.loads(gen.stdout)
         th.join(30)
         stop.set()
