@@ -6,24 +6,38 @@ must see every change exactly as applied (key, op, ETag, size), in per-key
 order, the failing one after retries, while the sync itself is unaffected —
 and after a SIGKILL of ``s3sync serve`` between the apply and the hook, the
 restarted daemon re-delivers from its outbox.
+
+What each test may assert follows the contract (docs/freshness.md): in a run
+without a crash every change is delivered exactly once; after a crash, at least
+once (duplicates allowed, losses not). The waits are hang guards only (generous,
+never a judgement of the machine's speed); a test with several of them gets a
+pytest timeout to match.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import sqlite3
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from pydantic import SecretStr
-from support.eventkit import free_port, run_daemon, s3_event, s3_record
+from support.daemon import Daemon, free_port, run_daemon
+from support.eventkit import s3_event, s3_record
 from support.proxy import Proxy
-from support.s3kit import tree, wait_for
-from test_journal_crash import Serve
+from support.s3kit import clean_environ, tree
+from support.wait import wait_for
+
+#: The hang guard of every wait here; a test (several waits, restarts) gets the pytest timeout below.
+WITHIN = 120
+pytestmark = pytest.mark.timeout(600)
 
 HOOK = """\
 import pathlib, sys
@@ -55,6 +69,50 @@ def _etag(s3: Any, bucket: str, key: str) -> str:
     return str(s3.head_object(Bucket=bucket, Key=key)["ETag"]).strip('"')
 
 
+MakeDaemon = Callable[[Path, int, Path], Daemon]
+
+
+@pytest.fixture
+def serve() -> Iterator[MakeDaemon]:
+    """``s3sync serve --config`` as a subprocess (not started); killed at the end if still running."""
+    made: list[Daemon] = []
+
+    def make(config: Path, port: int, log: Path) -> Daemon:
+        made.append(Daemon(clean_environ(), log, config=config, port=port))
+        return made[-1]
+
+    yield make
+    for daemon in made:
+        daemon.close()
+
+
+async def _start(daemon: Daemon) -> None:
+    await asyncio.to_thread(daemon.start)  # answers /ping
+
+
+async def _notify(daemon: Daemon, payload: Any) -> dict[str, Any]:
+    """POST until accepted (503 while the engine is still opening)."""
+
+    async def accepted() -> dict[str, Any] | None:
+        r = await asyncio.to_thread(daemon.post, "/api/v1/s3-notification", payload)
+        if r.status == 503:
+            return None
+        assert r.status == 202, r
+        data: dict[str, Any] = r.json()
+        return data
+
+    result: dict[str, Any] = await wait_for(accepted, within=WITHIN, what="202 from the daemon")
+    return result
+
+
+async def _sigkill(daemon: Daemon) -> int:
+    return await asyncio.to_thread(daemon.kill)
+
+
+async def _sigterm(daemon: Daemon) -> int:
+    return await asyncio.to_thread(daemon.terminate)
+
+
 class TestHookCommand:
     async def test_every_change_as_applied_in_key_order_and_retried(
         self, s3: Any, bucket: str, mirror: Path, make_settings: Any, tmp_path: Path
@@ -67,16 +125,16 @@ class TestHookCommand:
             await d.notify(
                 s3_event(*(s3_record(bucket, "ObjectCreated:Put", k) for k in ("a.txt", "dir/b c.txt")))
             )
-            await d.idle()
+            await d.idle(within=WITHIN)
             etag1 = _etag(s3, bucket, "a.txt")
             etag_b = _etag(s3, bucket, "dir/b c.txt")
             s3.put_object(Bucket=bucket, Key="a.txt", Body=b"two!")
             await d.notify(s3_event(s3_record(bucket, "ObjectCreated:Put", "a.txt")))
-            await d.idle()
+            await d.idle(within=WITHIN)
             etag2 = _etag(s3, bucket, "a.txt")
             s3.delete_object(Bucket=bucket, Key="dir/b c.txt")
             await d.notify(s3_event(s3_record(bucket, "ObjectRemoved:Delete", "dir/b c.txt")))
-            st = await d.idle()
+            st = await d.idle(within=WITHIN)
             # the sync went on while the hook failed
             assert tree(mirror) == {"a.txt": b"two!"}
             assert st["freshness"]["pending"] == 0
@@ -85,7 +143,7 @@ class TestHookCommand:
                 hooks = (await d.stats())["hooks"]
                 return hooks if hooks["calls"]["failed"] >= 2 and hooks["pending"] == 4 else None
 
-            hooks = await wait_for(failing, within=30, what="hook failures counted")
+            hooks = await wait_for(failing, within=WITHIN, what="hook failures counted")
             assert "exit status 3" in hooks["last_error"]
             assert _calls(tmp_path) == []
             async with d.http.get(f"{d.url}/metrics") as resp:
@@ -94,9 +152,11 @@ class TestHookCommand:
             assert "s3sync_hook_pending 4.0" in metrics
 
             (tmp_path / "fail").unlink()
-            await wait_for(lambda: len(_changes(_calls(tmp_path))) >= 4, within=90, what="hook delivered")
+            await wait_for(lambda: len(_changes(_calls(tmp_path))) >= 4, within=WITHIN, what="hook delivered")
+            stats = await wait_for(lambda: _settled(d), within=WITHIN, what="outbox empty")
+            assert stats["hooks"]["calls"]["success"] >= 1
             changes = _changes(_calls(tmp_path))
-            assert len(changes) == 4
+            assert len(changes) == 4  # no crash: each change exactly once
             assert {c["source"] for c in changes} == {"notification"}
             per_key: dict[str, list[tuple[str, str, Any, Any]]] = {}
             for c in changes:
@@ -109,8 +169,6 @@ class TestHookCommand:
             ]
             doc = _calls(tmp_path)[0]
             assert set(doc) == {"changes", "events_applied_through", "reconciled_through"}
-            stats = await wait_for(lambda: _settled(d), within=30, what="outbox empty")
-            assert stats["hooks"]["calls"]["success"] >= 1
 
 
 async def _settled(d: Any) -> dict[str, Any] | None:
@@ -151,18 +209,19 @@ class TestHookUrl:
                 for i, k in enumerate(keys):
                     s3.put_object(Bucket=bucket, Key=k, Body=b"x" * i)
                 await d.notify(s3_event(*(s3_record(bucket, "ObjectCreated:Put", k) for k in keys)))
-                await d.idle()
+                await d.idle(within=WITHIN)
                 await wait_for(
                     lambda: sum(len(json.loads(b)["changes"]) for _, b in received) >= len(keys),
-                    within=90,
+                    within=WITHIN,
                     what="URL hook delivered",
                 )
-                st = await wait_for(lambda: _settled(d), within=30, what="outbox empty")
+                st = await wait_for(lambda: _settled(d), within=WITHIN, what="outbox empty")
                 assert st["hooks"]["calls"]["failed"] >= 3
         finally:
             await runner.cleanup()
-        got = {c["key"]: c for _, b in received for c in json.loads(b)["changes"]}
-        assert sorted(got) == sorted(keys)
+        delivered = [c for _, b in received for c in json.loads(b)["changes"]]
+        assert sorted(c["key"] for c in delivered) == sorted(keys)  # no crash: each exactly once
+        got = {c["key"]: c for c in delivered}
         for i, k in enumerate(keys):
             assert (got[k]["op"], got[k]["size"], got[k]["etag"]) == ("upsert", i, _etag(s3, bucket, k))
         for headers, body in received:
@@ -179,7 +238,7 @@ class TestHookUrl:
 
 class TestHookAfterSigkill:
     async def test_applied_but_unacknowledged_changes_are_redelivered(
-        self, s3: Any, bucket: str, mirror: Path, tmp_path: Path, moto_endpoint: str
+        self, s3: Any, bucket: str, mirror: Path, tmp_path: Path, moto_endpoint: str, serve: MakeDaemon
     ) -> None:
         (tmp_path / "fail").touch()
         objects = {"k1.txt": b"one", "k2.txt": b"two", "sub/k3.txt": b"three"}
@@ -195,9 +254,9 @@ class TestHookAfterSigkill:
             '[log]\nformat = "json"\n'
         )
         async with aiohttp.ClientSession() as http:
-            daemon = Serve(config, port, tmp_path / "serve.log")
-            await daemon.start(http)
-            await daemon.notify(http, s3_event(*(s3_record(bucket, "ObjectCreated:Put", k) for k in objects)))
+            daemon = serve(config, port, tmp_path / "serve.log")
+            await _start(daemon)
+            await _notify(daemon, s3_event(*(s3_record(bucket, "ObjectCreated:Put", k) for k in objects)))
 
             async def applied_not_told() -> bool:
                 async with http.get(f"{daemon.url}/api/v1/stats") as resp:
@@ -208,7 +267,7 @@ class TestHookAfterSigkill:
                     and st["hooks"]["calls"]["failed"] >= 1
                 )
 
-            await wait_for(applied_not_told, within=30, what="applied, hook failing")
+            await wait_for(applied_not_told, within=WITHIN, what="applied, hook failing")
             assert tree(mirror) == objects
 
             def journal_empty() -> bool:  # settled on disk too: only the outbox can re-deliver now
@@ -218,8 +277,8 @@ class TestHookAfterSigkill:
                 finally:
                     db.close()
 
-            await wait_for(journal_empty, within=30, what="journal rows removed on disk")
-            assert await daemon.kill(signal.SIGKILL) == -signal.SIGKILL
+            await wait_for(journal_empty, within=WITHIN, what="journal rows removed on disk")
+            assert await _sigkill(daemon) == -signal.SIGKILL
             db = sqlite3.connect(mirror / ".s3sync" / "state.db")
             try:
                 kept = sorted(json.loads(r[0])["key"] for r in db.execute("SELECT doc FROM outbox"))
@@ -227,19 +286,27 @@ class TestHookAfterSigkill:
                 db.close()
             assert kept == sorted(objects)  # durable in the outbox when the process died
             (tmp_path / "fail").unlink()
-            await daemon.start(http)
+            await _start(daemon)
             await wait_for(
-                lambda: len(_changes(_calls(tmp_path))) >= 3, within=60, what="re-delivered after restart"
+                lambda: len(_changes(_calls(tmp_path))) >= 3, within=WITHIN, what="re-delivered after restart"
             )
+
+            async def acknowledged() -> bool:
+                async with http.get(f"{daemon.url}/api/v1/stats") as resp:
+                    return bool((await resp.json())["hooks"]["pending"] == 0)
+
+            await wait_for(acknowledged, within=WITHIN, what="outbox empty after restart")
             changes = _changes(_calls(tmp_path))
-            assert sorted(c["key"] for c in changes) == sorted(objects)  # each once: from the outbox
+            # exactly once here, not merely at least once: no call succeeded before the crash (the
+            # hook failed), and the delivery from the outbox after it ran without one
+            assert sorted(c["key"] for c in changes) == sorted(objects)
             assert {c["key"]: c["size"] for c in changes} == {k: len(v) for k, v in objects.items()}
-            assert await daemon.kill(signal.SIGTERM) == 0
+            assert await _sigterm(daemon) == 0
 
 
 class TestHookReconcileChangeAfterSigkill:
     async def test_killed_between_the_rename_and_the_outbox_commit_it_is_still_reported(
-        self, s3: Any, bucket: str, mirror: Path, tmp_path: Path, moto_endpoint: str
+        self, s3: Any, bucket: str, mirror: Path, tmp_path: Path, moto_endpoint: str, serve: MakeDaemon
     ) -> None:
         """A pass's change is in no journal, so nothing would replay it. The daemon is killed
         (SIGKILL) after the file was renamed into place and before the change's outbox
@@ -261,29 +328,29 @@ class TestHookReconcileChangeAfterSigkill:
                 '[log]\nformat = "json"\n'
             )
             async with aiohttp.ClientSession() as http:
-                daemon = Serve(config, port, tmp_path / "serve.log")
-                await daemon.start(http)
+                daemon = serve(config, port, tmp_path / "serve.log")
+                await _start(daemon)
                 async with http.post(f"{daemon.url}/api/v1/sync?background=true") as resp:
                     assert resp.status == 202, await resp.text()
-                await wait_for(lambda: proxy.count("GET", "r.txt") >= 1, within=30, what="the GET held")
-                lock = sqlite3.connect(state_db, isolation_level=None, timeout=30)
+                await wait_for(lambda: proxy.count("GET", "r.txt") >= 1, within=WITHIN, what="the GET held")
+                lock = sqlite3.connect(state_db, isolation_level=None, timeout=WITHIN)
                 lock.execute("BEGIN IMMEDIATE")  # the daemon's next commit waits behind the test
                 try:
                     gate.set()
                     await wait_for(
-                        lambda: (mirror / "r.txt").exists(), within=30, what="file renamed into place"
+                        lambda: (mirror / "r.txt").exists(), within=WITHIN, what="file renamed into place"
                     )
-                    assert await daemon.kill(signal.SIGKILL) == -signal.SIGKILL
+                    assert await _sigkill(daemon) == -signal.SIGKILL
                 finally:
                     lock.execute("ROLLBACK")
                     lock.close()
                 assert (mirror / "r.txt").read_bytes() == b"reconciled"
                 assert _calls(tmp_path) == []
-                await daemon.start(http)
+                await _start(daemon)
                 await wait_for(
-                    lambda: len(_changes(_calls(tmp_path))) >= 1, within=30, what="reported after restart"
+                    lambda: len(_changes(_calls(tmp_path))) >= 1, within=WITHIN, what="reported after restart"
                 )
-                assert await daemon.kill(signal.SIGTERM) == 0
+                assert await _sigterm(daemon) == 0
         changes = _changes(_calls(tmp_path))
         assert [(c["key"], c["path"], c["op"], c["etag"], c["size"]) for c in changes] == [
             ("r.txt", "r.txt", "upsert", etag, 10)
@@ -292,7 +359,7 @@ class TestHookReconcileChangeAfterSigkill:
 
 class TestHookIgnoringItsInput:
     async def test_a_command_that_never_reads_stdin_is_acknowledged(
-        self, s3: Any, bucket: str, mirror: Path, tmp_path: Path, moto_endpoint: str
+        self, s3: Any, bucket: str, mirror: Path, tmp_path: Path, moto_endpoint: str, serve: MakeDaemon
     ) -> None:
         """``true`` exits without reading the document: still a success (exit 0), in the real
         ``s3sync serve`` (uvloop), where writing the document into a pipe the command had
@@ -309,11 +376,11 @@ class TestHookIgnoringItsInput:
             '[hooks]\ncommand = ["true"]\nbatch_ms = 0\n'
         )
         async with aiohttp.ClientSession() as http:
-            daemon = Serve(config, port, tmp_path / "serve.log")
-            await daemon.start(http)
+            daemon = serve(config, port, tmp_path / "serve.log")
+            await _start(daemon)
             try:
                 for k in keys:  # one by one: many calls, each one a chance to lose the race
-                    await daemon.notify(http, s3_event(s3_record(bucket, "ObjectCreated:Put", k)))
+                    await _notify(daemon, s3_event(s3_record(bucket, "ObjectCreated:Put", k)))
 
                 async def settled() -> dict[str, Any] | None:
                     async with http.get(f"{daemon.url}/api/v1/stats") as resp:
@@ -321,9 +388,9 @@ class TestHookIgnoringItsInput:
                     done = st["freshness"]["pending"] == 0 and st["hooks"]["pending"] == 0
                     return st["hooks"] if done or st["hooks"]["last_error"] else None
 
-                hooks = await wait_for(settled, within=30, what="every change applied and acknowledged")
+                hooks = await wait_for(settled, within=WITHIN, what="every change applied and acknowledged")
             finally:
-                assert await daemon.kill(signal.SIGTERM) == 0
+                assert await _sigterm(daemon) == 0
         assert tree(mirror) == {k: k.encode() for k in keys}
         assert hooks["last_error"] is None and hooks["calls"]["failed"] == 0
         assert hooks["pending"] == 0 and hooks["calls"]["success"] >= 1
@@ -346,7 +413,7 @@ class TestHookMissingProgram:
                 hooks: dict[str, Any] = (await d.stats())["hooks"]
                 return hooks if hooks["calls"]["failed"] >= 2 else None
 
-            hooks = await wait_for(retried, within=30, what="the failing call retried")
+            hooks = await wait_for(retried, within=WITHIN, what="the failing call retried")
             assert hooks["pending"] == 1 and hooks["calls"]["success"] == 0
             assert "cannot run" in hooks["last_error"] and "no-such-program" in hooks["last_error"]
 
@@ -377,8 +444,11 @@ class TestHookReplayedUnchanged:
             db.close()
         settings = make_settings(bucket, mirror, hooks={"command": _hook(tmp_path), "batch_ms": 0})
         async with run_daemon(settings) as d:
-            await wait_for(lambda: len(_changes(_calls(tmp_path))) >= 2, within=30, what="replayed reported")
-            st = await d.idle()
+            await wait_for(
+                lambda: len(_changes(_calls(tmp_path))) >= 2, within=WITHIN, what="replayed reported"
+            )
+            st = await d.idle(within=WITHIN)
+            await wait_for(lambda: _settled(d), within=WITHIN, what="outbox empty")
             assert st["files_synced"] == 0  # nothing was downloaded again
         changes = {c["key"]: c for c in _changes(_calls(tmp_path))}
         assert changes["w.txt"]["op"] == "upsert" and changes["w.txt"]["size"] == 7
