@@ -1,10 +1,11 @@
 """Watermarks end to end: the real app (and a real ``s3sync serve``) against moto.
 
 ``events_applied_through`` must be true, not optimistic: while a burst is held
-back by a slow S3 (a real proxy in front of moto) it stays at the burst's
-receive time; after a SIGKILL and a journal replay it starts from the replayed
-rows' receive times; ``reconciled_through`` ignores a pass the delete guard
-aborts.
+back at a real proxy in front of moto (its GETs held until the test lets them
+go, not merely slowed: a slow GET on a busy machine may finish before the test
+looks) it stays at the burst's receive time; after a SIGKILL and a journal
+replay it starts from the replayed rows' receive times; ``reconciled_through``
+ignores a pass the delete guard aborts. The waits are hang guards only.
 """
 
 from __future__ import annotations
@@ -15,13 +16,21 @@ import json
 import signal
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from support.eventkit import S3Proxy, free_port, run_daemon, s3_event, s3_record
-from support.s3kit import seed, tree, wait_for
-from test_journal_crash import Serve
+import pytest
+from support.daemon import Daemon, free_port, run_daemon
+from support.eventkit import s3_event, s3_record
+from support.proxy import Proxy
+from support.s3kit import clean_environ, seed, tree
+from support.wait import wait_for
+
+#: The hang guard of every wait here; a test (several waits, restarts) gets the pytest timeout below.
+WITHIN = 120
+pytestmark = pytest.mark.timeout(600)
 
 
 def _ts(text: str | None) -> float:
@@ -35,6 +44,38 @@ async def _get(http: aiohttp.ClientSession, url: str) -> Any:
         return await resp.json()
 
 
+MakeDaemon = Callable[[Path, int, Path], Daemon]
+
+
+@pytest.fixture
+def serve() -> Iterator[MakeDaemon]:
+    """``s3sync serve --config`` as a subprocess (not started); killed at the end if still running."""
+    made: list[Daemon] = []
+
+    def make(config: Path, port: int, log: Path) -> Daemon:
+        made.append(Daemon(clean_environ(), log, config=config, port=port))
+        return made[-1]
+
+    yield make
+    for daemon in made:
+        daemon.close()
+
+
+async def _notify(daemon: Daemon, payload: Any) -> dict[str, Any]:
+    """POST until accepted (503 while the engine is still opening)."""
+
+    async def accepted() -> dict[str, Any] | None:
+        r = await asyncio.to_thread(daemon.post, "/api/v1/s3-notification", payload)
+        if r.status == 503:
+            return None
+        assert r.status == 202, r
+        data: dict[str, Any] = r.json()
+        return data
+
+    result: dict[str, Any] = await wait_for(accepted, within=WITHIN, what="202 from the daemon")
+    return result
+
+
 def _metric(text: str, name: str) -> float:
     for line in text.splitlines():
         if line.startswith(name + " "):
@@ -46,10 +87,11 @@ class TestEventWatermark:
     async def test_burst_holds_the_watermark_until_applied(
         self, s3: Any, bucket: str, mirror: Path, make_settings: Any, moto_endpoint: str
     ) -> None:
-        """A burst held by slow GETs keeps the watermark at its receive time; applied, it moves on."""
+        """A burst whose GETs are held keeps the watermark at its receive time; applied, it moves on."""
         objects = {f"burst/{i}.txt": f"body {i}".encode() for i in range(20)}
         seed(s3, bucket, objects)
-        async with S3Proxy(moto_endpoint, get_delay=2.0) as proxy:
+        async with Proxy(moto_endpoint) as proxy:
+            gate = proxy.faults.hold("OBJECT")  # every object GET and HEAD, until the test lets go
             settings = make_settings(bucket, mirror, s3={"endpoint_url": proxy.url})
             async with run_daemon(settings) as d:
                 before = await _get(d.http, f"{d.url}/api/v1/freshness")
@@ -79,8 +121,8 @@ class TestEventWatermark:
                 async with d.http.get(f"{d.url}/metrics") as resp:
                     metrics = await resp.text()
                 assert _metric(metrics, "s3sync_events_applied_through_timestamp_seconds") <= sent_after
-
-                after = await wait_for(observe, within=60, what="burst applied")
+                gate.set()
+                after = await wait_for(observe, within=WITHIN, what="burst applied")
                 assert tree(mirror) == objects
                 assert _ts(after["events_applied_through"]) >= sent_after  # now: nothing pending
                 assert after["lag_seconds"] == 0.0
@@ -88,7 +130,7 @@ class TestEventWatermark:
                 async with d.http.get(f"{d.url}/metrics") as resp:
                     metrics = await resp.text()
                 assert _metric(metrics, "s3sync_event_to_file_seconds_count") >= len(objects)
-                assert proxy.gets("burst/0.txt") >= 1
+                assert proxy.count("GET", "burst/0.txt") >= 1
 
 
 class TestReconcileWatermark:
@@ -119,52 +161,56 @@ class TestReconcileWatermark:
 
 class TestReplayWatermark:
     async def test_restart_starts_from_the_replayed_receive_times(
-        self, s3: Any, bucket: str, mirror: Path, tmp_path: Path, moto_endpoint: str
+        self, s3: Any, bucket: str, mirror: Path, tmp_path: Path, moto_endpoint: str, serve: MakeDaemon
     ) -> None:
         """SIGKILL with changes only in the journal: after restart the watermark is their receive time."""
         objects = {"a.txt": b"alpha", "b.txt": b"bravo"}
         seed(s3, bucket, objects)
         port = free_port()
-        async with S3Proxy(moto_endpoint, get_delay=60.0) as proxy, aiohttp.ClientSession() as http:
+        async with Proxy(moto_endpoint) as proxy, aiohttp.ClientSession() as http:
+            gate = proxy.faults.hold("OBJECT")  # nothing is transferred before the kill
             config = tmp_path / "s3sync.toml"
             config.write_text(
                 f'[s3]\nbucket = "{bucket}"\nendpoint_url = "{proxy.url}"\n'
                 f"[sync]\nlocal_dir = {json.dumps(str(mirror))}\nperiodic = false\n"
                 f'[api]\nport = {port}\n[log]\nformat = "json"\n'
             )
-            daemon = Serve(config, port, tmp_path / "serve.log")
-            await daemon.start(http)
-            await daemon.notify(http, s3_event(*(s3_record(bucket, "ObjectCreated:Put", k) for k in objects)))
-            assert await daemon.kill(signal.SIGKILL) == -signal.SIGKILL
+            daemon = serve(config, port, tmp_path / "serve.log")
+            await asyncio.to_thread(daemon.start)
+            await _notify(daemon, s3_event(*(s3_record(bucket, "ObjectCreated:Put", k) for k in objects)))
+            assert await asyncio.to_thread(daemon.kill) == -signal.SIGKILL
             db = sqlite3.connect(mirror / ".s3sync" / "state.db")
             try:
                 received = min(r[0] for r in db.execute("SELECT received_at FROM journal"))
             finally:
                 db.close()
             await asyncio.sleep(1.0)  # the restart must not look like "now"
-            proxy.get_delay = 3.0
-            await daemon.start(http)
-            f = await _get(http, f"{daemon.url}/api/v1/freshness")
-            assert f["pending"] == 2
+            await asyncio.to_thread(daemon.start)  # the GETs are still held
+
+            async def replayed() -> dict[str, Any] | None:
+                got: dict[str, Any] = await _get(http, f"{daemon.url}/api/v1/freshness")
+                return got if got["pending"] == 2 else None
+
+            f = await wait_for(replayed, within=WITHIN, what="the journal replayed")
             assert abs(_ts(f["events_applied_through"]) - received) < 0.001
             assert f["lag_seconds"] >= 1.0
-            proxy.get_delay = 0.0
+            gate.set()
 
             async def drained() -> dict[str, Any] | None:
                 got = await _get(http, f"{daemon.url}/api/v1/freshness")
                 return got if got["pending"] == 0 else None
 
-            done = await wait_for(drained, within=60, what="replayed changes applied")
+            done = await wait_for(drained, within=WITHIN, what="replayed changes applied")
             assert _ts(done["events_applied_through"]) > received + 1.0
             assert tree(mirror) == objects
-            assert await daemon.kill(signal.SIGTERM) == 0
+            assert await asyncio.to_thread(daemon.terminate) == 0
 
 
 class TestSqsWatermark:
     async def test_sqs_messages_hold_the_watermark_until_applied(
         self, s3: Any, bucket: str, mirror: Path, make_settings: Any, moto_endpoint: str
     ) -> None:
-        """An SQS message's change, received while S3 is slow, holds the watermark at its receive time."""
+        """An SQS message's change, its GETs held, holds the watermark at its receive time."""
         import uuid
 
         from support.eventkit import boto
@@ -172,7 +218,8 @@ class TestSqsWatermark:
         sqs = boto("sqs", moto_endpoint)
         queue = str(sqs.create_queue(QueueName=f"q-{uuid.uuid4().hex[:12]}")["QueueUrl"])
         seed(s3, bucket, {"q/1.txt": b"one", "q/2.txt": b"two"})
-        async with S3Proxy(moto_endpoint, get_delay=8.0) as proxy:
+        async with Proxy(moto_endpoint) as proxy:
+            gate = proxy.faults.hold("OBJECT")
             settings = make_settings(
                 bucket,
                 mirror,
@@ -188,21 +235,22 @@ class TestSqsWatermark:
                     f = await _get(d.http, f"{d.url}/api/v1/freshness")
                     return f if f["pending"] == 2 else None
 
-                f = await wait_for(holding, within=30, what="the SQS message journaled")
+                f = await wait_for(holding, within=WITHIN, what="the SQS message journaled")
                 # received after it was sent, and held there while the GETs are slow
                 assert sent - 0.01 <= _ts(f["events_applied_through"]) <= time.time()
                 assert (await d.stats())["sqs_messages"].get("received", 0) >= 1
                 await asyncio.sleep(1.0)
                 later = await _get(d.http, f"{d.url}/api/v1/freshness")
-                if later["pending"] == 2:  # still held back by the slow GETs: it has not moved
-                    assert later["events_applied_through"] == f["events_applied_through"]
-                    assert later["lag_seconds"] >= 1.0
+                assert later["pending"] == 2  # still held back at the proxy: it has not moved
+                assert later["events_applied_through"] == f["events_applied_through"]
+                assert later["lag_seconds"] >= 1.0
+                gate.set()
 
                 async def applied() -> dict[str, Any] | None:
                     got = await _get(d.http, f"{d.url}/api/v1/freshness")
                     return got if got["pending"] == 0 else None
 
-                done = await wait_for(applied, within=60, what="SQS changes applied")
+                done = await wait_for(applied, within=WITHIN, what="SQS changes applied")
                 assert _ts(done["events_applied_through"]) >= _ts(f["events_applied_through"])
                 assert tree(mirror) == {"q/1.txt": b"one", "q/2.txt": b"two"}
-                assert proxy.gets("q/1.txt") >= 1
+                assert proxy.count("GET", "q/1.txt") >= 1
