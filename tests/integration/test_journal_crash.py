@@ -40,39 +40,6 @@ async def notify(http: aiohttp.ClientSession, url: str, payload: Any) -> dict[st
     return result
 
 
-class Serve:
-    """Kept for test_hooks.py, test_freshness.py; remove when they use :class:`support.daemon.Daemon`.
-
-    The old asyncio-flavoured handle on one ``serve --config`` process, now a
-    :class:`Daemon` underneath.
-    """
-
-    def __init__(self, config: Path, port: int, log: Path) -> None:
-        self.daemon = Daemon(clean_environ(), log, config=config, port=port)
-        self.config, self.url, self.log = config, self.daemon.url, log
-
-    async def start(self, http: aiohttp.ClientSession) -> None:
-        """Started, and its stats answer 200 (as the old handle waited)."""
-        await asyncio.to_thread(self.daemon.start)
-
-        async def ready() -> bool:
-            try:
-                async with http.get(f"{self.url}/api/v1/stats") as resp:
-                    return resp.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await wait_for(ready, within=30, what="daemon listening")
-
-    async def notify(self, http: aiohttp.ClientSession, payload: Any) -> dict[str, Any]:
-        return await notify(http, self.url, payload)
-
-    async def kill(self, sig: int) -> int:
-        assert self.daemon.proc is not None
-        self.daemon.proc.send_signal(sig)
-        return await asyncio.to_thread(self.daemon.proc.wait, 30)
-
-
 class TestSigkillAfter202:
     """A change acknowledged with 202 survives SIGKILL and is applied after restart."""
 
@@ -89,7 +56,7 @@ class TestSigkillAfter202:
             config = tmp_path / "s3sync.toml"
             config.write_text(
                 f'[s3]\nbucket = "{bucket}"\nendpoint_url = "{proxy.url}"\n'
-                f'[sync]\nlocal_dir = {json.dumps(str(mirror))}\nperiodic = false\n'
+                f"[sync]\nlocal_dir = {json.dumps(str(mirror))}\nperiodic = false\n"
                 f"[api]\nport = {port}\n"
                 '[log]\nformat = "json"\n'
             )

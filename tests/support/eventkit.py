@@ -13,10 +13,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote_plus
 
-# kept for test_hooks.py, test_freshness.py; remove when they import them from support.daemon
-from support.daemon import free_port as free_port
-from support.daemon import run_daemon as run_daemon
-from support.proxy import Proxy
 from support.rawserver import RawServer, ServerConn, ok
 from support.s3kit import AWS_ENV
 
@@ -127,32 +123,6 @@ def s3_test_event(bucket: str) -> dict[str, Any]:
         "RequestId": "5582815E1AEA5ADF",
         "HostId": "8cLeGAmw098X5cv4Zkwcmo8vvZa3eH3eKxsPzbB9wrR+YstdA6Knx4Ip8EXAMPLE",
     }
-
-
-# --------------------------------------------------------------------------- S3 proxy
-
-
-class S3Proxy(Proxy):
-    """Kept for test_freshness.py; remove when it moves to :class:`support.proxy.Proxy`.
-
-    The old counting proxy's surface on the one proxy: ``get_delay`` is a latency
-    rule on object GETs and HEADs, ``gets(key)`` counts GETs of a key.
-    """
-
-    def __init__(self, upstream: str, get_delay: float = 0.0) -> None:
-        super().__init__(upstream)
-        self._delay = self.faults.add("latency", op="OBJECT", seconds=get_delay)
-
-    @property
-    def get_delay(self) -> float:
-        return self._delay.seconds
-
-    @get_delay.setter
-    def get_delay(self, seconds: float) -> None:
-        self._delay.seconds = seconds
-
-    def gets(self, key: str) -> int:
-        return len(self.requests("GET", key))
 
 
 @contextlib.asynccontextmanager

@@ -18,9 +18,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-# kept for test_hooks.py, test_freshness.py; remove when they move to support.wait
-from support.wait import wait_for as wait_for
-
 AWS_ENV: dict[str, str] = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
