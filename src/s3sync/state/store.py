@@ -24,7 +24,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,14 +191,7 @@ class StateStore:
         only after the previous one committed or, when it failed, after its rows went
         back into the queue under any newer write. So a failed older batch can never
         land after a newer one for the same key (it never leaves the queue while a
-        newer batch is in flight).
-
-        A cancelled flush does not cancel its commit: the commit runs on (shielded)
-        and settles its riders itself — committed, or put back when it fails. A
-        commit dropped while it waited for the store's thread (a reconcile stopped
-        during its flush, say) would have taken its riders with it, while its journal
-        removals went back to the queue: a journaled change settled with its outbox
-        row gone, the hook never told, in a run without a crash.
+        newer batch is in flight). A cancelled flush's commit still runs: :func:`_run_to_end`.
         """
         async with self._flush_turn:
             with self._lock:
@@ -208,10 +201,8 @@ class StateStore:
                 done, self._journal_done = self._journal_done, []
                 riders, self._riders = self._riders, []
                 self._committing.append(batch)
-            job = asyncio.ensure_future(self._run(self._flush_sync, batch, done, riders))
-            job.add_done_callback(_consume)
             try:
-                await asyncio.shield(job)
+                await _run_to_end(self._run(self._flush_sync, batch, done, riders))
             except BaseException:
                 with self._lock:  # put the batch back under newer writes (all still queued)
                     for k, v in batch.items():
@@ -243,11 +234,9 @@ class StateStore:
                 journal.remove(conn, [(i,) for i in done])
             conn.execute("COMMIT")
         except BaseException:
-            if riders:  # here, where they surely were not committed (a cancelled flush() runs on)
-                with self._lock:
-                    self._riders[:0] = riders
-            # an error SQLite rolled back by itself (disk full, I/O) leaves nothing to roll back
-            if conn.in_transaction:
+            with self._lock:  # here, where they surely were not committed (a cancelled flush() runs on)
+                self._riders[:0] = riders
+            if conn.in_transaction:  # SQLite rolls some errors back itself (disk full, I/O)
                 conn.execute("ROLLBACK")
             raise
 
@@ -348,10 +337,18 @@ class StateStore:
         return await self._run(journal.pending, self.conn)
 
 
-def _consume(job: asyncio.Future[None]) -> None:
-    """Retrieve a flush job's outcome: its flush() may have been cancelled and gone."""
-    if not job.cancelled():
-        job.exception()
+async def _run_to_end(commit: Awaitable[None]) -> None:
+    """Await a batch's ``commit`` to its end even when the caller is cancelled.
+
+    The commit settles its riders itself: committed, or put back when it fails.
+    Cancelled with its caller while it waited for the store's thread (a reconcile
+    stopped during its flush, say), it would never run and take its riders with it,
+    while the flush put its journal removals back in the queue: a journaled change
+    settled with its outbox row gone — a hook never told, in a run without a crash.
+    """
+    job = asyncio.ensure_future(commit)
+    job.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: its caller may be gone
+    await asyncio.shield(job)
 
 
 def connect_writer(path: Path, *, busy_ms: int) -> sqlite3.Connection:

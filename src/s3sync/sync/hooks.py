@@ -132,7 +132,6 @@ class Hooks:
     """The outbox, the recording step and the delivery task; see the module docstring."""
 
     def __init__(self, cfg: HooksSettings, state_path: Path, stats: SyncStats) -> None:
-        """``cfg`` is the ``[hooks]`` section; ``state_path`` the state store the outbox lives in."""
         self.cfg = cfg
         self.stats = stats
         self.outbox = Outbox(state_path)
