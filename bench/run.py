@@ -1244,7 +1244,7 @@ def _w5_hook_cost(runs: list[dict[str, Any]], rate: float) -> dict[str, Any] | N
 
 def _median_or_none(values: list[Any]) -> float | None:
     known = [v for v in values if v is not None]
-    return statistics.median(known) if known else None
+    return round(statistics.median(known), 2) if known else None
 
 
 def render_markdown(
