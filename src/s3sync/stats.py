@@ -171,14 +171,6 @@ class SyncStats:
             self.hook_calls[outcome] += 0
 
     # -- kept for callers that have not moved to .health yet; each goes when its caller does --
-    @property
-    def last_error(self) -> str | None:  # kept for tests/faults/test_model.py
-        return self.health.last_error
-
-    @property
-    def recent_problems(self) -> deque[dict[str, Any]]:  # kept for tests/faults/test_model.py
-        return self.health.recent_problems
-
     def skip(self, reason: str, key: str, message: str) -> None:
         """Count a skipped key; the reasons that leave a hole in the mirror are also a health problem."""
         self.skipped[reason] += 1

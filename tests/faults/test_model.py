@@ -187,8 +187,8 @@ class CoreMachine(RuleBasedStateMachine):
         self.stack = self.engine = None
 
     def _note_problems(self) -> None:
-        stats = self.engine.stats
-        self.problems_seen += [str(p) for p in stats.recent_problems] + [str(stats.last_error or "")]
+        health = self.engine.stats.health
+        self.problems_seen += [str(p) for p in health.recent_problems] + [str(health.last_error or "")]
 
     def _record(self, key: str, name: str, **kw: Any) -> int:
         eid = next(self.ids)
@@ -515,7 +515,7 @@ class CoreMachine(RuleBasedStateMachine):
                 stats = engine.stats
                 raise AssertionError(
                     f"not quiescent after {QUIET_WITHIN}s: depth={q.depth} in_flight={q.in_flight} "
-                    f"journal={pending} failed={dict(stats.failed)} last_error={stats.last_error}"
+                    f"journal={pending} failed={dict(stats.failed)} last_error={stats.health.last_error}"
                 )
             await asyncio.sleep(0.02)
 
