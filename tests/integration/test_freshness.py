@@ -5,7 +5,8 @@ back at a real proxy in front of moto (its GETs held until the test lets them
 go, not merely slowed: a slow GET on a busy machine may finish before the test
 looks) it stays at the burst's receive time; after a SIGKILL and a journal
 replay it starts from the replayed rows' receive times; ``reconciled_through``
-ignores a pass the delete guard aborts. The waits are hang guards only.
+ignores a pass the delete guard aborts, and survives a restart over the same
+scope. The waits are hang guards only.
 """
 
 from __future__ import annotations
@@ -157,6 +158,32 @@ class TestReconcileWatermark:
             async with d.http.get(f"{d.url}/metrics") as resp:
                 metrics = await resp.text()
             assert abs(_metric(metrics, "s3sync_reconciled_through_timestamp_seconds") - t1) < 0.001
+
+
+class TestReconcileWatermarkAcrossRestarts:
+    async def test_kept_for_the_same_scope_and_dropped_for_another(
+        self, s3: Any, bucket: str, mirror: Path, make_settings: Any
+    ) -> None:
+        """A restart keeps ``reconciled_through`` (before any pass of its own); a restart whose
+        scope changed (here a filter) does not: the earlier pass proves nothing about it."""
+        seed(s3, bucket, {"k/1.txt": b"one", "k/2.log": b"two"})
+        async with run_daemon(make_settings(bucket, mirror)) as d:
+            await d.reconcile()
+            first = (await _get(d.http, f"{d.url}/api/v1/freshness"))["reconciled_through"]
+        assert first is not None
+        async with run_daemon(make_settings(bucket, mirror)) as d:
+            again = await _get(d.http, f"{d.url}/api/v1/freshness")
+            async with d.http.get(f"{d.url}/metrics") as resp:
+                metrics = await resp.text()
+        assert again["reconciled_through"] == first
+        assert abs(_metric(metrics, "s3sync_reconciled_through_timestamp_seconds") - _ts(first)) < 0.001
+        narrower = make_settings(bucket, mirror, sync={"exclude": ["*.log"]})
+        async with run_daemon(narrower) as d:
+            other = await _get(d.http, f"{d.url}/api/v1/freshness")
+            assert other["reconciled_through"] is None
+            await d.reconcile(delete=False)
+            third = (await _get(d.http, f"{d.url}/api/v1/freshness"))["reconciled_through"]
+        assert third is not None and _ts(third) > _ts(first)
 
 
 class TestReplayWatermark:

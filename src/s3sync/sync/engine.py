@@ -17,6 +17,8 @@ are given ``[sync]`` and, as plain values, the little they need of other section
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -141,6 +143,9 @@ class Engine:
         swept = await asyncio.to_thread(sweep)
         if swept:
             log.info("swept stale temporary files", count=swept)
+        at = await self.state.on_writer(lambda conn: _reconciled_load(conn, self._scope()))
+        if at is not None:  # a pass of an earlier run over this same scope
+            self.stats.freshness.reconciled(at)
         self.pool.start()
 
     async def replay_journal(self) -> int:
@@ -197,7 +202,20 @@ class Engine:
         )
         if report.ok and not report.aborted and not dry_run and not prefix and version_at is None:
             self.stats.freshness.reconciled(asked)
+            through, scope = self.stats.freshness.reconciled_through, self._scope()
+            try:  # kept for the next start (its own commit: a pass ends a few times a day)
+                await self.state.on_writer(lambda conn: _reconciled_save(conn, scope, through))
+            except sqlite3.Error as exc:  # the pass did its work; only the restart loses the mark
+                log.warning("could not keep reconciled_through for the next start", error=str(exc))
         return report
+
+    def _scope(self) -> str:
+        """What a pass covers (bucket, prefix, filters, shard): an earlier run's pass proves
+        something for this run only when these are the same."""
+        s = self.sync
+        scope: list[object] = [self.bucket.name, self.prefix, s.include, s.exclude, s.exclude_storage_classes]
+        scope += [s.max_file_size_mb, s.min_size, s.max_size, s.min_age, s.max_age, s.files_from]
+        return json.dumps([*scope, s.shard, s.case_conflict], default=str)
 
     async def check_s3(self) -> tuple[bool, str | None]:
         """HEAD the bucket; the answer also lands in the stats (health, /metrics)."""
@@ -230,6 +248,23 @@ def tune_malloc() -> None:
         libc.mallopt(_M_ARENA_MAX, 2)
     except (OSError, AttributeError):
         pass
+
+
+_RECONCILED = "reconciled_through"  # its row in the state db's meta table: {"at": unix s, "scope": ...}
+
+
+def _reconciled_load(conn: sqlite3.Connection, scope: str) -> float | None:
+    row = conn.execute("SELECT value FROM meta WHERE name = ?", (_RECONCILED,)).fetchone()
+    try:
+        kept = json.loads(row[0]) if row else None
+        return float(kept["at"]) if kept and kept.get("scope") == scope else None
+    except (ValueError, TypeError, KeyError):  # unreadable: as if no pass had finished
+        return None
+
+
+def _reconciled_save(conn: sqlite3.Connection, scope: str, at: float | None) -> None:
+    value = json.dumps({"at": at, "scope": scope})
+    conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (_RECONCILED, value))
 
 
 @asynccontextmanager
