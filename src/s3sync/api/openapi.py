@@ -38,6 +38,14 @@ def _q(name: str, schema: dict[str, Any], desc: str) -> dict[str, Any]:
 
 _BOOL = {"type": "string", "enum": ["true", "1", "yes", "on", "false", "0", "no", "off"]}
 
+# A manual sync's prefix must be a key path the mirror could hold (local.keys.check_key, after
+# trailing slashes): segments without NUL, no empty, "." or ".." segment, not absolute. Said
+# as a pattern so that a client (and the schema fuzz) knows before it asks; what a pattern
+# cannot say (a segment over the filesystem's byte limit, the ".s3sync/" state directory,
+# s3sync's temp-name shape) is in the description and still answered with a 400.
+_SEGMENT = r"(?:[^/\u0000.][^/\u0000]*|\.[^/\u0000.][^/\u0000]*|\.\.[^/\u0000]+)"
+_SYNC_PREFIX = {"type": "string", "pattern": rf"^(?:/*|(?:{_SEGMENT}/)*{_SEGMENT}/*)$"}
+
 
 # The envelopes the event parser takes (s3sync.sources.events); what each record, SNS Message
 # or EventBridge detail must hold is checked field by field there, each with a 400 naming it.
@@ -172,7 +180,13 @@ def build_spec() -> dict[str, Any]:
             "post": {
                 "summary": "Manual reconcile (foreground or background)",
                 "parameters": [
-                    _q("prefix", {"type": "string"}, "only keys under this prefix (within s3.prefix)"),
+                    _q(
+                        "prefix",
+                        _SYNC_PREFIX,
+                        "only keys under this prefix (within s3.prefix); a key path: no NUL, no"
+                        " empty, '.' or '..' segment, not absolute, no segment over the filesystem's"
+                        " name limit, not under .s3sync/",
+                    ),
                     _q("background", _BOOL, "return 202 with a job id at once"),
                     _q("delete", _BOOL, "delete local files gone from the bucket"),
                     _q("dry_run", _BOOL, "report only"),
