@@ -93,7 +93,9 @@ SHOWN = """(() => {
   const ids = ["health", "reason", "bucket", "directory", "events-through", "reconciled-through", "lag",
     "pending", "queue", "in-flight", "files-synced", "bytes", "files-deleted", "failed-skipped", "rate",
     "last-reconcile", "next-reconcile", "hooks", "changes", "problems", "chart-scale", "error"];
-  if (!document.getElementById("login")) return JSON.stringify({login: null, "files-synced": null});
+  // not parsed to the end yet (the probe may run while the page loads): nothing shown so far
+  if (document.readyState !== "complete" || !document.getElementById("login"))
+    return JSON.stringify({login: null, "files-synced": null});
   const out = Object.fromEntries(ids.map(id => [id, document.getElementById(id).innerText]));
   out.login = document.getElementById("login").className;
   out.bars = [...document.querySelectorAll("#chart rect")].filter(r => +r.getAttribute("height") > 0).length;
