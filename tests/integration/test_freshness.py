@@ -17,16 +17,15 @@ import json
 import signal
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from support.daemon import Daemon, free_port, run_daemon
+from support.daemon import Daemon, MakeDaemon, free_port, run_daemon
 from support.eventkit import s3_event, s3_record
 from support.proxy import Proxy
-from support.s3kit import clean_environ, seed, tree
+from support.s3kit import seed, tree
 from support.wait import wait_for
 
 #: The hang guard of every wait here; a test (several waits, restarts) gets the pytest timeout below.
@@ -43,23 +42,6 @@ async def _get(http: aiohttp.ClientSession, url: str) -> Any:
     async with http.get(url) as resp:
         assert resp.status == 200, await resp.text()
         return await resp.json()
-
-
-MakeDaemon = Callable[[Path, int, Path], Daemon]
-
-
-@pytest.fixture
-def serve() -> Iterator[MakeDaemon]:
-    """``s3sync serve --config`` as a subprocess (not started); killed at the end if still running."""
-    made: list[Daemon] = []
-
-    def make(config: Path, port: int, log: Path) -> Daemon:
-        made.append(Daemon(clean_environ(), log, config=config, port=port))
-        return made[-1]
-
-    yield make
-    for daemon in made:
-        daemon.close()
 
 
 async def _notify(daemon: Daemon, payload: Any) -> dict[str, Any]:
@@ -188,7 +170,13 @@ class TestReconcileWatermarkAcrossRestarts:
 
 class TestReplayWatermark:
     async def test_restart_starts_from_the_replayed_receive_times(
-        self, s3: Any, bucket: str, mirror: Path, tmp_path: Path, moto_endpoint: str, serve: MakeDaemon
+        self,
+        s3: Any,
+        bucket: str,
+        mirror: Path,
+        tmp_path: Path,
+        moto_endpoint: str,
+        config_daemon: MakeDaemon,
     ) -> None:
         """SIGKILL with changes only in the journal: after restart the watermark is their receive time."""
         objects = {"a.txt": b"alpha", "b.txt": b"bravo"}
@@ -202,7 +190,7 @@ class TestReplayWatermark:
                 f"[sync]\nlocal_dir = {json.dumps(str(mirror))}\nperiodic = false\n"
                 f'[api]\nport = {port}\n[log]\nformat = "json"\n'
             )
-            daemon = serve(config, port, tmp_path / "serve.log")
+            daemon = config_daemon(config, port, tmp_path / "serve.log")
             await asyncio.to_thread(daemon.start)
             await _notify(daemon, s3_event(*(s3_record(bucket, "ObjectCreated:Put", k) for k in objects)))
             assert await asyncio.to_thread(daemon.kill) == -signal.SIGKILL

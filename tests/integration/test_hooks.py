@@ -21,7 +21,6 @@ import json
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +28,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 from pydantic import SecretStr
-from support.daemon import Daemon, free_port, run_daemon
+from support.daemon import Daemon, MakeDaemon, free_port, run_daemon
 from support.eventkit import s3_event, s3_record
 from support.proxy import Proxy
-from support.s3kit import clean_environ, tree
+from support.s3kit import tree
 from support.wait import wait_for
 
 #: The hang guard of every wait here; a test (several waits, restarts) gets the pytest timeout below.
@@ -67,23 +66,6 @@ def _changes(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _etag(s3: Any, bucket: str, key: str) -> str:
     return str(s3.head_object(Bucket=bucket, Key=key)["ETag"]).strip('"')
-
-
-MakeDaemon = Callable[[Path, int, Path], Daemon]
-
-
-@pytest.fixture
-def serve() -> Iterator[MakeDaemon]:
-    """``s3sync serve --config`` as a subprocess (not started); killed at the end if still running."""
-    made: list[Daemon] = []
-
-    def make(config: Path, port: int, log: Path) -> Daemon:
-        made.append(Daemon(clean_environ(), log, config=config, port=port))
-        return made[-1]
-
-    yield make
-    for daemon in made:
-        daemon.close()
 
 
 async def _start(daemon: Daemon) -> None:
@@ -238,7 +220,13 @@ class TestHookUrl:
 
 class TestHookAfterSigkill:
     async def test_applied_but_unacknowledged_changes_are_redelivered(
-        self, s3: Any, bucket: str, mirror: Path, tmp_path: Path, moto_endpoint: str, serve: MakeDaemon
+        self,
+        s3: Any,
+        bucket: str,
+        mirror: Path,
+        tmp_path: Path,
+        moto_endpoint: str,
+        config_daemon: MakeDaemon,
     ) -> None:
         (tmp_path / "fail").touch()
         objects = {"k1.txt": b"one", "k2.txt": b"two", "sub/k3.txt": b"three"}
@@ -254,7 +242,7 @@ class TestHookAfterSigkill:
             '[log]\nformat = "json"\n'
         )
         async with aiohttp.ClientSession() as http:
-            daemon = serve(config, port, tmp_path / "serve.log")
+            daemon = config_daemon(config, port, tmp_path / "serve.log")
             await _start(daemon)
             await _notify(daemon, s3_event(*(s3_record(bucket, "ObjectCreated:Put", k) for k in objects)))
 
@@ -306,7 +294,13 @@ class TestHookAfterSigkill:
 
 class TestHookReconcileChangeAfterSigkill:
     async def test_killed_between_the_rename_and_the_outbox_commit_it_is_still_reported(
-        self, s3: Any, bucket: str, mirror: Path, tmp_path: Path, moto_endpoint: str, serve: MakeDaemon
+        self,
+        s3: Any,
+        bucket: str,
+        mirror: Path,
+        tmp_path: Path,
+        moto_endpoint: str,
+        config_daemon: MakeDaemon,
     ) -> None:
         """A pass's change is in no journal, so nothing would replay it. The daemon is killed
         (SIGKILL) after the file was renamed into place and before the change's outbox
@@ -328,7 +322,7 @@ class TestHookReconcileChangeAfterSigkill:
                 '[log]\nformat = "json"\n'
             )
             async with aiohttp.ClientSession() as http:
-                daemon = serve(config, port, tmp_path / "serve.log")
+                daemon = config_daemon(config, port, tmp_path / "serve.log")
                 await _start(daemon)
                 async with http.post(f"{daemon.url}/api/v1/sync?background=true") as resp:
                     assert resp.status == 202, await resp.text()
@@ -359,7 +353,13 @@ class TestHookReconcileChangeAfterSigkill:
 
 class TestHookIgnoringItsInput:
     async def test_a_command_that_never_reads_stdin_is_acknowledged(
-        self, s3: Any, bucket: str, mirror: Path, tmp_path: Path, moto_endpoint: str, serve: MakeDaemon
+        self,
+        s3: Any,
+        bucket: str,
+        mirror: Path,
+        tmp_path: Path,
+        moto_endpoint: str,
+        config_daemon: MakeDaemon,
     ) -> None:
         """``true`` exits without reading the document: still a success (exit 0), in the real
         ``s3sync serve`` (uvloop), where writing the document into a pipe the command had
@@ -376,7 +376,7 @@ class TestHookIgnoringItsInput:
             '[hooks]\ncommand = ["true"]\nbatch_ms = 0\n'
         )
         async with aiohttp.ClientSession() as http:
-            daemon = serve(config, port, tmp_path / "serve.log")
+            daemon = config_daemon(config, port, tmp_path / "serve.log")
             await _start(daemon)
             try:
                 for k in keys:  # one by one: many calls, each one a chance to lose the race

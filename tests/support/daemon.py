@@ -21,7 +21,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
@@ -335,3 +335,7 @@ async def run_daemon(settings: Any, *, headers: Mapping[str, str] | None = None)
             yield handle
         finally:
             await handle.stop()
+
+
+#: ``make(config, port, log)`` → a :class:`Daemon` on that config file (the ``config_daemon`` fixture)
+MakeDaemon = Callable[[Path, int, Path], Daemon]
