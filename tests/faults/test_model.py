@@ -106,7 +106,7 @@ class CoreMachine(RuleBasedStateMachine):
         self.dir = Path(tempfile.mkdtemp(prefix="model-", dir=self.base))
         on = self.disk.mnt if self.disk.ok else self.dir
         self.mirror = Path(tempfile.mkdtemp(prefix="mirror-", dir=on))
-        self.guard = FdGuard(self.dir / "sentinels").__enter__()
+        self.guard = FdGuard(self.dir / "sentinels")  # installed last: a failed set-up leaves os.close alone
         self.s3 = boto3.client(
             "s3",
             endpoint_url=self.remote.moto,  # the test's own changes go straight to moto, past the gates
@@ -136,6 +136,7 @@ class CoreMachine(RuleBasedStateMachine):
         self.reconciles: list[asyncio.Task[Any]] = []
         self.problems_seen: list[str] = []
         self.settings: Any = None
+        self.guard.__enter__()
 
     # -- plumbing ------------------------------------------------------------
     def run(self, coro: Any, within: float = QUIET_WITHIN) -> Any:
