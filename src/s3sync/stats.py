@@ -170,7 +170,6 @@ class SyncStats:
         for outcome in ("success", "failed", "timeout"):
             self.hook_calls[outcome] += 0
 
-    # -- kept for callers that have not moved to .health yet; each goes when its caller does --
     def skip(self, reason: str, key: str, message: str) -> None:
         """Count a skipped key; the reasons that leave a hole in the mirror are also a health problem."""
         self.skipped[reason] += 1
