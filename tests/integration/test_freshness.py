@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from support.daemon import Daemon, MakeDaemon, free_port, run_daemon
+from support.daemon import Daemon, MakeDaemon, free_port, notify, run_daemon, serve_toml
 from support.eventkit import s3_event, s3_record
 from support.proxy import Proxy
 from support.s3kit import seed, tree
@@ -45,18 +45,7 @@ async def _get(http: aiohttp.ClientSession, url: str) -> Any:
 
 
 async def _notify(daemon: Daemon, payload: Any) -> dict[str, Any]:
-    """POST until accepted (503 while the engine is still opening)."""
-
-    async def accepted() -> dict[str, Any] | None:
-        r = await asyncio.to_thread(daemon.post, "/api/v1/s3-notification", payload)
-        if r.status == 503:
-            return None
-        assert r.status == 202, r
-        data: dict[str, Any] = r.json()
-        return data
-
-    result: dict[str, Any] = await wait_for(accepted, within=WITHIN, what="202 from the daemon")
-    return result
+    return await notify(daemon, payload, within=WITHIN)
 
 
 def _metric(text: str, name: str) -> float:
@@ -185,11 +174,7 @@ class TestReplayWatermark:
         async with Proxy(moto_endpoint) as proxy, aiohttp.ClientSession() as http:
             gate = proxy.faults.hold("OBJECT")  # nothing is transferred before the kill
             config = tmp_path / "s3sync.toml"
-            config.write_text(
-                f'[s3]\nbucket = "{bucket}"\nendpoint_url = "{proxy.url}"\n'
-                f"[sync]\nlocal_dir = {json.dumps(str(mirror))}\nperiodic = false\n"
-                f'[api]\nport = {port}\n[log]\nformat = "json"\n'
-            )
+            config.write_text(serve_toml(bucket, proxy.url, mirror, port) + '[log]\nformat = "json"\n')
             daemon = config_daemon(config, port, tmp_path / "serve.log")
             await asyncio.to_thread(daemon.start)
             await _notify(daemon, s3_event(*(s3_record(bucket, "ObjectCreated:Put", k) for k in objects)))

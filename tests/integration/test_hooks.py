@@ -28,7 +28,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from pydantic import SecretStr
-from support.daemon import Daemon, MakeDaemon, free_port, run_daemon
+from support.daemon import Daemon, MakeDaemon, free_port, notify, run_daemon, serve_toml
 from support.eventkit import s3_event, s3_record
 from support.proxy import Proxy
 from support.s3kit import tree
@@ -73,18 +73,7 @@ async def _start(daemon: Daemon) -> None:
 
 
 async def _notify(daemon: Daemon, payload: Any) -> dict[str, Any]:
-    """POST until accepted (503 while the engine is still opening)."""
-
-    async def accepted() -> dict[str, Any] | None:
-        r = await asyncio.to_thread(daemon.post, "/api/v1/s3-notification", payload)
-        if r.status == 503:
-            return None
-        assert r.status == 202, r
-        data: dict[str, Any] = r.json()
-        return data
-
-    result: dict[str, Any] = await wait_for(accepted, within=WITHIN, what="202 from the daemon")
-    return result
+    return await notify(daemon, payload, within=WITHIN)
 
 
 async def _sigkill(daemon: Daemon) -> int:
@@ -235,10 +224,8 @@ class TestHookAfterSigkill:
         port = free_port()
         config = tmp_path / "s3sync.toml"
         config.write_text(
-            f'[s3]\nbucket = "{bucket}"\nendpoint_url = "{moto_endpoint}"\n'
-            f"[sync]\nlocal_dir = {json.dumps(str(mirror))}\nperiodic = false\n"
-            f"[api]\nport = {port}\n"
-            f"[hooks]\ncommand = {json.dumps(_hook(tmp_path))}\nbatch_ms = 20\n"
+            serve_toml(bucket, moto_endpoint, mirror, port)
+            + f"[hooks]\ncommand = {json.dumps(_hook(tmp_path))}\nbatch_ms = 20\n"
             '[log]\nformat = "json"\n'
         )
         async with aiohttp.ClientSession() as http:
@@ -315,10 +302,8 @@ class TestHookReconcileChangeAfterSigkill:
         with Proxy(moto_endpoint) as proxy:
             gate = proxy.faults.hold("GET", key_re=r"^r\.txt$")
             config.write_text(
-                f'[s3]\nbucket = "{bucket}"\nendpoint_url = "{proxy.url}"\n'
-                f"[sync]\nlocal_dir = {json.dumps(str(mirror))}\nperiodic = false\n"
-                f"[api]\nport = {port}\n"
-                f"[hooks]\ncommand = {json.dumps(_hook(tmp_path))}\nbatch_ms = 20\n"
+                serve_toml(bucket, proxy.url, mirror, port)
+                + f"[hooks]\ncommand = {json.dumps(_hook(tmp_path))}\nbatch_ms = 20\n"
                 '[log]\nformat = "json"\n'
             )
             async with aiohttp.ClientSession() as http:
@@ -370,10 +355,7 @@ class TestHookIgnoringItsInput:
         port = free_port()
         config = tmp_path / "s3sync.toml"
         config.write_text(
-            f'[s3]\nbucket = "{bucket}"\nendpoint_url = "{moto_endpoint}"\n'
-            f"[sync]\nlocal_dir = {json.dumps(str(mirror))}\nperiodic = false\n"
-            f"[api]\nport = {port}\n"
-            '[hooks]\ncommand = ["true"]\nbatch_ms = 0\n'
+            serve_toml(bucket, moto_endpoint, mirror, port) + '[hooks]\ncommand = ["true"]\nbatch_ms = 0\n'
         )
         async with aiohttp.ClientSession() as http:
             daemon = config_daemon(config, port, tmp_path / "serve.log")

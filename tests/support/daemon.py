@@ -12,6 +12,7 @@ wait for the daemon to answer (:mod:`support.wait`) before handing it over.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import signal
@@ -339,3 +340,30 @@ async def run_daemon(settings: Any, *, headers: Mapping[str, str] | None = None)
 
 #: ``make(config, port, log)`` → a :class:`Daemon` on that config file (the ``config_daemon`` fixture)
 MakeDaemon = Callable[[Path, int, Path], Daemon]
+
+
+def serve_toml(bucket: str, endpoint: str, mirror: Path, port: int) -> str:
+    """The ``[s3]``, ``[sync]`` and ``[api]`` head of a ``serve --config`` file on a known port.
+
+    A test appends the sections it is about (``[hooks]``, ``[log]``) to it.
+    """
+    return (
+        f'[s3]\nbucket = "{bucket}"\nendpoint_url = "{endpoint}"\n'
+        f"[sync]\nlocal_dir = {json.dumps(str(mirror))}\nperiodic = false\n"
+        f"[api]\nport = {port}\n"
+    )
+
+
+async def notify(daemon: Daemon, payload: Any, *, within: float) -> dict[str, Any]:
+    """POST a notification until accepted (503 while the engine is still opening); the 202 body."""
+
+    async def accepted() -> dict[str, Any] | None:
+        r = await asyncio.to_thread(daemon.post, "/api/v1/s3-notification", payload)
+        if r.status == 503:
+            return None
+        assert r.status == 202, r
+        data: dict[str, Any] = r.json()
+        return data
+
+    result: dict[str, Any] = await wait_for(accepted, within=within, what="202 from the daemon")
+    return result
